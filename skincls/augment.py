@@ -1,0 +1,244 @@
+"""Augmentation recipe ops: a pydantic model per supported albumentations transform.
+
+Recipes are validated here without importing albumentations (it takes seconds to import), so
+``skincls regions validate`` and ``analyze`` stay fast; ``build_transform`` turns a validated
+recipe into an albumentations pipeline with the resize and normalisation skincls adds itself.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p: Probability = 0.5
+
+    def albumentations_kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"op"})
+
+
+def _ordered(
+    name: str, pair: tuple[float, float], lo: float | None = None, hi: float | None = None
+):
+    if pair[0] > pair[1]:
+        raise ValueError(f"{name}: lower bound {pair[0]} is greater than upper bound {pair[1]}")
+    if lo is not None and pair[0] < lo:
+        raise ValueError(f"{name}: must be >= {lo}, got {pair[0]}")
+    if hi is not None and pair[1] > hi:
+        raise ValueError(f"{name}: must be <= {hi}, got {pair[1]}")
+
+
+class HorizontalFlip(_Op):
+    op: Literal["HorizontalFlip"]
+
+
+class VerticalFlip(_Op):
+    op: Literal["VerticalFlip"]
+
+
+class RandomRotate90(_Op):
+    op: Literal["RandomRotate90"]
+
+
+class Transpose(_Op):
+    op: Literal["Transpose"]
+
+
+class Affine(_Op):
+    op: Literal["Affine"]
+    rotate: tuple[float, float] = (0.0, 0.0)
+    scale: tuple[float, float] = (1.0, 1.0)
+    translate_percent: tuple[float, float] = (0.0, 0.0)
+    shear: tuple[float, float] = (0.0, 0.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Affine:
+        _ordered("rotate", self.rotate, -180, 180)
+        _ordered("scale", self.scale, 0.01, 10)
+        _ordered("translate_percent", self.translate_percent, -1, 1)
+        _ordered("shear", self.shear, -90, 90)
+        return self
+
+
+class RandomResizedCrop(_Op):
+    """Crop then resize to the network input; its output size comes from ``--image-size``."""
+
+    op: Literal["RandomResizedCrop"]
+    p: Probability = 1.0
+    scale: tuple[float, float] = (0.8, 1.0)
+    ratio: tuple[float, float] = (0.75, 1.3333)
+
+    @model_validator(mode="after")
+    def _check(self) -> RandomResizedCrop:
+        _ordered("scale", self.scale, 0.01, 1.0)
+        _ordered("ratio", self.ratio, 0.1, 10)
+        return self
+
+
+class CLAHE(_Op):
+    op: Literal["CLAHE"]
+    clip_limit: tuple[float, float] = (1.0, 4.0)
+    tile_grid_size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] = (8, 8)
+
+    @model_validator(mode="after")
+    def _check(self) -> CLAHE:
+        _ordered("clip_limit", self.clip_limit, 1.0)
+        return self
+
+
+class RandomBrightnessContrast(_Op):
+    op: Literal["RandomBrightnessContrast"]
+    brightness_limit: Annotated[float, Field(ge=0, le=1)] = 0.2
+    contrast_limit: Annotated[float, Field(ge=0, le=1)] = 0.2
+
+
+class RandomGamma(_Op):
+    op: Literal["RandomGamma"]
+    gamma_limit: tuple[float, float] = (80.0, 120.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> RandomGamma:
+        _ordered("gamma_limit", self.gamma_limit, 1.0)
+        return self
+
+
+class HueSaturationValue(_Op):
+    op: Literal["HueSaturationValue"]
+    hue_shift_limit: Annotated[float, Field(ge=0, le=180)] = 10
+    sat_shift_limit: Annotated[float, Field(ge=0, le=255)] = 15
+    val_shift_limit: Annotated[float, Field(ge=0, le=255)] = 10
+
+
+class GaussianBlur(_Op):
+    op: Literal["GaussianBlur"]
+    blur_limit: tuple[int, int] = (3, 5)
+
+    @model_validator(mode="after")
+    def _check(self) -> GaussianBlur:
+        _ordered("blur_limit", self.blur_limit, 3)
+        if any(k % 2 == 0 for k in self.blur_limit):
+            raise ValueError(f"blur_limit: kernel sizes must be odd, got {list(self.blur_limit)}")
+        return self
+
+
+class GaussNoise(_Op):
+    op: Literal["GaussNoise"]
+    std_range: tuple[float, float] = (0.01, 0.05)
+
+    @model_validator(mode="after")
+    def _check(self) -> GaussNoise:
+        _ordered("std_range", self.std_range, 0.0, 1.0)
+        return self
+
+
+class Sharpen(_Op):
+    op: Literal["Sharpen"]
+    alpha: tuple[float, float] = (0.1, 0.3)
+    lightness: tuple[float, float] = (0.8, 1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Sharpen:
+        _ordered("alpha", self.alpha, 0.0, 1.0)
+        _ordered("lightness", self.lightness, 0.0)
+        return self
+
+
+class ImageCompression(_Op):
+    op: Literal["ImageCompression"]
+    quality_range: tuple[int, int] = (80, 100)
+
+    @model_validator(mode="after")
+    def _check(self) -> ImageCompression:
+        _ordered("quality_range", self.quality_range, 1, 100)
+        return self
+
+
+class CoarseDropout(_Op):
+    op: Literal["CoarseDropout"]
+    num_holes_range: tuple[int, int] = (1, 4)
+    hole_height_range: tuple[float, float] = (0.05, 0.15)
+    hole_width_range: tuple[float, float] = (0.05, 0.15)
+
+    @model_validator(mode="after")
+    def _check(self) -> CoarseDropout:
+        _ordered("num_holes_range", self.num_holes_range, 1)
+        _ordered("hole_height_range", self.hole_height_range, 0.0, 1.0)
+        _ordered("hole_width_range", self.hole_width_range, 0.0, 1.0)
+        return self
+
+
+AugmentOp = Annotated[
+    Union[  # noqa: UP007 - pydantic's discriminated union
+        HorizontalFlip,
+        VerticalFlip,
+        RandomRotate90,
+        Transpose,
+        Affine,
+        RandomResizedCrop,
+        CLAHE,
+        RandomBrightnessContrast,
+        RandomGamma,
+        HueSaturationValue,
+        GaussianBlur,
+        GaussNoise,
+        Sharpen,
+        ImageCompression,
+        CoarseDropout,
+    ],
+    Field(discriminator="op"),
+]
+
+OP_NAMES = [
+    "HorizontalFlip",
+    "VerticalFlip",
+    "RandomRotate90",
+    "Transpose",
+    "Affine",
+    "RandomResizedCrop",
+    "CLAHE",
+    "RandomBrightnessContrast",
+    "RandomGamma",
+    "HueSaturationValue",
+    "GaussianBlur",
+    "GaussNoise",
+    "Sharpen",
+    "ImageCompression",
+    "CoarseDropout",
+]
+
+
+def build_transform(
+    ops: list[Any],
+    image_size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+):
+    """An albumentations pipeline: the recipe, then resize to ``image_size`` and normalise.
+
+    A recipe that already has a ``RandomResizedCrop`` gets its size from ``image_size``; otherwise
+    the image is resized (aspect kept, shorter side to ``image_size``) and centre-cropped. The output
+    is a float32 CHW numpy array under the key ``image``.
+    """
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations as A
+
+    steps = []
+    has_rrc = False
+    for op in ops:
+        kwargs = op.albumentations_kwargs()
+        if op.op == "RandomResizedCrop":
+            has_rrc = True
+            kwargs["size"] = (image_size, image_size)
+        steps.append(getattr(A, op.op)(**kwargs))
+    if not has_rrc:
+        steps.insert(0, A.SmallestMaxSize(max_size=image_size))
+        steps.insert(1, A.CenterCrop(height=image_size, width=image_size))
+    steps.append(A.Resize(height=image_size, width=image_size))
+    steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=255.0))
+    return A.Compose(steps)

@@ -1,0 +1,117 @@
+"""Group-aware stratified train/val/test split, deterministic for a seed, saved as CSV.
+
+Whole groups (subjects, lesions) are assigned greedily, rarest labels first, each to the part whose
+shortfall on that group's (region, class) cells is largest, so class shares follow the fractions as
+far as the groups allow and no group is ever in two parts.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from skincls.data.samples import Sample
+from skincls.errors import SkinclsError
+
+PARTS = ("train", "val", "test")
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    if len(fractions) != 3 or any(f < 0 for f in fractions):
+        raise SkinclsError(f"split fractions: expected three numbers >= 0, got {list(fractions)}")
+    total = sum(fractions)
+    if abs(total - 1.0) > 1e-6 or fractions[0] <= 0:
+        raise SkinclsError(
+            f"split fractions: train/val/test must sum to 1 with train > 0, got {list(fractions)}"
+        )
+    return (float(fractions[0]), float(fractions[1]), float(fractions[2]))
+
+
+def split_samples(
+    samples: Sequence[Sample], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> dict[str, str]:
+    """Map each sample key to ``train``, ``val`` or ``test``."""
+    fr = check_fractions(fractions)
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[s.group].append(s)
+    cell_total: dict[tuple[str, int], int] = defaultdict(int)
+    for s in samples:
+        cell_total[(s.region, s.label)] += 1
+    group_cells: dict[str, dict[tuple[str, int], int]] = {}
+    for g, members in groups.items():
+        cells: dict[tuple[str, int], int] = defaultdict(int)
+        for s in members:
+            cells[(s.region, s.label)] += 1
+        group_cells[g] = cells
+
+    rng = random.Random(seed)
+    order = sorted(groups)
+    rng.shuffle(order)
+    order.sort(key=lambda g: (min(cell_total[c] for c in group_cells[g]), -len(groups[g])))
+
+    n_total = len(samples)
+    current = [defaultdict(int) for _ in PARTS]
+    sizes = [0, 0, 0]
+    assignment: dict[str, str] = {}
+    for g in order:
+        cells = group_cells[g]
+        best, best_score = 0, None
+        for i, f in enumerate(fr):
+            if f == 0:
+                continue
+            shortfall = sum(
+                (f * cell_total[c] - current[i][c]) / cell_total[c] * n for c, n in cells.items()
+            )
+            overall = (f * n_total - sizes[i]) / max(n_total, 1)
+            score = (shortfall, overall)
+            if best_score is None or score > best_score:
+                best, best_score = i, score
+        for c, n in cells.items():
+            current[best][c] += n
+        sizes[best] += len(groups[g])
+        for s in groups[g]:
+            assignment[s.key] = PARTS[best]
+    return assignment
+
+
+def save_split(path: Path, samples: Sequence[Sample], assignment: dict[str, str]) -> None:
+    """Write ``key,part,group,region,label`` rows atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["key", "part", "group", "region", "label"])
+        for s in samples:
+            w.writerow([s.key, assignment[s.key], s.group, s.region, s.raw_label])
+    os.replace(tmp, path)
+
+
+def load_split(path: Path, samples: Sequence[Sample]) -> dict[str, str]:
+    """Read a saved split; every sample must be in it (the data changed otherwise)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            saved = {row["key"]: row["part"] for row in csv.DictReader(fh)}
+    except (OSError, KeyError) as err:
+        raise SkinclsError(f"{path}: cannot read the saved split: {err}") from None
+    bad = [p for p in saved.values() if p not in PARTS]
+    if bad:
+        raise SkinclsError(f"{path}: part must be one of {PARTS}, found {bad[0]!r}")
+    missing = [s.key for s in samples if s.key not in saved]
+    if missing:
+        raise SkinclsError(
+            f"{path}: {len(missing)} sample(s) of the data are not in the saved split (first: "
+            f"{missing[0]!r}); the data changed since the run started"
+        )
+    return {s.key: saved[s.key] for s in samples}
+
+
+def partition(samples: Sequence[Sample], assignment: dict[str, str]) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {p: [] for p in PARTS}
+    for s in samples:
+        out[assignment[s.key]].append(s)
+    return out

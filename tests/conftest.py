@@ -1,0 +1,67 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+HAM10000 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
+needs_ham10000 = pytest.mark.skipif(
+    not (HAM10000 / "manifest.csv").is_file(),
+    reason=f"HAM10000 data not found at {HAM10000} (it lives in ../shared beside the checkout)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SKINCLS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """A small graded data set (CSV manifest with region and group columns)."""
+    from skincls.data.synthetic import make_demo_data
+
+    root = tmp_path_factory.mktemp("demo")
+    counts = {
+        "forehead_wrinkle": [12, 40, 20, 8],
+        "cheek_pore": [10, 30, 12],
+    }
+    return make_demo_data(root, counts=counts, size=32, seed=1).parent
+
+
+@pytest.fixture(scope="session")
+def tiny_regions(tmp_path_factory) -> Path:
+    """Region files matching ``demo_data``: fewer grades than the built-ins, and no duplicates."""
+    d = tmp_path_factory.mktemp("regions")
+    (d / "wrinkle.yaml").write_text(
+        "name: wrinkle\nclasses: ['0', '1', '2', '3']\nordinal: true\n"
+        "augment: {train: [{op: HorizontalFlip, p: 0.5}], eval: []}\n"
+    )
+    (d / "pore.yaml").write_text(
+        "name: pore\nclasses: ['0', '1', '2']\nordinal: true\naugment: {train: [], eval: []}\n"
+    )
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """Graded data for the ``tiny_regions`` (regions ``wrinkle`` and ``pore``)."""
+    from skincls.data.synthetic import make_demo_data
+
+    root = tmp_path_factory.mktemp("tiny")
+    manifest = make_demo_data(
+        root,
+        counts={"forehead_wrinkle": [12, 30, 16, 10], "cheek_pore": [10, 24, 12]},
+        size=32,
+        seed=2,
+    )
+    text = (
+        manifest.read_text()
+        .replace(",forehead_wrinkle,", ",wrinkle,")
+        .replace(",cheek_pore,", ",pore,")
+    )
+    manifest.write_text(text)
+    return root
