@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -234,6 +234,218 @@ def prepare(
             f"{result['written']} crops written, {result['reused']} already done, "
             f"{result['failed']} failed; manifest: {result['manifest']}"
         )
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _opt(help: str, *names: str, **kw: Any) -> Any:
+    return typer.Option(*names, help=help, **kw)
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def train(
+    data: Annotated[
+        Optional[str], typer.Argument(help="Training data (CSV, folder, AI Hub).")
+    ] = None,
+    config: Annotated[
+        Optional[Path], _opt("YAML file of options; command-line options win.", "--config")
+    ] = None,
+    regions_dir: RegionsDirOpt = None,
+    region: RegionOpt = None,
+    source: Annotated[Optional[Source], _opt("Data source type.", "--source")] = None,
+    group_column: GroupOpt = None,
+    skip_bad: Annotated[Optional[bool], _opt("Skip and count bad records.", "--skip-bad")] = None,
+    output: Annotated[Optional[str], _opt("Run directory to create.", "--output", "-o")] = None,
+    overwrite: Annotated[
+        Optional[bool], _opt("Replace an existing run directory.", "--overwrite")
+    ] = None,
+    resume: Annotated[
+        Optional[str], _opt("Continue the run in this directory.", "--resume")
+    ] = None,
+    seed: Annotated[Optional[int], _opt("Random seed (split, sampling, init).", "--seed")] = None,
+    device: Annotated[Optional[Device], _opt("auto, cpu or cuda.", "--device")] = None,
+    workers: Annotated[Optional[int], _opt("Data loader processes.", "--workers")] = None,
+    backbone: Annotated[
+        Optional[str], _opt("Any timm model name (default resnet50).", "--backbone")
+    ] = None,
+    pretrained: Annotated[
+        Optional[str], _opt("Local weights file for the backbone.", "--pretrained")
+    ] = None,
+    no_pretrained: Annotated[
+        Optional[bool], _opt("Start from random weights.", "--no-pretrained")
+    ] = None,
+    image_size: Annotated[
+        Optional[int], _opt("Network input size in pixels.", "--image-size")
+    ] = None,
+    batch_size: Annotated[Optional[int], _opt("Batch size.", "--batch-size")] = None,
+    epochs: Annotated[Optional[int], _opt("Epochs.", "--epochs")] = None,
+    lr: Annotated[Optional[float], _opt("Peak learning rate (AdamW).", "--lr")] = None,
+    weight_decay: Annotated[Optional[float], _opt("Weight decay.", "--weight-decay")] = None,
+    dropout: Annotated[Optional[float], _opt("Dropout before each head.", "--dropout")] = None,
+    eta_min: Annotated[
+        Optional[float], _opt("Final learning rate of the cosine.", "--eta-min")
+    ] = None,
+    warmup_epochs: Annotated[
+        Optional[int], _opt("Linear warm-up epochs.", "--warmup-epochs")
+    ] = None,
+    grad_clip: Annotated[
+        Optional[float], _opt("Gradient norm clip (0: off).", "--grad-clip")
+    ] = None,
+    amp: Annotated[Optional[str], _opt("auto, bf16, fp16 or off (CUDA only).", "--amp")] = None,
+    loss: Annotated[
+        Optional[str],
+        _opt(
+            "ce, focal, cb_softmax, cb_sigmoid, cb_focal, logit_adjust, balanced_softmax.", "--loss"
+        ),
+    ] = None,
+    beta: Annotated[Optional[float], _opt("Class-balanced beta.", "--beta")] = None,
+    gamma: Annotated[Optional[float], _opt("Focal gamma.", "--gamma")] = None,
+    tau: Annotated[Optional[float], _opt("Logit adjustment tau.", "--tau")] = None,
+    label_smoothing: Annotated[
+        Optional[float], _opt("Label smoothing (ce, cb_softmax).", "--label-smoothing")
+    ] = None,
+    sampler: Annotated[Optional[str], _opt("none, class_balanced or sqrt.", "--sampler")] = None,
+    region_balance: Annotated[
+        Optional[str], _opt("Across regions: none, sqrt or equal.", "--region-balance")
+    ] = None,
+    select: Annotated[
+        Optional[str], _opt("balanced_accuracy, macro_f1 or qwk.", "--select")
+    ] = None,
+    val_fraction: Annotated[Optional[float], _opt("Validation share.", "--val-fraction")] = None,
+    test_fraction: Annotated[Optional[float], _opt("Test share.", "--test-fraction")] = None,
+    max_steps_per_epoch: Annotated[
+        Optional[int], _opt("Cap on steps per epoch.", "--max-steps-per-epoch")
+    ] = None,
+    on_nan: Annotated[Optional[str], _opt("skip or stop on a non-finite loss.", "--on-nan")] = None,
+    max_bad_fraction: Annotated[
+        Optional[float], _opt("Stop when more images fail to decode.", "--max-bad-fraction")
+    ] = None,
+    wandb: Annotated[Optional[str], _opt("online, offline or disabled.", "--wandb")] = None,
+    wandb_project: Annotated[Optional[str], _opt("wandb project.", "--wandb-project")] = None,
+    wandb_entity: Annotated[Optional[str], _opt("wandb entity.", "--wandb-entity")] = None,
+    wandb_name: Annotated[Optional[str], _opt("wandb run name.", "--wandb-name")] = None,
+    wandb_tags: Annotated[
+        Optional[list[str]], _opt("wandb tag (repeatable).", "--wandb-tag")
+    ] = None,
+    channels_last: Annotated[
+        Optional[bool], _opt("channels_last on CUDA.", "--channels-last/--no-channels-last")
+    ] = None,
+    quiet: Annotated[Optional[bool], _opt("Print less.", "--quiet", "-q")] = None,
+) -> None:
+    """Train the shared backbone and one head per region; writes a run directory."""
+    given = dict(locals())
+    from skincls.train import train_from_options
+
+    options = {
+        k: v for k, v in given.items() if v is not None and k not in ("config", "no_pretrained")
+    }
+    for k in ("regions_dir", "region", "wandb_tags"):
+        if k in options and not options[k]:
+            del options[k]
+    if no_pretrained:
+        if pretrained:
+            with user_errors():
+                from skincls.errors import SkinclsError
+
+                raise SkinclsError("--pretrained and --no-pretrained contradict each other")
+        options["pretrained"] = "none"
+    for k, v in list(options.items()):
+        if isinstance(v, Enum):
+            options[k] = v.value
+        elif k == "regions_dir":
+            options[k] = [str(p) for p in v]
+    with user_errors():
+        result = train_from_options(options, str(config) if config else None)
+    _stdout().print(
+        f"run: {result.run_dir}  best epoch {result.best_epoch}  "
+        f"best val metric {result.best_metric:.4f}"
+    )
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    data: Annotated[Optional[Path], typer.Argument(help="Data (default: the run's data).")] = None,
+    split: Annotated[
+        str, typer.Option(help="all, train, val, test; default test on the run's data, else all.")
+    ] = "auto",
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    region: RegionOpt = None,
+    source: SourceOpt = Source.auto,
+    group_column: GroupOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size.")] = None,
+    workers: Annotated[int, typer.Option(help="Data loader processes.")] = 0,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    skip_bad: SkipBadOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Accuracy, balanced accuracy, macro F1, QWK, grade MAE, per-class figures per region."""
+    from skincls import evaluate as lib
+
+    with user_errors():
+        result = lib.evaluate(
+            run,
+            data,
+            split,
+            checkpoint,
+            region or [],
+            source.value,
+            group_column,
+            batch_size,
+            workers,
+            device.value,
+            skip_bad,
+        )
+    if as_json:
+        _print_json(result)
+        return
+    from skincls.train import _print_eval
+
+    console = _stdout()
+    _print_eval(
+        console, f"{run} ({checkpoint}, epoch {result['epoch']}) on split {result['split']}", result
+    )
+    from rich.table import Table
+
+    for name, m in result["regions"].items():
+        table = Table(title=f"{name}: per class", title_justify="left")
+        for col in ("class", "precision", "recall", "f1", "support"):
+            table.add_column(col, justify="right")
+        for label, pc in m["per_class"].items():
+            table.add_row(
+                label,
+                f"{pc['precision']:.3f}",
+                f"{pc['recall']:.3f}",
+                f"{pc['f1']:.3f}",
+                str(pc["support"]),
+            )
+        console.print(table)
+        console.print("confusion matrix (rows true, columns predicted):")
+        for label, row in zip(m["per_class"], m["confusion_matrix"], strict=False):
+            console.print(f"  {label:>6} " + " ".join(f"{v:5d}" for v in row))
+
+
+@app.command()
+def demo(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory for data and runs.")
+    ] = Path("skincls-demo"),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
+    backbone: Annotated[str, typer.Option(help="timm backbone.")] = "resnet10t",
+    image_size: Annotated[int, typer.Option(help="Input size.")] = 64,
+    workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
+    seed: SeedOpt = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in OUTPUT.")] = False,
+) -> None:
+    """The whole pipeline on a generated data set, on CPU, in a few minutes."""
+    from skincls.demo import run_demo
+
+    with user_errors():
+        run_demo(output, epochs, backbone, image_size, workers, seed, overwrite, _stdout())
 
 
 def main() -> None:

@@ -1,0 +1,92 @@
+"""Torch dataset over samples: decode, crop the box, mirror, augment per region, normalise.
+
+Indices are ``(sample_index, seed)`` pairs from :mod:`skincls.data.sampler`: each draw reseeds its
+augmentation, so results do not depend on worker count or on where an epoch was resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from skincls.data.samples import Sample
+from skincls.errors import SkinclsError
+
+
+def load_image(path: str, bbox: tuple[int, int, int, int] | None = None, mirror: bool = False):
+    """RGB uint8 array of ``path``: EXIF orientation applied, box clipped to the image, mirrored.
+
+    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB. Raises ``OSError`` or
+    ``ValueError`` for a file that cannot be decoded.
+    """
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(img, dtype=np.float64)
+            peak = 65535.0 if arr.max() > 255 else 255.0
+            img = Image.fromarray((arr / peak * 255).clip(0, 255).astype(np.uint8))
+        img = img.convert("RGB")
+        if bbox is not None:
+            x1, y1, x2, y2 = bbox
+            w, h = img.size
+            box = (max(0, x1), max(0, y1), min(w, x2), min(h, y2))
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise ValueError(f"box {bbox} lies outside the {w}x{h} image")
+            img = img.crop(box)
+        if mirror:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return np.asarray(img, dtype=np.uint8).copy()
+
+
+class SampleDataset(Dataset):
+    """Items are ``(image CHW float32, region index, label, ok, sample index)``; ``ok`` is False
+    for an image that could not be decoded: a black image that the loss and metrics mask out."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        region_names: Sequence[str],
+        transforms: dict[str, Any],
+        image_size: int,
+    ):
+        self.samples = list(samples)
+        self.region_index = {n: i for i, n in enumerate(region_names)}
+        self.transforms = transforms
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: int | tuple[int, int]):
+        index, seed = item if isinstance(item, tuple) else (item, item)
+        s = self.samples[index]
+        transform = self.transforms[s.region]
+        ok = True
+        try:
+            arr = load_image(s.path, s.bbox, s.mirror)
+        except (OSError, ValueError, SyntaxError):
+            ok = False
+            arr = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        transform.set_random_seed(seed)
+        image = transform(image=arr)["image"]
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return tensor, self.region_index[s.region], s.label, ok, index
+
+
+def build_transforms(
+    regions: Sequence[Any], phase: str, image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> dict[str, Any]:
+    from skincls.augment import build_transform
+
+    if phase not in ("train", "eval"):
+        raise SkinclsError(f"phase must be train or eval, got {phase!r}")
+    return {
+        r.name: build_transform(getattr(r.augment, phase), image_size, tuple(mean), tuple(std))
+        for r in regions
+    }

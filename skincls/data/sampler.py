@@ -1,0 +1,126 @@
+"""Epoch samplers: per-region class balancing plus a balance across regions, reproducible.
+
+Each epoch's draw depends only on ``(seed, epoch)``, so a resumed run sees the same batches, and
+with ``world_size > 1`` every rank takes a disjoint, equally long share of one global draw.
+Items are ``(sample_index, augmentation_seed)`` pairs for :class:`SampleDataset`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+from torch.utils.data import Sampler
+
+from skincls.data.samples import Sample
+
+SamplerKind = Literal["none", "class_balanced", "sqrt"]
+RegionBalance = Literal["none", "sqrt", "equal"]
+
+
+def sample_weights(
+    samples: Sequence[Sample],
+    sampler_of_region: dict[str, str],
+    region_balance: str = "none",
+) -> list[float] | None:
+    """Drawing weight of each sample, or None when every sample is drawn once (plain shuffle).
+
+    Within a region: ``class_balanced`` gives each class equal mass, ``sqrt`` mass proportional to
+    sqrt(class count), ``none`` mass proportional to the count. Across regions: ``none`` keeps each
+    region's share of the data, ``sqrt`` gives mass proportional to sqrt(region size), ``equal``
+    the same mass to every region.
+    """
+    if region_balance == "none" and all(v == "none" for v in sampler_of_region.values()):
+        return None
+    class_counts: dict[tuple[str, int], int] = {}
+    region_counts: dict[str, int] = {}
+    for s in samples:
+        class_counts[(s.region, s.label)] = class_counts.get((s.region, s.label), 0) + 1
+        region_counts[s.region] = region_counts.get(s.region, 0) + 1
+    classes_in_region: dict[str, list[int]] = {}
+    for (region, _), n in class_counts.items():
+        classes_in_region.setdefault(region, []).append(n)
+    region_mass = {
+        r: {"none": float(n), "sqrt": math.sqrt(n), "equal": 1.0}[region_balance]
+        for r, n in region_counts.items()
+    }
+    weights = []
+    for s in samples:
+        kind = sampler_of_region.get(s.region, "none")
+        n_class = class_counts[(s.region, s.label)]
+        if kind == "class_balanced":
+            class_mass = 1.0 / len(classes_in_region[s.region])
+        elif kind == "sqrt":
+            class_mass = math.sqrt(n_class) / sum(math.sqrt(n) for n in classes_in_region[s.region])
+        else:
+            class_mass = n_class / region_counts[s.region]
+        weights.append(region_mass[s.region] * class_mass / n_class)
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+class EpochSampler(Sampler):
+    """Draws ``num_samples`` items per epoch (with replacement when weighted), split over ranks.
+
+    Call :meth:`set_epoch` before each epoch. ``state_dict`` holds what resuming needs.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        weights: Sequence[float] | None,
+        seed: int,
+        num_samples: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if num_items <= 0:
+            raise ValueError("cannot sample from an empty training set")
+        self.num_items = num_items
+        self.weights = torch.tensor(weights, dtype=torch.float64) if weights is not None else None
+        self.seed = seed
+        self.num_samples = num_samples or num_items
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.per_rank = math.ceil(self.num_samples / world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_draw(self) -> list[int]:
+        """The whole epoch's sample indices, identical on every rank."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        total = self.per_rank * self.world_size
+        if self.weights is None:
+            order = torch.randperm(self.num_items, generator=g).tolist()
+            while len(order) < total:
+                order += order[: total - len(order)]
+            return order[:total]
+        return torch.multinomial(self.weights, total, replacement=True, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        draw = self.global_draw()
+        base = (self.seed * 7919 + self.epoch) * 10_000_019
+        for pos in range(self.rank, len(draw), self.world_size):
+            yield draw[pos], (base + pos) % (2**32 - 1)
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "seed": self.seed, "num_samples": self.num_samples}
+
+
+class EvalSampler(Sampler):
+    """Every index once, in order, for ranks ``rank::world_size``; augmentation seed = index."""
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1):
+        self.indices = list(range(rank, num_items, world_size))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter((i, i) for i in self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

@@ -1,0 +1,127 @@
+"""``skincls evaluate``: score a run's checkpoint on data, with the run's regions and preprocessing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from skincls.errors import SkinclsError
+
+
+def load_run_model(run_dir: Path, checkpoint: str = "best"):
+    """The run's MultiHeadNet with the checkpoint's weights, its config, specs and meta."""
+    from skincls.model import MultiHeadNet
+    from skincls.runs import check_state_matches, load_checkpoint, resolve_checkpoint
+    from skincls.train import read_run_config, registry_from_run
+
+    run_dir = Path(run_dir)
+    if checkpoint not in ("best", "last"):
+        raise SkinclsError(f"--checkpoint: expected best or last, got {checkpoint!r}")
+    config = read_run_config(run_dir)
+    registry = registry_from_run(run_dir)
+    ckpt_dir = resolve_checkpoint(run_dir / checkpoint)
+    weights, meta = load_checkpoint(ckpt_dir)
+    names = [r["name"] for r in meta["regions"]]
+    specs = registry.select(names)
+    model = MultiHeadNet(
+        meta["backbone"], names, [s.num_classes for s in specs], dropout=meta.get("dropout", 0.0)
+    )
+    check_state_matches(model.state_dict(), weights, str(ckpt_dir))
+    model.load_state_dict(weights)
+    model.eval()
+    return model, config, registry, specs, meta
+
+
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "auto",
+    checkpoint: str = "best",
+    regions: Sequence[str] = (),
+    source: str = "auto",
+    group_column: str | None = None,
+    batch_size: int | None = None,
+    workers: int = 0,
+    device: str = "auto",
+    skip_bad: bool = False,
+) -> dict[str, Any]:
+    """Metrics of the run's checkpoint on ``data`` (default: the run's own data).
+
+    ``split='auto'`` is ``test`` when ``data`` is the data the run was trained on (its saved split
+    applies) and ``all`` otherwise.
+    """
+    import torch
+
+    from skincls.data.dataset import SampleDataset, build_transforms
+    from skincls.data.sampler import EvalSampler
+    from skincls.data.sources import load_data
+    from skincls.data.split import load_split, partition
+    from skincls.train import amp_dtype, make_loader, resolve_device, score
+
+    run_dir = Path(run_dir)
+    model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
+    data = Path(data) if data is not None else Path(config.data)
+    same_data = data.resolve() == Path(config.data).resolve()
+    if split == "auto":
+        split = "test" if same_data else "all"
+    if split not in ("all", "train", "val", "test"):
+        raise SkinclsError(f"--split: expected all, train, val or test, got {split!r}")
+    if split != "all" and not same_data:
+        raise SkinclsError(
+            f"--split {split}: the run's split applies only to the data it was trained on "
+            f"({config.data}); use --split all for other data"
+        )
+    wanted = list(regions) or [s.name for s in specs]
+    unknown = [n for n in wanted if n not in {s.name for s in specs}]
+    if unknown:
+        raise SkinclsError(
+            f"--region {unknown[0]}: not a region of this run (its regions: "
+            f"{', '.join(s.name for s in specs)})"
+        )
+    dataset = load_data(
+        data,
+        registry,
+        wanted,
+        source if source != "auto" or not same_data else config.source,  # type: ignore[arg-type]
+        group_column if group_column or not same_data else config.group_column,
+        skip_bad,
+    )
+    samples = dataset.samples
+    if split != "all":
+        samples = partition(samples, load_split(run_dir / "split.csv", samples))[split]
+    if not samples:
+        raise SkinclsError(f"{data}: no samples in split {split!r}")
+    dev = resolve_device(device)
+    model.to(dev)
+    chosen = [s for s in specs if s.name in wanted]
+    # Heads stay in the run's order; samples carry indices into it.
+    ds = SampleDataset(
+        samples,
+        [s.name for s in specs],
+        build_transforms(specs, "eval", meta["image_size"], meta["mean"], meta["std"]),
+        meta["image_size"],
+    )
+    cfg = config.model_copy(
+        update={"workers": workers, "batch_size": batch_size or config.batch_size}
+    )
+    loader = make_loader(ds, EvalSampler(len(ds)), cfg, dev)
+    with torch.inference_mode():
+        result = score(model, loader, specs, dev, amp_dtype(cfg, dev), False)
+    bad = result.pop("bad_indices", [])
+    result["regions"] = {
+        k: v for k, v in result["regions"].items() if k in {s.name for s in chosen}
+    }
+    from skincls.metrics import mean_metrics
+
+    result["mean"] = mean_metrics(result["regions"])
+    result.update(
+        {
+            "split": split,
+            "checkpoint": checkpoint,
+            "epoch": meta.get("epoch"),
+            "data": str(data),
+            "undecodable_images": [samples[i].path for i in bad],
+        }
+    )
+    return result

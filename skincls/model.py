@@ -1,0 +1,103 @@
+"""MultiHeadNet: one timm backbone (``num_classes=0``) and one dropout + linear head per region."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from skincls.errors import SkinclsError
+
+
+class MultiHeadNet(nn.Module):
+    """``forward`` returns one logits tensor per region, in the order of ``region_names``."""
+
+    def __init__(
+        self,
+        backbone: str,
+        region_names: Sequence[str],
+        num_classes: Sequence[int],
+        dropout: float = 0.3,
+        pretrained: bool = False,
+        sigmoid_regions: Sequence[str] = (),
+    ):
+        super().__init__()
+        import timm
+
+        try:
+            self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0)
+        except RuntimeError as err:
+            if "Unknown model" in str(err) or "Invalid model" in str(err):
+                raise SkinclsError(f"--backbone {backbone!r}: not a timm model name") from None
+            raise
+        self.backbone_name = backbone
+        self.region_names = list(region_names)
+        self.heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(nn.Dropout(dropout), nn.Linear(self.backbone.num_features, c))
+                for name, c in zip(region_names, num_classes, strict=False)
+            }
+        )
+        for name in sigmoid_regions:
+            linear = self.heads[name][1]
+            c = linear.out_features
+            nn.init.constant_(linear.bias, -math.log(max(c - 1, 1)))
+
+    @property
+    def data_config(self) -> dict:
+        """Input size, mean and std of the backbone's pretrained configuration."""
+        import timm.data
+
+        return timm.data.resolve_data_config({}, model=self.backbone)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features = self.backbone(x)
+        return tuple(self.heads[name](features) for name in self.region_names)
+
+
+def load_backbone_weights(model: MultiHeadNet, path: str | Path) -> dict[str, int]:
+    """Load a local weights file (safetensors, or a torch file read with ``weights_only=True``)
+    into the backbone; a classifier in the file is ignored. Returns loaded/missing counts."""
+    path = Path(path)
+    if not path.is_file():
+        raise SkinclsError(f"--pretrained {path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            for key in ("state_dict", "model", "model_state_dict"):
+                if isinstance(state, dict) and isinstance(state.get(key), dict):
+                    state = state[key]
+    except Exception as err:
+        raise SkinclsError(f"--pretrained {path}: cannot read weights: {err}") from None
+    if not isinstance(state, dict):
+        raise SkinclsError(f"--pretrained {path}: expected a state dict of tensors")
+    own = model.backbone.state_dict()
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise SkinclsError(
+            f"--pretrained {path}: no tensor matches backbone {model.backbone_name!r} "
+            f"(file has e.g. {list(state)[:3]}, model expects e.g. {list(own)[:3]})"
+        )
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        raise SkinclsError(
+            f"--pretrained {path}: shapes differ for {len(mismatched)} tensor(s), first "
+            f"{mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model "
+            f"{tuple(own[mismatched[0]].shape)}"
+        )
+    missing = [k for k in own if k not in usable]
+    if missing:
+        raise SkinclsError(
+            f"--pretrained {path}: {len(missing)} backbone tensor(s) missing from the file, "
+            f"first {missing[0]!r}"
+        )
+    model.backbone.load_state_dict(usable, strict=True)
+    return {"loaded": len(usable), "ignored": len(state) - len(usable)}

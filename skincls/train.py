@@ -1,0 +1,834 @@
+"""Multi-task training: shared backbone, a head and a loss per region, checkpoint and resume.
+
+``train(config)`` is the plain function behind ``skincls train``. Resuming restores the split,
+sampler epoch, optimizer, scheduler, scaler, RNG states, epoch and best metric, so on CPU an
+interrupted and resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from skincls.config import RESUME_MUTABLE, TrainConfig, build_config, save_config
+from skincls.data.dataset import SampleDataset, build_transforms
+from skincls.data.sampler import EpochSampler, EvalSampler, sample_weights
+from skincls.data.samples import Dataset
+from skincls.data.sources import load_data
+from skincls.data.split import load_split, partition, save_split, split_samples
+from skincls.errors import SkinclsError
+from skincls.losses import SIGMOID_LOSSES, create_loss
+from skincls.metrics import evaluate_predictions
+from skincls.model import MultiHeadNet, load_backbone_weights
+from skincls.regions import RegionRegistry, RegionSpec, discover_regions, load_region_file
+from skincls.runs import (
+    atomic_write_json,
+    check_state_matches,
+    load_checkpoint,
+    load_trainer_state,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+
+EPOCH_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "qwk", "grade_mae")
+SHORT = {
+    "accuracy": "acc",
+    "balanced_accuracy": "bal_acc",
+    "macro_f1": "macro_f1",
+    "qwk": "qwk",
+    "grade_mae": "grade_mae",
+}
+
+
+class TrainingInterrupted(SkinclsError):
+    exit_code = 130
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best_epoch: int
+    best_metric: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    test: dict[str, Any] | None = None
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SkinclsError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 (with a grad scaler); no AMP on CPU."""
+    if device.type != "cuda" or config.amp == "off":
+        return None
+    if config.amp == "fp16":
+        return torch.float16
+    if config.amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    pos = state.get("python_pos", -1)
+    random.setstate((3, tuple(state["python"]), None if pos == -1 else pos))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, eta_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine down to ``eta_ratio`` = eta_min / lr at the last step."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    progress = min((step - warmup_steps) / span, 1.0)
+    return eta_ratio + (1 - eta_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and normalisation weights (1-d tensors), as timm and the CB code."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def registry_from_run(run_dir: Path) -> RegionRegistry:
+    """The region specs a run was trained with (its own copy, not the current files)."""
+    registry = RegionRegistry()
+    region_dir = run_dir / "regions"
+    if not region_dir.is_dir():
+        raise SkinclsError(f"{run_dir}: not a skincls run directory (no regions/)")
+    for f in sorted(region_dir.glob("*.yaml")):
+        registry.add(load_region_file(f), str(f))
+    return registry
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    from skincls.config import load_config_file
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise SkinclsError(f"{run_dir}: not a skincls run directory (no config.yaml)")
+    return build_config(load_config_file(path), str(path))
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config of ``run_dir`` with the allowed ``overrides``; others must not differ."""
+    saved = read_run_config(run_dir)
+    values = saved.model_dump()
+    changed = [k for k, v in overrides.items() if k not in RESUME_MUTABLE and values.get(k) != v]
+    if changed:
+        raise SkinclsError(
+            f"--resume {run_dir}: these options differ from the run and cannot change on resume: "
+            + ", ".join(
+                f"--{k.replace('_', '-')} (run: {values.get(k)!r}, given: {overrides[k]!r})"
+                for k in changed
+            )
+        )
+    values.update({k: v for k, v in overrides.items() if k in RESUME_MUTABLE})
+    values["resume"] = str(run_dir)
+    values["output"] = str(run_dir)
+    return build_config(values)
+
+
+def _new_run_dir(config: TrainConfig) -> Path:
+    if config.output:
+        run_dir = Path(config.output)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / f"{stamp}-{config.backbone}"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not config.overwrite:
+            raise SkinclsError(
+                f"--output {run_dir}: directory exists and is not empty; pass --overwrite to "
+                f"replace it or --resume {run_dir} to continue it"
+            )
+        import shutil
+
+        if (run_dir / "config.yaml").is_file() or (run_dir / "regions").is_dir():
+            shutil.rmtree(run_dir)
+        else:
+            raise SkinclsError(
+                f"--output {run_dir}: --overwrite only replaces a skincls run directory; "
+                "this one holds other files"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def build_model(
+    config: TrainConfig, regions: list[RegionSpec], losses: dict[str, str]
+) -> MultiHeadNet:
+    hub = config.pretrained == "hub"
+    try:
+        model = MultiHeadNet(
+            config.backbone,
+            [r.name for r in regions],
+            [r.num_classes for r in regions],
+            dropout=config.dropout,
+            pretrained=hub,
+            sigmoid_regions=[r.name for r in regions if losses[r.name] in SIGMOID_LOSSES],
+        )
+    except SkinclsError:
+        raise
+    except Exception as err:
+        if hub:
+            raise SkinclsError(
+                f"--backbone {config.backbone}: cannot get pretrained weights from the hub ({err}); "
+                "pass --pretrained FILE for a local weights file or --no-pretrained"
+            ) from None
+        raise
+    if config.pretrained not in ("hub", "none"):
+        load_backbone_weights(model, config.pretrained)
+    return model
+
+
+def _loss_of(config: TrainConfig, spec: RegionSpec) -> str:
+    return spec.loss or config.loss
+
+
+def _sampler_of(config: TrainConfig, spec: RegionSpec) -> str:
+    return spec.sampler or config.sampler
+
+
+def multitask_loss(
+    logits: tuple[torch.Tensor, ...],
+    region_idx: torch.Tensor,
+    labels: torch.Tensor,
+    ok: torch.Tensor,
+    loss_fns: nn.ModuleDict,
+    region_names: list[str],
+) -> torch.Tensor:
+    """Sum over regions of each head's loss on its own (decodable) samples only.
+
+    A region with no sample in the batch adds nothing, so its head gets no gradient.
+    """
+    loss = torch.zeros((), device=labels.device)
+    for i, name in enumerate(region_names):
+        mask = (region_idx == i) & ok
+        if mask.any():
+            loss = loss + loss_fns[name](logits[i][mask], labels[mask])
+    return loss
+
+
+def _collate_to(batch, device, channels_last):
+    images, regions, labels, ok, index = batch
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, regions.to(device), labels.to(device), ok.to(device), index
+
+
+def predict_loader(
+    model: MultiHeadNet, loader, device, dtype, channels_last
+) -> dict[str, np.ndarray]:
+    """Logits of each sample's own region head, plus its region index, label and decode flag."""
+    model.eval()
+    out: dict[str, list] = {
+        "region": [],
+        "label": [],
+        "pred": [],
+        "ok": [],
+        "index": [],
+        "probs": [],
+    }
+    with torch.inference_mode():
+        for batch in loader:
+            images, regions, labels, ok, index = _collate_to(batch, device, channels_last)
+            with torch.autocast(
+                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
+                logits = model(images)
+            preds = torch.zeros_like(labels)
+            for i, lg in enumerate(logits):
+                mask = regions == i
+                if mask.any():
+                    preds[mask] = lg[mask].float().argmax(1)
+            out["region"].append(regions.cpu())
+            out["label"].append(labels.cpu())
+            out["pred"].append(preds.cpu())
+            out["ok"].append(ok.cpu())
+            out["index"].append(index)
+    return {k: torch.cat(v).numpy() for k, v in out.items() if v}
+
+
+def score(model, loader, regions: list[RegionSpec], device, dtype, channels_last) -> dict[str, Any]:
+    p = predict_loader(model, loader, device, dtype, channels_last)
+    if not p:
+        return {"regions": {}, "mean": {}, "bad": 0}
+    keep = p["ok"].astype(bool)
+    result = evaluate_predictions(
+        [r.name for r in regions],
+        {r.name: r.classes for r in regions},
+        p["region"][keep],
+        p["label"][keep],
+        p["pred"][keep],
+    )
+    result["bad_indices"] = p["index"][~keep].tolist()
+    return result
+
+
+def make_loader(dataset, sampler, config: TrainConfig, device, shuffle_workers: bool = True):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+        persistent_workers=False,
+    )
+
+
+def _summary_lines(
+    config: TrainConfig, regions: list[RegionSpec], counts: dict[str, list[int]]
+) -> list[str]:
+    lines = []
+    for r in regions:
+        loss = _loss_of(config, r)
+        sampler = _sampler_of(config, r)
+        reweight = loss in ("cb_softmax", "cb_sigmoid", "cb_focal")
+        adjust = loss in ("logit_adjust", "balanced_softmax")
+        corrections = []
+        if sampler != "none":
+            corrections.append(f"sampler={sampler}")
+        if reweight:
+            corrections.append(f"loss weights (CB, beta={config.beta})")
+        if adjust:
+            corrections.append(f"logit prior ({loss})")
+        warn = " [double correction]" if sampler != "none" and (reweight or adjust) else ""
+        lines.append(
+            f"{r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}, "
+            f"imbalance corrections: {', '.join(corrections) or 'none'}{warn}"
+        )
+    lines.append(f"region balance across regions: {config.region_balance}")
+    return lines
+
+
+def train(
+    config: TrainConfig,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    console: Any = None,
+) -> RunResult:
+    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True, quiet=config.quiet)
+    device = resolve_device(config.device)
+    dtype = amp_dtype(config, device)
+    channels_last = config.channels_last and device.type == "cuda"
+    resuming = config.resume is not None
+
+    if resuming:
+        run_dir = Path(config.resume)  # type: ignore[arg-type]
+        registry = registry_from_run(run_dir)
+        selected = [f.stem for f in sorted((run_dir / "regions").glob("*.yaml"))]
+        order = (run_dir / "regions" / "order.txt").read_text().split()
+        selected = order or selected
+    else:
+        registry = discover_regions(config.regions_dir)
+        selected = config.region
+        run_dir = None  # created once the data has loaded
+    dataset: Dataset = load_data(
+        config.data, registry, selected, config.source, config.group_column, config.skip_bad
+    )
+    regions = dataset.regions
+    if resuming:
+        assert run_dir is not None
+        assignment = load_split(run_dir / "split.csv", dataset.samples)
+    else:
+        assignment = split_samples(dataset.samples, config.fractions, config.seed)
+        run_dir = _new_run_dir(config)
+        config = config.model_copy(update={"output": str(run_dir)})
+        save_config(config, run_dir / "config.yaml")
+        (run_dir / "regions").mkdir(exist_ok=True)
+        import yaml
+
+        for r in regions:
+            (run_dir / "regions" / f"{r.name}.yaml").write_text(
+                yaml.safe_dump(
+                    r.model_dump(mode="json", exclude_none=True),
+                    sort_keys=False,
+                    allow_unicode=True,
+                ),
+                encoding="utf-8",
+            )
+        (run_dir / "regions" / "order.txt").write_text("\n".join(r.name for r in regions) + "\n")
+        save_split(run_dir / "split.csv", dataset.samples, assignment)
+    assert run_dir is not None
+    parts = partition(dataset.samples, assignment)
+    train_samples, val_samples = parts["train"], parts["val"]
+    if not train_samples:
+        raise SkinclsError(f"{config.data}: the training split is empty")
+    counts = dataset.counts(train_samples)
+
+    seed_everything(config.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    losses_of = {r.name: _loss_of(config, r) for r in regions}
+    model = build_model(config, regions, losses_of)
+    data_cfg = model.data_config
+    mean, std = data_cfg["mean"], data_cfg["std"]
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    loss_fns = nn.ModuleDict(
+        {
+            r.name: create_loss(
+                losses_of[r.name],
+                counts[r.name],
+                config.beta,
+                config.gamma,
+                config.label_smoothing,
+                config.tau,
+            )
+            for r in regions
+        }
+    ).to(device)
+
+    train_ds = SampleDataset(
+        train_samples,
+        [r.name for r in regions],
+        build_transforms(regions, "train", config.image_size, mean, std),
+        config.image_size,
+    )
+    eval_tf = build_transforms(regions, "eval", config.image_size, mean, std)
+    val_ds = SampleDataset(val_samples, [r.name for r in regions], eval_tf, config.image_size)
+    weights = sample_weights(
+        train_samples, {r.name: _sampler_of(config, r) for r in regions}, config.region_balance
+    )
+    sampler = EpochSampler(len(train_samples), weights, config.seed)
+    train_loader = make_loader(train_ds, sampler, config, device)
+    val_loader = make_loader(val_ds, EvalSampler(len(val_ds)), config, device)
+
+    steps_per_epoch = len(train_loader)
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = steps_per_epoch * config.warmup_epochs
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    eta_ratio = config.eta_min / config.lr
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup_steps, total_steps, eta_ratio)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    start_epoch, best_metric, best_epoch, wandb_id = 0, -math.inf, -1, None
+    history: list[dict[str, Any]] = []
+    run_info_path = run_dir / "run.json"
+    if resuming:
+        last = run_dir / "last"
+        weights_state, meta = load_checkpoint(last)
+        check_state_matches(model.state_dict(), weights_state, str(resolve_checkpoint(last)))
+        model.load_state_dict(weights_state)
+        state = load_trainer_state(last)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        start_epoch = int(state["epoch"]) + 1
+        best_metric = float(state["best_metric"])
+        best_epoch = int(state["best_epoch"])
+        history = _read_history(run_dir)[:start_epoch]
+        if run_info_path.is_file():
+            import json
+
+            wandb_id = json.loads(run_info_path.read_text()).get("wandb_id")
+        if start_epoch >= config.epochs:
+            console.print(f"{run_dir}: already trained {start_epoch} of {config.epochs} epochs")
+
+    from skincls.tracking import Tracker
+
+    tracker = Tracker(
+        config.wandb,
+        run_dir,
+        config.model_dump(mode="json"),
+        config.wandb_project,
+        config.wandb_entity,
+        config.wandb_name,
+        config.wandb_tags,
+        run_id=wandb_id,
+    )
+    atomic_write_json(
+        run_info_path,
+        {
+            "wandb_id": tracker.run_id,
+            "wandb_mode": config.wandb,
+            "status": "running",
+            "device": str(device),
+            "amp": str(dtype) if dtype else "off",
+            "skincls_version": _version(),
+            "torch_version": torch.__version__,
+        },
+    )
+
+    console.print(
+        f"[bold]run[/bold] {run_dir}  device={device} amp={dtype or 'off'} "
+        f"backbone={config.backbone} train={len(train_samples)} val={len(val_samples)} "
+        f"test={len(parts['test'])}"
+    )
+    for line in _summary_lines(config, regions, counts):
+        console.print("  " + line)
+
+    bad_paths: set[str] = set()
+    names = [r.name for r in regions]
+    interrupted = {"flag": False}
+
+    def _on_signal(signum, frame):  # first signal: finish cleanly at the next step boundary
+        if interrupted["flag"]:
+            raise KeyboardInterrupt
+        interrupted["flag"] = True
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    in_main_thread = _is_main_thread()
+    if in_main_thread:
+        for s in previous:
+            signal.signal(s, _on_signal)
+    exit_code = 0
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            sampler.set_epoch(epoch)
+            model.train()
+            t0 = time.perf_counter()
+            seen, loss_sum, loss_n, skipped_nan = 0, 0.0, 0, 0
+            progress = _progress(console, config.quiet)
+            with progress:
+                task = progress.add_task(
+                    f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, info=""
+                )
+                for step, batch in enumerate(train_loader):
+                    if step >= steps_per_epoch:
+                        break
+                    if interrupted["flag"]:
+                        raise KeyboardInterrupt
+                    images, region_idx, labels, ok, index = _collate_to(
+                        batch, device, channels_last
+                    )
+                    if not bool(ok.all()):
+                        for i in index[~ok.cpu()].tolist():
+                            bad_paths.add(train_samples[i].path)
+                        _check_bad_fraction(bad_paths, len(train_samples), config, run_dir)
+                    with torch.autocast(
+                        device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                    ):
+                        logits = model(images)
+                    loss = multitask_loss(logits, region_idx, labels, ok, loss_fns, names)
+                    optimizer.zero_grad(set_to_none=True)
+                    if not torch.isfinite(loss):
+                        if config.on_nan == "stop":
+                            raise SkinclsError(
+                                f"epoch {epoch + 1} step {step + 1}: loss is {loss.item()}; "
+                                "stopping (--on-nan stop). Lower --lr or check the data."
+                            )
+                        skipped_nan += 1
+                        scheduler.step()
+                        continue
+                    if loss.requires_grad:
+                        scaler.scale(loss).backward()
+                        if config.grad_clip > 0:
+                            scaler.unscale_(optimizer)
+                            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                        scaler.step(optimizer)
+                        scaler.update()
+                    scheduler.step()
+                    seen += images.shape[0]
+                    loss_sum += float(loss.detach())
+                    loss_n += 1
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    progress.update(
+                        task, advance=1, info=f"loss {loss_sum / loss_n:.4f}  {rate:.1f} img/s"
+                    )
+            train_time = time.perf_counter() - t0
+            if skipped_nan:
+                console.print(
+                    f"[yellow]epoch {epoch + 1}: skipped {skipped_nan} step(s) with a non-finite loss"
+                )
+            val = (
+                score(model, val_loader, regions, device, dtype, channels_last)
+                if len(val_ds)
+                else None
+            )
+            for i in (val or {}).get("bad_indices", []):
+                bad_paths.add(val_samples[i].path)
+            selected_value = (
+                val["mean"][config.select]
+                if val and not math.isnan(val["mean"][config.select])
+                else float(epoch)
+            )
+            record = {
+                "epoch": epoch + 1,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": loss_sum / max(loss_n, 1),
+                "train_images_per_s": seen / max(train_time, 1e-9),
+                "skipped_nan_steps": skipped_nan,
+                "select": selected_value,
+            }
+            if val:
+                for k in EPOCH_METRICS:
+                    record[f"val_{k}"] = val["mean"][k]
+                for name, m in val["regions"].items():
+                    for k in EPOCH_METRICS:
+                        record[f"val_{name}_{k}"] = m[k]
+            improved = selected_value > best_metric
+            if improved:
+                best_metric, best_epoch = selected_value, epoch + 1
+            history.append(record)
+            _write_history(run_dir, history)
+            meta = _meta(config, regions, mean, std, epoch + 1, record, data_cfg)
+            trainer_state = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": _rng_state(),
+                "epoch": epoch,
+                "best_metric": best_metric,
+                "best_epoch": best_epoch,
+                "sampler": sampler.state_dict(),
+            }
+            state_dict = model.state_dict()
+            if improved:
+                save_checkpoint(run_dir / "best", state_dict, {**meta, "best": True}, trainer_state)
+            save_checkpoint(run_dir / "last", state_dict, meta, trainer_state)
+            tracker.log(
+                {k: v for k, v in record.items() if k != "epoch"} | {"epoch": epoch + 1},
+                step=epoch + 1,
+            )
+            _print_epoch(console, epoch + 1, config, record, val, improved)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, record)
+    except KeyboardInterrupt:
+        exit_code = 130
+        atomic_write_json(run_info_path, {**_read_json(run_info_path), "status": "interrupted"})
+        tracker.finish(exit_code=1)
+        raise TrainingInterrupted(
+            f"interrupted; {run_dir}/last holds the last completed epoch "
+            f"({len(history)}). Continue with: skincls train --resume {run_dir}"
+        ) from None
+    finally:
+        if in_main_thread:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        if bad_paths:
+            (run_dir / "bad_images.txt").write_text(
+                "\n".join(sorted(bad_paths)) + "\n", encoding="utf-8"
+            )
+        if exit_code:
+            tracker.finish(exit_code=1)
+
+    test_result = None
+    test_samples = parts["test"]
+    if test_samples and best_epoch > 0:
+        weights_state, _ = load_checkpoint(run_dir / "best")
+        model.load_state_dict(weights_state)
+        test_ds = SampleDataset(test_samples, [r.name for r in regions], eval_tf, config.image_size)
+        test_result = score(
+            model,
+            make_loader(test_ds, EvalSampler(len(test_ds)), config, device),
+            regions,
+            device,
+            dtype,
+            channels_last,
+        )
+        test_result.pop("bad_indices", None)
+        test_result["split"] = "test"
+        test_result["checkpoint"] = "best"
+        test_result["epoch"] = best_epoch
+        atomic_write_json(run_dir / "evaluation.json", test_result)
+        for name, m in test_result["regions"].items():
+            r = next(x for x in regions if x.name == name)
+            tracker.log_confusion(name, r.classes, m["confusion_matrix"], step=len(history))
+        tracker.summary({f"test/{k}": v for k, v in test_result["mean"].items()})
+        _print_eval(console, "test (best checkpoint)", test_result)
+    atomic_write_json(
+        run_info_path,
+        {
+            **_read_json(run_info_path),
+            "status": "finished",
+            "best_epoch": best_epoch,
+            "best_metric": best_metric,
+        },
+    )
+    tracker.finish()
+    return RunResult(run_dir, best_epoch, best_metric, history, test_result)
+
+
+def _version() -> str:
+    from skincls import __version__
+
+    return __version__
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _check_bad_fraction(bad: set[str], total: int, config: TrainConfig, run_dir: Path) -> None:
+    if len(bad) > config.max_bad_fraction * total:
+        (run_dir / "bad_images.txt").write_text("\n".join(sorted(bad)) + "\n", encoding="utf-8")
+        raise SkinclsError(
+            f"{len(bad)} of {total} training images cannot be decoded, more than "
+            f"--max-bad-fraction {config.max_bad_fraction}; list in {run_dir / 'bad_images.txt'}"
+        )
+
+
+def _meta(config, regions, mean, std, epoch, record, data_cfg) -> dict[str, Any]:
+    return {
+        "skincls_version": _version(),
+        "backbone": config.backbone,
+        "image_size": config.image_size,
+        "mean": list(mean),
+        "std": list(std),
+        "interpolation": data_cfg.get("interpolation", "bilinear"),
+        "regions": [{"name": r.name, "classes": r.classes, "ordinal": r.ordinal} for r in regions],
+        "epoch": epoch,
+        "select": config.select,
+        "metric": record["select"],
+        "dropout": config.dropout,
+    }
+
+
+def _read_history(run_dir: Path) -> list[dict[str, Any]]:
+    import json
+
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    import io
+    import json
+
+    from skincls.runs import atomic_write_text
+
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    columns: list[str] = []
+    for r in history:
+        columns += [k for k in r if k not in columns]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+
+
+def _progress(console, quiet):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    )
+
+
+def _print_epoch(console, epoch, config, record, val, improved) -> None:
+    from rich.table import Table
+
+    title = (
+        f"epoch {epoch}/{config.epochs}  loss {record['train_loss']:.4f}  "
+        f"{record['train_images_per_s']:.1f} img/s  lr {record['lr']:.2e}"
+        + ("  [green]new best[/green]" if improved else "")
+    )
+    if not val:
+        console.print(title)
+        return
+    table = Table(title=title, title_justify="left")
+    table.add_column("val region")
+    for k in EPOCH_METRICS:
+        table.add_column(SHORT[k], justify="right")
+    for name, m in val["regions"].items():
+        table.add_row(name, *(f"{m[k]:.3f}" for k in EPOCH_METRICS))
+    table.add_row("[bold]mean", *(f"{val['mean'][k]:.3f}" for k in EPOCH_METRICS))
+    console.print(table)
+
+
+def _print_eval(console, title, result) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("region")
+    table.add_column("n", justify="right")
+    for k in EPOCH_METRICS:
+        table.add_column(SHORT[k], justify="right")
+    for name, m in result["regions"].items():
+        table.add_row(name, str(m["n"]), *(f"{m[k]:.3f}" for k in EPOCH_METRICS))
+    table.add_row("[bold]mean", "", *(f"{result['mean'][k]:.3f}" for k in EPOCH_METRICS))
+    console.print(table)
+
+
+def train_from_options(options: dict[str, Any], config_file: str | None = None) -> RunResult:
+    """Merge defaults < config file < ``options`` (only those given), then train or resume."""
+    from skincls.config import load_config_file
+
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(load_config_file(config_file))
+    values.update(options)
+    resume = values.get("resume")
+    if resume:
+        overrides = {k: v for k, v in values.items() if k != "resume"}
+        config = resume_config(Path(resume), overrides)
+    else:
+        if not values.get("data"):
+            raise SkinclsError("DATA: missing; give the data path (or use --resume RUN)")
+        config = build_config(values, config_file or "options")
+    return train(config)

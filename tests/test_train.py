@@ -1,0 +1,241 @@
+import csv
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from skincls.cli import app
+from skincls.config import build_config
+from skincls.errors import SkinclsError
+from skincls.losses import create_loss
+from skincls.model import MultiHeadNet
+from skincls.runs import load_checkpoint
+from skincls.train import TrainingInterrupted, multitask_loss, train
+
+runner = CliRunner()
+
+
+def tiny_config(data, regions, out, **kw):
+    values = dict(
+        data=str(data),
+        regions_dir=[str(regions)],
+        output=str(out),
+        backbone="test_resnet",
+        pretrained="none",
+        image_size=32,
+        batch_size=16,
+        epochs=4,
+        lr=3e-3,
+        warmup_epochs=1,
+        workers=0,
+        seed=3,
+        wandb="disabled",
+        quiet=True,
+        max_steps_per_epoch=4,
+    )
+    values.update(kw)
+    return build_config(values)
+
+
+def test_forward_returns_one_logits_tensor_per_region_in_order():
+    model = MultiHeadNet("test_resnet", ["a", "b"], [4, 3], dropout=0.1)
+    out = model(torch.randn(5, 3, 32, 32))
+    assert [tuple(o.shape) for o in out] == [(5, 4), (5, 3)]
+
+
+def test_loss_of_each_head_uses_its_own_samples_only():
+    model = MultiHeadNet("test_resnet", ["a", "b"], [4, 3], dropout=0.0)
+    x = torch.randn(4, 3, 32, 32)
+    region = torch.tensor([0, 0, 0, 0])
+    labels = torch.tensor([1, 3, 0, 2])
+    fns = torch.nn.ModuleDict({"a": create_loss("ce", [1] * 4), "b": create_loss("ce", [1] * 3)})
+    logits = model(x)
+    loss = multitask_loss(logits, region, labels, torch.ones(4, dtype=torch.bool), fns, ["a", "b"])
+    expected = torch.nn.functional.cross_entropy(logits[0], labels)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert model.heads["b"][1].weight.grad is None  # region b had no sample: no gradient
+    assert model.heads["a"][1].weight.grad.abs().sum() > 0
+    # a sample that could not be decoded is masked out of the loss
+    ok = torch.tensor([True, True, False, False])
+    masked = multitask_loss(model(x), region, labels, ok, fns, ["a", "b"])
+    ref = torch.nn.functional.cross_entropy(model(x)[0][:2], labels[:2])
+    assert masked.item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_sigmoid_losses_start_at_the_prior_bias():
+    model = MultiHeadNet("test_resnet", ["a"], [7], sigmoid_regions=["a"])
+    assert model.heads["a"][1].bias.tolist() == pytest.approx(
+        [-torch.log(torch.tensor(6.0)).item()] * 7
+    )
+
+
+def test_pretrained_from_a_local_file(tmp_path, tiny_data, tiny_regions):
+    from safetensors.torch import save_file
+
+    source = MultiHeadNet("test_resnet", ["x"], [2])
+    weights = {k: v.clone() for k, v in source.backbone.state_dict().items()}
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": weights}, tmp_path / "w.pth")
+    from skincls.model import load_backbone_weights
+
+    for name in ("w.safetensors", "w.pth"):
+        fresh = MultiHeadNet("test_resnet", ["x"], [2])
+        report = load_backbone_weights(fresh, tmp_path / name)
+        assert report["loaded"] == len(weights)
+        for k, v in fresh.backbone.state_dict().items():
+            assert torch.equal(v, weights[k])
+    other = MultiHeadNet("resnet10t", ["x"], [2])
+    save_file(dict(other.backbone.state_dict()), str(tmp_path / "other.safetensors"))
+    with pytest.raises(SkinclsError, match="shapes differ|no tensor matches|missing from the file"):
+        load_backbone_weights(
+            MultiHeadNet("test_resnet", ["x"], [2]), tmp_path / "other.safetensors"
+        )
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_data, tiny_regions):
+    full = train(tiny_config(tiny_data, tiny_regions, tmp_path / "full"))
+
+    def stop_after_two(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="resume"):
+        train(tiny_config(tiny_data, tiny_regions, tmp_path / "cut"), on_epoch_end=stop_after_two)
+    assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "interrupted"
+    _, meta = load_checkpoint(tmp_path / "cut" / "last")
+    assert meta["epoch"] == 2
+    from skincls.train import resume_config
+
+    resumed = train(resume_config(tmp_path / "cut", {}))
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    a, _ = load_checkpoint(full.run_dir / "last")
+    b, _ = load_checkpoint(resumed.run_dir / "last")
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    assert full.best_epoch == resumed.best_epoch
+    assert full.history[-1]["train_loss"] == pytest.approx(
+        resumed.history[-1]["train_loss"], abs=1e-6
+    )
+
+
+def test_resume_refuses_changed_options(tmp_path, tiny_data, tiny_regions):
+    train(tiny_config(tiny_data, tiny_regions, tmp_path / "r", epochs=1))
+    from skincls.train import resume_config
+
+    with pytest.raises(SkinclsError, match=r"--lr \(run: 0.003, given: 0.1\)"):
+        resume_config(tmp_path / "r", {"lr": 0.1})
+
+
+def test_best_checkpoint_is_the_best_validation_epoch(tmp_path, tiny_data, tiny_regions):
+    result = train(
+        tiny_config(tiny_data, tiny_regions, tmp_path / "sel", epochs=3, select="macro_f1")
+    )
+    with open(result.run_dir / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    scores = [float(r["val_macro_f1"]) for r in rows]
+    best = max(range(3), key=lambda i: (scores[i], -i)) + 1
+    _, meta = load_checkpoint(result.run_dir / "best")
+    assert meta["epoch"] == best == result.best_epoch
+    assert {
+        "config.yaml",
+        "split.csv",
+        "metrics.csv",
+        "metrics.jsonl",
+        "best",
+        "last",
+        "regions",
+        "evaluation.json",
+        "run.json",
+    } <= {p.name for p in result.run_dir.iterdir()}
+    state = torch.load(result.run_dir / "last" / "trainer.pt", weights_only=True)
+    assert state["epoch"] == 2 and "optimizer" in state
+
+
+def test_existing_output_is_not_overwritten(tmp_path, tiny_data, tiny_regions):
+    out = tmp_path / "keep"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SkinclsError, match="exists and is not empty; pass --overwrite"):
+        train(tiny_config(tiny_data, tiny_regions, out, epochs=1))
+    with pytest.raises(SkinclsError, match="only replaces a skincls run directory"):
+        train(tiny_config(tiny_data, tiny_regions, out, epochs=1, overwrite=True))
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_cli_train_with_config_file_then_evaluate_json(tmp_path, tiny_data, tiny_regions):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"data: {tiny_data}\nregions_dir: [{tiny_regions}]\nbackbone: test_resnet\n"
+        "pretrained: none\nimage-size: 32\nbatch_size: 16\nepochs: 2\nlr: 0.01\nworkers: 0\n"
+        "wandb: disabled\nmax_steps_per_epoch: 3\nloss: cb_focal\n"
+    )
+    out = tmp_path / "run dir 한글"
+    result = runner.invoke(
+        app, ["train", "--config", str(cfg), "--lr=0.002", "-o", str(out), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["lr"] == 0.002 and saved["epochs"] == 2 and saved["loss"] == "cb_focal"
+    result = runner.invoke(app, ["evaluate", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["split"] == "test"
+    with open(out / "split.csv") as fh:
+        test_rows = [r for r in csv.DictReader(fh) if r["part"] == "test"]
+    assert sum(m["n"] for m in doc["regions"].values()) == len(test_rows)
+    for _name, m in doc["regions"].items():
+        for k in ("accuracy", "balanced_accuracy", "macro_f1", "qwk", "grade_mae"):
+            assert k in m
+        for k in ("accuracy", "balanced_accuracy", "macro_f1"):
+            assert 0.0 <= m[k] <= 1.0
+        c = len(m["per_class"])
+        assert len(m["confusion_matrix"]) == c and all(len(r) == c for r in m["confusion_matrix"])
+        assert sum(map(sum, m["confusion_matrix"])) == m["n"]
+        assert set(next(iter(m["per_class"].values()))) == {"precision", "recall", "f1", "support"}
+    assert set(doc["mean"]) >= {"accuracy", "balanced_accuracy", "macro_f1", "qwk"}
+
+
+def test_cli_reports_bad_options_without_traceback(tmp_path, tiny_data, tiny_regions):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_data),
+            "--regions-dir",
+            str(tiny_regions),
+            "--loss",
+            "hinge",
+            "-o",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "loss: Input should be 'ce', 'focal'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_wandb_offline_run_is_written_and_resumed_under_the_same_id(
+    tmp_path, tiny_data, tiny_regions
+):
+    out = tmp_path / "wb"
+
+    def stop(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(
+            tiny_config(tiny_data, tiny_regions, out, epochs=2, wandb="offline"), on_epoch_end=stop
+        )
+    run_id = json.loads((out / "run.json").read_text())["wandb_id"]
+    from skincls.train import resume_config
+
+    train(resume_config(out, {}))
+    assert json.loads((out / "run.json").read_text())["wandb_id"] == run_id
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
+    assert all((r / f"run-{run_id}.wandb").stat().st_size > 0 for r in runs)
