@@ -448,6 +448,114 @@ def demo(
         run_demo(output, epochs, backbone, image_size, workers, seed, overwrite, _stdout())
 
 
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="ONNX file (default RUN/model.onnx).")
+    ] = None,
+    region: RegionOpt = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    quantize: Annotated[str, typer.Option(help="none, int8 (dynamic) or fp16.")] = "none",
+    exporter: Annotated[str, typer.Option(help="dynamo (torch.export) or torchscript.")] = "dynamo",
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="Also verify on real images of this data.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One self-contained ONNX file, verified against PyTorch with onnxruntime."""
+    from skincls.export import export_onnx
+
+    with user_errors():
+        report = export_onnx(
+            run,
+            output,
+            region or [],
+            opset,
+            checkpoint,
+            quantize,
+            exporter,
+            data,
+            overwrite=overwrite,
+        )
+    if as_json:
+        _print_json(report)
+        return
+    _stdout().print(
+        f"wrote {report['path']} ({report['size_bytes'] / 1e6:.2f} MB, {report['quantize']}, "
+        f"opset {report['opset']})\n"
+        f"verified on {report['verified_samples']} inputs ({report['real_images']} real): "
+        f"max |onnxruntime - torch| logits = {report['max_abs_diff']:.2e}, "
+        f"argmax agreement {report['argmax_agreement']:.1%}\n"
+        f"outputs: {', '.join(report['outputs'])}"
+    )
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Run directory or .onnx file.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Images, folders or AI Hub label JSON files.")
+    ],
+    region: RegionOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    checkpoint: Annotated[str, typer.Option(help="best or last (run directories).")] = "best",
+    csv_out: Annotated[
+        Optional[Path], typer.Option("--csv", help="Also write predictions as CSV.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-region grade and probabilities for each image; unreadable images are reported, exit 0."""
+    from skincls.predict import predict as run_predict
+    from skincls.predict import write_csv
+
+    with user_errors():
+        result = run_predict(model, inputs, region or [], batch_size, checkpoint)
+    if csv_out:
+        write_csv(result, csv_out)
+    if as_json:
+        _print_json(result)
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{len(result['predictions'])} predictions")
+        for col in ("image", "region", "class", "p"):
+            table.add_column(col)
+        for p in result["predictions"]:
+            for name, r in p["regions"].items():
+                table.add_row(p["path"], name, r["class"], f"{r['probs'][r['class']]:.3f}")
+        _stdout().print(table)
+    err = _stderr()
+    for e in result["errors"]:
+        err.print(f"[yellow]skipped[/yellow] {e['path']}: {e['error']}")
+
+
+@app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    images: Annotated[list[Path], typer.Argument(help="Images to explain.")],
+    region: Annotated[str, typer.Option("--region", help="Region head to explain.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNG overlays.")],
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    as_json: JsonOpt = False,
+) -> None:
+    """Grad-CAM heat maps as PNG overlays: does the model look at skin or at background?"""
+    from skincls.explain import explain as run_explain
+
+    with user_errors():
+        written = run_explain(run, images, region, out, checkpoint)
+    if as_json:
+        _print_json(written)
+        return
+    for w in written:
+        if "error" in w:
+            _stderr().print(f"[yellow]skipped[/yellow] {w['path']}: {w['error']}")
+        else:
+            _stdout().print(f"{w['output']}  (predicted {w['class']})")
+
+
 def main() -> None:
     app()
 

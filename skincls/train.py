@@ -307,7 +307,9 @@ def score(model, loader, regions: list[RegionSpec], device, dtype, channels_last
     return result
 
 
-def make_loader(dataset, sampler, config: TrainConfig, device, shuffle_workers: bool = True):
+def make_loader(dataset, sampler, config: TrainConfig, device, drop_last: bool = False):
+    """A DataLoader over ``(index, seed)`` items; ``drop_last`` avoids a final batch of one,
+    which batch normalisation cannot train on."""
     from torch.utils.data import DataLoader
 
     return DataLoader(
@@ -316,7 +318,7 @@ def make_loader(dataset, sampler, config: TrainConfig, device, shuffle_workers: 
         sampler=sampler,
         num_workers=config.workers,
         pin_memory=device.type == "cuda",
-        drop_last=False,
+        drop_last=drop_last,
         persistent_workers=False,
     )
 
@@ -439,7 +441,13 @@ def train(
         train_samples, {r.name: _sampler_of(config, r) for r in regions}, config.region_balance
     )
     sampler = EpochSampler(len(train_samples), weights, config.seed)
-    train_loader = make_loader(train_ds, sampler, config, device)
+    if len(sampler) < 2:
+        raise SkinclsError(
+            f"{config.data}: the training split has {len(sampler)} sample(s); need 2+"
+        )
+    train_loader = make_loader(
+        train_ds, sampler, config, device, drop_last=len(sampler) >= config.batch_size
+    )
     val_loader = make_loader(val_ds, EvalSampler(len(val_ds)), config, device)
 
     steps_per_epoch = len(train_loader)

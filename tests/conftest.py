@@ -65,3 +65,31 @@ def tiny_data(tmp_path_factory) -> Path:
     )
     manifest.write_text(text)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_data, tiny_regions) -> Path:
+    """A trained run directory (test_resnet, 2 short epochs) shared by the deployment tests."""
+    from skincls.config import build_config
+    from skincls.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny run"
+    config = build_config(
+        dict(
+            data=str(tiny_data),
+            regions_dir=[str(tiny_regions)],
+            output=str(out),
+            backbone="test_resnet",
+            pretrained="none",
+            image_size=32,
+            batch_size=16,
+            epochs=2,
+            lr=3e-3,
+            workers=0,
+            seed=0,
+            wandb="disabled",
+            quiet=True,
+            max_steps_per_epoch=4,
+        )
+    )
+    return train(config).run_dir

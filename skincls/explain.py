@@ -1,0 +1,101 @@
+"""``skincls explain``: Grad-CAM heat maps over the backbone's last feature map.
+
+Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks", ICCV 2017. Works for any
+timm backbone with ``forward_features``/``forward_head``; the overlay is written at the input
+image's own size so a user can see whether the model looks at skin or at background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skincls.errors import SkinclsError
+
+
+def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple[np.ndarray, int]:
+    """Heat map in [0, 1] at the feature map's resolution, and the class it explains."""
+    import torch
+
+    head = model.heads[region]
+    model.eval()
+    with torch.enable_grad():
+        x = image.detach().requires_grad_(False)
+        features = model.backbone.forward_features(x)
+        features.retain_grad()
+        pooled = model.backbone.forward_head(features, pre_logits=True)
+        logits = head(pooled)
+        cls = int(logits.argmax(1)[0]) if target is None else target
+        model.zero_grad(set_to_none=True)
+        logits[0, cls].backward()
+    grads = features.grad[0]
+    weights = grads.mean(dim=(1, 2))
+    cam = torch.relu((weights[:, None, None] * features[0]).sum(0)).detach().numpy()
+    if cam.max() > 0:
+        cam = cam / cam.max()
+    return cam, cls
+
+
+def explain(
+    run_dir: str | Path,
+    images: Sequence[str | Path],
+    region: str,
+    out: str | Path,
+    checkpoint: str = "best",
+    alpha: float = 0.45,
+) -> list[dict[str, Any]]:
+    """Write ``<out>/<image stem>_<region>_gradcam.png`` per image; returns what was written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+    from matplotlib import colormaps
+    from PIL import Image
+
+    from skincls.augment import build_transform
+    from skincls.data.dataset import load_image
+    from skincls.evaluate import load_run_model
+
+    model, _, _, specs, meta = load_run_model(Path(run_dir), checkpoint)
+    names = [s.name for s in specs]
+    if region not in names:
+        raise SkinclsError(f"--region {region}: not a region of this run ({', '.join(names)})")
+    classes = next(s.classes for s in specs if s.name == region)
+    size = int(meta["image_size"])
+    transform = build_transform([], size, tuple(meta["mean"]), tuple(meta["std"]))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in images:
+        path = Path(path)
+        try:
+            rgb = load_image(str(path))
+        except (OSError, ValueError) as err:
+            written.append({"path": str(path), "error": f"{type(err).__name__}: {err}"})
+            continue
+        x = torch.from_numpy(transform(image=rgb)["image"].transpose(2, 0, 1)[None].copy())
+        cam, cls = grad_cam(model, x, region)
+        h, w = rgb.shape[:2]
+        # The network saw the centre crop of the image resized to its shorter side: map back.
+        side = min(h, w)
+        cam_img = Image.fromarray((cam * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+        full = np.zeros((h, w), np.float32)
+        top, left = (h - side) // 2, (w - side) // 2
+        full[top : top + side, left : left + side] = np.asarray(cam_img, np.float32) / 255.0
+        heat = colormaps["jet"](full)[..., :3] * 255
+        overlay = (1 - alpha) * rgb.astype(np.float32) + alpha * heat
+        target = out / f"{path.stem}_{region}_gradcam.png"
+        Image.fromarray(overlay.clip(0, 255).astype(np.uint8)).save(target)
+        written.append(
+            {
+                "path": str(path),
+                "output": str(target),
+                "class": classes[cls],
+                "heat_max": float(full.max()),
+                "heat_std": float(full.std()),
+            }
+        )
+    return written

@@ -1,0 +1,304 @@
+"""``skincls export``: one self-contained ONNX file per run, checked against PyTorch.
+
+The exporter is chosen explicitly (torch.export based by default, the TorchScript one on request)
+and weights are always embedded, never written to a side ``.data`` file. Outputs are named
+``<region>_logits`` and ``<region>_probs``; the preprocessing and labels travel in
+``metadata_props`` so that the ``.onnx`` file alone is enough to predict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from skincls.errors import SkinclsError
+
+METADATA_KEY = "skincls"
+
+
+class _Exportable:
+    """Wraps MultiHeadNet so that the graph returns logits and softmax probabilities per region."""
+
+    @staticmethod
+    def build(model, regions: Sequence[str]):
+        import torch
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self, net, keep):
+                super().__init__()
+                self.net = net
+                self.keep = [net.region_names.index(r) for r in keep]
+
+            def forward(self, image):
+                logits = self.net(image)
+                out = []
+                for i in self.keep:
+                    out.append(logits[i])
+                    out.append(torch.softmax(logits[i], dim=1))
+                return tuple(out)
+
+        return Wrapper(model, regions).eval()
+
+
+def onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """The skincls metadata of an exported model (JSON, never code)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:
+        raise SkinclsError(f"{path}: not a readable ONNX file: {err}") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise SkinclsError(f"{path}: no skincls metadata; was it exported by skincls export?")
+    return json.loads(props[METADATA_KEY])
+
+
+def _quantize(src: Path, dst: Path, mode: str) -> None:
+    if mode == "int8":
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        logging.getLogger().setLevel(logging.ERROR)  # silence the "run pre-processing" advice
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    elif mode == "fp16":
+        import onnx
+        from onnxconverter_common import float16
+
+        model = onnx.load(str(src))
+        # Softmax stays fp32: converting it breaks the typed graph outputs (onnxconverter-common
+        # inserts a Cast whose type no longer matches the declared float32 output).
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            half = float16.convert_float_to_float16(
+                model, keep_io_types=True, op_block_list=["Softmax"]
+            )
+        onnx.save(half, str(dst))
+    else:
+        raise SkinclsError(f"--quantize: expected none, int8 or fp16, got {mode!r}")
+
+
+def export_onnx(
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    regions: Sequence[str] = (),
+    opset: int = 18,
+    checkpoint: str = "best",
+    quantize: str = "none",
+    exporter: str = "dynamo",
+    data: str | Path | None = None,
+    verify_samples: int = 8,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Export, embed metadata, run ``onnx.checker`` and compare onnxruntime with PyTorch.
+
+    Fails when max |logit difference| exceeds 1e-4 (fp32) or argmax agreement drops below 99%
+    (int8, fp16). With ``data``, real images through the real preprocessing join the random ones.
+    """
+    import numpy as np
+    import onnx
+    import torch
+
+    from skincls import __version__
+    from skincls.evaluate import load_run_model
+
+    run_dir = Path(run_dir)
+    model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
+    names = [s.name for s in specs]
+    keep = list(regions) or names
+    for r in keep:
+        if r not in names:
+            raise SkinclsError(f"--region {r}: not a region of this run ({', '.join(names)})")
+    output = Path(output) if output else run_dir / "model.onnx"
+    if output.suffix != ".onnx":
+        raise SkinclsError(f"--output {output}: expected a file name ending in .onnx")
+    if output.exists() and not overwrite:
+        raise SkinclsError(f"--output {output}: exists; pass --overwrite to replace it")
+    if quantize not in ("none", "int8", "fp16"):
+        raise SkinclsError(f"--quantize: expected none, int8 or fp16, got {quantize!r}")
+    if exporter not in ("dynamo", "torchscript"):
+        raise SkinclsError(f"--exporter: expected dynamo or torchscript, got {exporter!r}")
+    wrapper = _Exportable.build(model, keep)
+    size = int(meta["image_size"])
+    example = torch.randn(2, 3, size, size)
+    output_names = [f"{r}_{kind}" for r in keep for kind in ("logits", "probs")]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fp32_path = output if quantize == "none" else output.with_name(output.stem + ".fp32.tmp.onnx")
+    tmp = fp32_path.with_name(f".{fp32_path.name}.tmp{os.getpid()}.onnx")
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                batch = torch.export.Dim("batch", min=1, max=4096)
+                torch.onnx.export(
+                    wrapper,
+                    (example,),
+                    str(tmp),
+                    input_names=["image"],
+                    output_names=output_names,
+                    opset_version=opset,
+                    dynamo=True,
+                    external_data=False,
+                    dynamic_shapes={"image": {0: batch}},
+                    verbose=False,
+                )
+            else:
+                torch.onnx.export(
+                    wrapper,
+                    (example,),
+                    str(tmp),
+                    input_names=["image"],
+                    output_names=output_names,
+                    opset_version=opset,
+                    dynamo=False,
+                    dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
+                )
+        leftovers = [p for p in tmp.parent.glob(tmp.name + "*") if p != tmp]
+        if leftovers:
+            raise SkinclsError(f"the exporter wrote side files {leftovers}; expected one file")
+        proto = onnx.load(str(tmp))
+        metadata = {
+            "skincls_version": __version__,
+            "backbone": meta["backbone"],
+            "source_run": str(run_dir.resolve()),
+            "checkpoint": checkpoint,
+            "epoch": meta.get("epoch"),
+            "image_size": size,
+            "mean": meta["mean"],
+            "std": meta["std"],
+            "resize": "shorter side to image_size, then centre crop",
+            "input": "image: float32 NCHW, RGB, normalised with mean/std",
+            "quantize": quantize,
+            "regions": [
+                {
+                    "name": s.name,
+                    "classes": s.classes,
+                    "ordinal": s.ordinal,
+                    "sources": [src.model_dump(exclude_none=True) for src in s.sources],
+                }
+                for s in specs
+                if s.name in keep
+            ],
+        }
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata, ensure_ascii=False)
+        for key, value in (
+            ("regions", ",".join(keep)),
+            ("image_size", str(size)),
+            ("mean", json.dumps(meta["mean"])),
+            ("std", json.dumps(meta["std"])),
+            ("backbone", meta["backbone"]),
+            ("skincls_version", __version__),
+            ("source_run", str(run_dir.resolve())),
+        ):
+            e = proto.metadata_props.add()
+            e.key, e.value = key, value
+        for s in specs:
+            if s.name in keep:
+                e = proto.metadata_props.add()
+                e.key, e.value = f"classes.{s.name}", json.dumps(s.classes, ensure_ascii=False)
+        proto.producer_name = "skincls"
+        proto.producer_version = __version__
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp), save_as_external_data=False)
+        os.replace(tmp, fp32_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if quantize != "none":
+        qtmp = output.with_name(f".{output.name}.tmp{os.getpid()}.onnx")
+        try:
+            _quantize(fp32_path, qtmp, quantize)
+            qproto = onnx.load(str(qtmp))
+            qproto.metadata_props.extend(onnx.load(str(fp32_path)).metadata_props)
+            onnx.save(qproto, str(qtmp), save_as_external_data=False)
+            os.replace(qtmp, output)
+        finally:
+            for p in (qtmp, fp32_path):
+                if p.exists():
+                    p.unlink()
+
+    inputs = [
+        np.random.default_rng(0).standard_normal((verify_samples, 3, size, size)).astype(np.float32)
+    ]
+    real = 0
+    if data is not None:
+        batch_real = _real_batch(data, registry, names, meta, limit=verify_samples * 4)
+        if batch_real is not None:
+            inputs.append(batch_real)
+            real = len(batch_real)
+    report = verify(wrapper, output, inputs, keep, quantize)
+    report.update(
+        {
+            "path": str(output),
+            "size_bytes": output.stat().st_size,
+            "outputs": output_names,
+            "opset": opset,
+            "exporter": exporter,
+            "quantize": quantize,
+            "real_images": real,
+        }
+    )
+    return report
+
+
+def _real_batch(data, registry, names, meta, limit: int):
+    import numpy as np
+
+    from skincls.augment import build_transform
+    from skincls.data.dataset import load_image
+    from skincls.data.sources import load_data
+
+    dataset = load_data(data, registry, names)
+    transform = build_transform(
+        [], int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"])
+    )
+    arrays = []
+    for s in dataset.samples[:limit]:
+        try:
+            img = load_image(s.path, s.bbox, s.mirror)
+        except (OSError, ValueError):
+            continue
+        arrays.append(transform(image=img)["image"].transpose(2, 0, 1))
+    return np.stack(arrays).astype(np.float32) if arrays else None
+
+
+def verify(
+    wrapper, path: Path, inputs: list, regions: Sequence[str], quantize: str
+) -> dict[str, Any]:
+    """Max |logits difference| and argmax agreement of onnxruntime vs PyTorch; raises on failure."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    max_diff, agree, total = 0.0, 0, 0
+    for batch in inputs:
+        with torch.inference_mode():
+            ref = [t.numpy() for t in wrapper(torch.from_numpy(batch))]
+        got = session.run(None, {"image": batch})
+        for i in range(0, len(ref), 2):
+            max_diff = max(max_diff, float(np.abs(ref[i] - got[i]).max()))
+            agree += int((ref[i].argmax(1) == got[i].argmax(1)).sum())
+            total += ref[i].shape[0]
+    agreement = agree / max(total, 1)
+    report = {"max_abs_diff": max_diff, "argmax_agreement": agreement, "verified_samples": total}
+    if quantize == "none" and max_diff > 1e-4:
+        raise SkinclsError(
+            f"{path}: onnxruntime and PyTorch differ by {max_diff:.2e} (> 1e-4); the export is wrong"
+        )
+    if quantize != "none" and agreement < 0.99:
+        raise SkinclsError(
+            f"{path}: {quantize} model agrees with PyTorch on only {agreement:.1%} of argmax "
+            "(< 99%); keep the fp32 export"
+        )
+    return report

@@ -1,0 +1,211 @@
+"""``skincls predict``: per-region class probabilities from a run directory or an ONNX file.
+
+Preprocessing is read from the run (or from the ONNX metadata, so the file alone is enough).
+An AI Hub label JSON as input crops its box from the photo it names and predicts the regions
+that claim its face part. Unreadable inputs are reported and skipped, never fatal to the batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skincls.data.samples import IMAGE_SUFFIXES
+from skincls.errors import SkinclsError
+
+
+class _Backend(ABC):
+    regions: list[dict[str, Any]]
+    image_size: int
+    mean: list[float]
+    std: list[float]
+
+    @abstractmethod
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Softmax probabilities per region for a preprocessed NCHW float32 batch."""
+
+
+class OnnxBackend(_Backend):
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        from skincls.export import onnx_metadata
+
+        meta = onnx_metadata(path)
+        self.regions = meta["regions"]
+        self.image_size, self.mean, self.std = meta["image_size"], meta["mean"], meta["std"]
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(None, {"image": batch})
+        named = dict(zip(self.outputs, values, strict=False))
+        return {r["name"]: named[f"{r['name']}_probs"] for r in self.regions}
+
+
+class TorchBackend(_Backend):
+    def __init__(self, run_dir: Path, checkpoint: str = "best"):
+        from skincls.evaluate import load_run_model
+
+        self.model, _, _, specs, meta = load_run_model(run_dir, checkpoint)
+        self.regions = [
+            {
+                "name": s.name,
+                "classes": s.classes,
+                "sources": [src.model_dump(exclude_none=True) for src in s.sources],
+            }
+            for s in specs
+        ]
+        self.image_size, self.mean, self.std = meta["image_size"], meta["mean"], meta["std"]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(batch))
+        return {
+            name: torch.softmax(lg.float(), 1).numpy()
+            for name, lg in zip(self.model.region_names, logits, strict=False)
+        }
+
+
+def open_model(model: str | Path, checkpoint: str = "best") -> _Backend:
+    model = Path(model)
+    if model.is_file() and model.suffix == ".onnx":
+        return OnnxBackend(model)
+    if model.is_dir():
+        return TorchBackend(model, checkpoint)
+    raise SkinclsError(f"{model}: expected a run directory or an .onnx file")
+
+
+def _expand(inputs: Sequence[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(
+                sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or f.suffix == ".json")
+                )
+            )
+        else:
+            out.append(p)
+    return out
+
+
+def _label_dir_to_image_dir(part: str) -> str:
+    """AI Hub folder names: 02.라벨링데이터 -> 01.원천데이터, TL* -> TS*, VL* -> VS*."""
+    part = part.replace("02.라벨링데이터", "01.원천데이터")
+    for label, source in (("TL", "TS"), ("VL", "VS")):
+        if part.startswith(label):
+            part = source + part[len(label) :]
+    return part
+
+
+def _aihub_crop(json_path: Path, regions: list[dict[str, Any]]):
+    """(image path, bbox, [(region name, mirror)]) for an AI Hub label file."""
+    doc = json.loads(json_path.read_text(encoding="utf-8-sig"))
+    filename = doc["info"]["filename"]
+    facepart = doc["images"]["facepart"]
+    bbox = doc["images"].get("bbox")
+    keys = set((doc.get("annotations") or {}).keys())
+    wanted = []
+    for r in regions:
+        for src in r.get("sources", []):
+            if src.get("facepart") in (None, facepart) and (not keys or src["key"] in keys):
+                wanted.append((r["name"], bool(src.get("mirror"))))
+                break
+    if not wanted:
+        raise ValueError(f"face part {facepart} is claimed by no region of the model")
+    if bbox is None:
+        raise ValueError("bbox is null")
+    candidates = []
+    parts = list(json_path.parts)
+    mapped = [_label_dir_to_image_dir(p) for p in parts[:-1]]
+    candidates.append(Path(*mapped) / filename)
+    candidates.append(json_path.parent / filename)
+    image = next((c for c in candidates if c.is_file()), None)
+    if image is None:
+        raise FileNotFoundError(f"image {filename!r} not found (looked in {candidates[0].parent})")
+    return image, tuple(int(v) for v in bbox), wanted
+
+
+def predict(
+    model: str | Path,
+    inputs: Sequence[str | Path],
+    regions: Sequence[str] = (),
+    batch_size: int = 16,
+    checkpoint: str = "best",
+) -> dict[str, Any]:
+    """Predictions per input; ``errors`` lists inputs that could not be read, with the reason."""
+    from skincls.augment import build_transform
+    from skincls.data.dataset import load_image
+
+    backend = open_model(model, checkpoint)
+    names = [r["name"] for r in backend.regions]
+    for r in regions:
+        if r not in names:
+            raise SkinclsError(f"--region {r}: not a region of the model ({', '.join(names)})")
+    chosen = set(regions or names)
+    classes = {r["name"]: r["classes"] for r in backend.regions}
+    transform = build_transform([], backend.image_size, tuple(backend.mean), tuple(backend.std))
+    files = _expand(inputs)
+    if not files:
+        raise SkinclsError("no input images given")
+    items: list[tuple[str, np.ndarray, list[str]]] = []
+    errors: list[dict[str, str]] = []
+    for f in files:
+        try:
+            if f.suffix == ".json":
+                image, bbox, wanted = _aihub_crop(f, backend.regions)
+                by_mirror: dict[bool, list[str]] = {}
+                for name, mirror in wanted:
+                    if name in chosen:
+                        by_mirror.setdefault(mirror, []).append(name)
+                for mirror, rs in by_mirror.items():
+                    arr = load_image(str(image), bbox, mirror)
+                    items.append((str(f), transform(image=arr)["image"].transpose(2, 0, 1), rs))
+            else:
+                arr = load_image(str(f))
+                items.append(
+                    (
+                        str(f),
+                        transform(image=arr)["image"].transpose(2, 0, 1),
+                        sorted(chosen, key=names.index),
+                    )
+                )
+        except (OSError, ValueError, KeyError, TypeError, SyntaxError) as err:
+            errors.append({"path": str(f), "error": f"{type(err).__name__}: {err}"})
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        probs = backend.run(np.stack([c[1] for c in chunk]).astype(np.float32))
+        for j, (path, _, rs) in enumerate(chunk):
+            entry: dict[str, Any] = {"path": path, "regions": {}}
+            for name in rs:
+                p = probs[name][j]
+                k = int(p.argmax())
+                entry["regions"][name] = {
+                    "class": classes[name][k],
+                    "index": k,
+                    "probs": {c: float(v) for c, v in zip(classes[name], p, strict=False)},
+                }
+            results.append(entry)
+    return {"model": str(model), "predictions": results, "errors": errors}
+
+
+def write_csv(result: dict[str, Any], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "region", "class", "probability"])
+        for p in result["predictions"]:
+            for name, r in p["regions"].items():
+                w.writerow([p["path"], name, r["class"], f"{r['probs'][r['class']]:.6f}"])
