@@ -267,6 +267,9 @@ def train(
         Optional[str], _opt("Continue the run in this directory.", "--resume")
     ] = None,
     seed: Annotated[Optional[int], _opt("Random seed (split, sampling, init).", "--seed")] = None,
+    split_seed: Annotated[
+        Optional[int], _opt("Seed of the split only (default: --seed).", "--split-seed")
+    ] = None,
     device: Annotated[Optional[Device], _opt("auto, cpu or cuda.", "--device")] = None,
     workers: Annotated[Optional[int], _opt("Data loader processes.", "--workers")] = None,
     backbone: Annotated[
@@ -340,25 +343,8 @@ def train(
     given = dict(locals())
     from skincls.train import train_from_options
 
-    options = {
-        k: v for k, v in given.items() if v is not None and k not in ("config", "no_pretrained")
-    }
-    for k in ("regions_dir", "region", "wandb_tags"):
-        if k in options and not options[k]:
-            del options[k]
-    if no_pretrained:
-        if pretrained:
-            with user_errors():
-                from skincls.errors import SkinclsError
-
-                raise SkinclsError("--pretrained and --no-pretrained contradict each other")
-        options["pretrained"] = "none"
-    for k, v in list(options.items()):
-        if isinstance(v, Enum):
-            options[k] = v.value
-        elif k == "regions_dir":
-            options[k] = [str(p) for p in v]
     with user_errors():
+        options = _clean_train_params(given)
         result = train_from_options(options, str(config) if config else None)
     _stdout().print(
         f"run: {result.run_dir}  best epoch {result.best_epoch}  "
@@ -554,6 +540,130 @@ def explain(
             _stderr().print(f"[yellow]skipped[/yellow] {w['path']}: {w['error']}")
         else:
             _stdout().print(f"{w['output']}  (predicted {w['class']})")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Argument(help="Training data, as for skincls train.")],
+    trials: Annotated[int, typer.Option(help="Total finished trials the study should reach.")] = 20,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            "--space",
+            help="Sweep YAML: parameters (search space), fixed (train options).",
+        ),
+    ] = None,
+    storage: Annotated[
+        Optional[str], typer.Option(help="Optuna storage URL (default: sqlite in --output).")
+    ] = None,
+    study: Annotated[str, typer.Option("--study", help="Study name.")] = "skincls",
+    timeout: Annotated[
+        Optional[float], typer.Option(help="Stop starting trials after this many seconds.")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Sweep directory (study, trial runs).")
+    ] = Path("sweeps/skincls"),
+    wandb_config: Annotated[
+        Optional[Path],
+        typer.Option("--wandb-config", help="Write an equivalent wandb sweep YAML and exit."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hyperparameter search (Optuna TPE + pruning); any skincls train option fixes that option."""
+    from skincls.sweep import load_space, run_sweep, wandb_sweep_config
+
+    with user_errors():
+        space = load_space(config)
+        fixed = _parse_train_args(ctx, [data, *ctx.args])
+        base = {**space.fixed, **fixed}
+        if wandb_config:
+            import yaml
+
+            doc = wandb_sweep_config(
+                [data, *ctx.args], space, base.get("select", "balanced_accuracy")
+            )
+            wandb_config.write_text(yaml.safe_dump(doc, sort_keys=False))
+            _stdout().print(f"wrote {wandb_config}; start it with: wandb sweep {wandb_config}")
+            return
+        base.setdefault("quiet", True)
+        result = run_sweep(
+            base, output, trials, space, storage, study, timeout, base.get("seed", 0)
+        )
+    if as_json:
+        _print_json(result)
+        return
+    from rich.table import Table
+
+    names = sorted({k for t in result["trials"] for k in t["params"]})
+    table = Table(title=f"study {result['study']}: {len(result['trials'])} trials")
+    for col in ("#", "state", "value", *names):
+        table.add_column(col)
+    for t in result["trials"]:
+        value = "" if t["value"] is None else f"{t['value']:.4f}"
+        table.add_row(
+            str(t["number"]), t["state"], value, *(_fmt(t["params"].get(n)) for n in names)
+        )
+    console = _stdout()
+    console.print(table)
+    if result["best"]:
+        b = result["best"]
+        console.print(
+            f"best: trial {b['number']} value {b['value']:.4f}; config {b['config']} "
+            f"(skincls train --config {b['config']})"
+        )
+
+
+def _clean_train_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Train options that were given (not None), as TrainConfig field values."""
+    from skincls.errors import SkinclsError
+
+    skip = ("config", "no_pretrained")
+    options = {k: v for k, v in params.items() if v is not None and k not in skip}
+    if params.get("no_pretrained"):
+        if params.get("pretrained"):
+            raise SkinclsError("--pretrained and --no-pretrained contradict each other")
+        options["pretrained"] = "none"
+    for k in ("regions_dir", "region", "wandb_tags"):
+        if k in options and not options[k]:
+            del options[k]
+    for k, v in list(options.items()):
+        if isinstance(v, Enum):
+            options[k] = v.value
+        elif k == "regions_dir":
+            options[k] = [str(p) for p in v]
+    return options
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return "" if v is None else str(v)
+
+
+def _parse_train_args(ctx: typer.Context, args: list[str]) -> dict[str, Any]:
+    """Parse ARGS exactly as skincls train would, returning only the options given."""
+    import click
+
+    from skincls.errors import SkinclsError
+
+    group = ctx.parent.command if ctx.parent else None
+    train_cmd = group.get_command(ctx.parent, "train") if group else None  # type: ignore[union-attr]
+    if train_cmd is None:
+        raise SkinclsError("internal: the train command is missing")
+    try:
+        sub = train_cmd.make_context(
+            "train", list(args), parent=ctx.parent, resilient_parsing=False
+        )
+    except click.UsageError as err:
+        raise SkinclsError(f"train option: {err.format_message()}") from None
+    options = _clean_train_params(sub.params)
+    if sub.params.get("config"):
+        from skincls.config import load_config_file
+
+        options = {**load_config_file(sub.params["config"]), **options}
+    return options
 
 
 def main() -> None:

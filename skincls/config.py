@@ -52,6 +52,7 @@ class TrainConfig(BaseModel):
     output: str | None = None
     overwrite: bool = False
     seed: int = 0
+    split_seed: int | None = Field(None, description="seed of the split; default: --seed")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: Annotated[int, Field(ge=0)] = 2
 

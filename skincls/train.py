@@ -352,6 +352,7 @@ def train(
     config: TrainConfig,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     console: Any = None,
+    wandb_group: str | None = None,
 ) -> RunResult:
     """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test."""
     from rich.console import Console
@@ -380,7 +381,8 @@ def train(
         assert run_dir is not None
         assignment = load_split(run_dir / "split.csv", dataset.samples)
     else:
-        assignment = split_samples(dataset.samples, config.fractions, config.seed)
+        split_seed = config.seed if config.split_seed is None else config.split_seed
+        assignment = split_samples(dataset.samples, config.fractions, split_seed)
         run_dir = _new_run_dir(config)
         config = config.model_copy(update={"output": str(run_dir)})
         save_config(config, run_dir / "config.yaml")
@@ -648,11 +650,17 @@ def train(
     except KeyboardInterrupt:
         exit_code = 130
         atomic_write_json(run_info_path, {**_read_json(run_info_path), "status": "interrupted"})
-        tracker.finish(exit_code=1)
         raise TrainingInterrupted(
             f"interrupted; {run_dir}/last holds the last completed epoch "
             f"({len(history)}). Continue with: skincls train --resume {run_dir}"
         ) from None
+    except BaseException as err:
+        exit_code = 1
+        status = "pruned" if type(err).__name__ == "TrialPruned" else "failed"
+        atomic_write_json(
+            run_info_path, {**_read_json(run_info_path), "status": status, "error": str(err)}
+        )
+        raise
     finally:
         if in_main_thread:
             for s, h in previous.items():

@@ -58,7 +58,9 @@ def test_onnxruntime_matches_pytorch_at_dynamic_batch_sizes(exported, tiny_run, 
     model, *_ = load_run_model(tiny_run)
     x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": x}), strict=False))
+    outputs = dict(
+        zip([o.name for o in session.get_outputs()], session.run(None, {"image": x}), strict=False)
+    )
     with torch.inference_mode():
         ref = model(torch.from_numpy(x))
     for name, logits in zip(model.region_names, ref, strict=False):

@@ -1,0 +1,223 @@
+"""Model-quality benchmark on HAM10000: which imbalance recipe wins at a fixed CPU budget?
+
+Every arm trains the same backbone for the same epochs on one lesion-grouped stratified split
+(seed 0), with 3 training seeds; the best epoch is chosen on validation balanced accuracy and the
+test split is scored once per run. Writes results JSON, a markdown table and a PNG plot.
+
+    python benchmarks/quality.py --out /tmp/skincls-quality            # all arms, 3 seeds
+    python benchmarks/quality.py --arms ce ce_sampler --seeds 0        # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "ham10000" / "manifest.csv"
+
+ARMS: dict[str, dict] = {
+    "ce": {"loss": "ce", "sampler": "none"},
+    "ce_sampler": {"loss": "ce", "sampler": "class_balanced"},
+    "ce_sqrt_sampler": {"loss": "ce", "sampler": "sqrt"},
+    "cb_softmax": {"loss": "cb_softmax", "sampler": "none", "beta": 0.999},
+    "cb_focal": {"loss": "cb_focal", "sampler": "none", "beta": 0.999, "gamma": 1.0},
+    "cb_focal_sampler": {
+        "loss": "cb_focal",
+        "sampler": "class_balanced",
+        "beta": 0.999,
+        "gamma": 1.0,
+    },
+    "logit_adjust": {"loss": "logit_adjust", "sampler": "none", "tau": 1.0},
+    "balanced_softmax": {"loss": "balanced_softmax", "sampler": "none"},
+}
+CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
+    from skincls.config import build_config
+    from skincls.train import train
+
+    values = dict(
+        data=str(args.data),
+        regions_dir=[str(regions_dir)],
+        region=["lesion"],
+        group_column="lesion_id",
+        output=str(out / f"{name}-s{seed}"),
+        overwrite=True,
+        backbone=args.backbone,
+        pretrained="none",
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        lr=args.lr,
+        warmup_epochs=1,
+        workers=args.workers,
+        seed=seed,
+        wandb="disabled",
+        quiet=True,
+        select="balanced_accuracy",
+        region_balance="none",
+    )
+    values.update(ARMS[name])
+    values["split_seed"] = 0  # one split for every arm and seed; the seed varies training only
+    t0 = time.perf_counter()
+    result = train(build_config(values))
+    m = result.test["regions"]["lesion"]
+    train_counts = {}
+    with open(Path(result.run_dir) / "split.csv", newline="") as fh:
+        import csv
+
+        for row in csv.DictReader(fh):
+            if row["part"] == "train":
+                train_counts[row["label"]] = train_counts.get(row["label"], 0) + 1
+    total = sum(train_counts.values())
+    minority = [c for c in CLASSES if train_counts.get(c, 0) / total < 0.05]
+    return {
+        "arm": name,
+        "seed": seed,
+        "best_epoch": result.best_epoch,
+        "balanced_accuracy": m["balanced_accuracy"],
+        "macro_f1": m["macro_f1"],
+        "accuracy": m["accuracy"],
+        "minority_recall": statistics.mean(m["per_class"][c]["recall"] for c in minority),
+        "minority_classes": minority,
+        "per_class_recall": {c: v["recall"] for c, v in m["per_class"].items()},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    out = []
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        rs = [r for r in rows if r["arm"] == arm]
+        entry = {"arm": arm, "runs": len(rs)}
+        for k in ("balanced_accuracy", "macro_f1", "accuracy", "minority_recall"):
+            vals = [r[k] for r in rs]
+            entry[k] = statistics.mean(vals)
+            entry[k + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        out.append(entry)
+    return out
+
+
+def markdown(summary: list[dict]) -> str:
+    lines = [
+        "| arm | runs | balanced acc | macro F1 | accuracy | minority recall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        cells = [
+            f"{100 * s[k]:.1f} ± {100 * s[k + '_sd']:.1f}"
+            for k in ("balanced_accuracy", "macro_f1", "accuracy", "minority_recall")
+        ]
+        lines.append(f"| {s['arm']} | {s['runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["balanced_accuracy", "macro_f1", "accuracy", "minority_recall"]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / len(summary)
+    for i, s in enumerate(summary):
+        xs = [j + i * width for j in range(len(keys))]
+        ax.bar(
+            xs,
+            [100 * s[k] for k in keys],
+            width,
+            yerr=[100 * s[k + "_sd"] for k in keys],
+            label=s["arm"],
+            capsize=2,
+        )
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))], keys)
+    ax.set_ylabel("% on the test split (mean ± sd over seeds)")
+    ax.legend(fontsize=7, ncol=4)
+    ax.set_title("HAM10000, lesion-grouped split: imbalance recipes at one budget")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "skincls-quality")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--backbone", default="resnet10t")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args(argv)
+    if not args.data.is_file():
+        print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    regions_dir = args.out / "regions"
+    regions_dir.mkdir(exist_ok=True)
+    (regions_dir / "lesion.yaml").write_text(f"name: lesion\nclasses: [{', '.join(CLASSES)}]\n")
+    results_path = args.out / "results.json"
+    rows = json.loads(results_path.read_text())["rows"] if results_path.is_file() else []
+    done = {(r["arm"], r["seed"]) for r in rows}
+    for seed in args.seeds:
+        for arm in args.arms:
+            if (arm, seed) in done:
+                continue
+            row = run_arm(arm, seed, args, regions_dir, args.out)
+            rows.append(row)
+            print(
+                json.dumps(
+                    {
+                        k: row[k]
+                        for k in (
+                            "arm",
+                            "seed",
+                            "balanced_accuracy",
+                            "macro_f1",
+                            "accuracy",
+                            "minority_recall",
+                            "seconds",
+                        )
+                    }
+                ),
+                flush=True,
+            )
+            results_path.write_text(
+                json.dumps(
+                    {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2
+                )
+            )
+    rows = [r for r in rows if r["arm"] in args.arms and r["seed"] in args.seeds]
+    summary = summarize(rows)
+    table = markdown(summary)
+    import torch
+
+    header = (
+        f"command: python benchmarks/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}\n"
+        f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores, "
+        f"python {platform.python_version()}, torch {torch.__version__}\n"
+        f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch {args.batch_size}, "
+        f"lr {args.lr}, no pretrained weights, seeds {args.seeds}\n"
+    )
+    (args.out / "table.md").write_text(header + "\n" + table + "\n")
+    plot(summary, args.out / "quality.png")
+    print(header)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

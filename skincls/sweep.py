@@ -1,0 +1,340 @@
+"""``skincls sweep``: hyperparameter search with Optuna (TPE + median pruning), no server needed.
+
+The study lives in ``<output>/study.db`` (SQLite) unless ``--storage`` names a database URL
+(PostgreSQL, MySQL) that several machines share. ``--trials N`` is the total the study should
+reach, so rerunning continues where it stopped. Each trial is an ordinary run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from skincls.config import TrainConfig, build_config
+from skincls.errors import SkinclsError
+
+SEARCHABLE = {
+    name
+    for name in TrainConfig.model_fields
+    if name
+    not in {
+        "data",
+        "output",
+        "resume",
+        "regions_dir",
+        "region",
+        "overwrite",
+        "quiet",
+        "wandb",
+        "wandb_project",
+        "wandb_entity",
+        "wandb_name",
+        "wandb_tags",
+        "source",
+        "group_column",
+        "device",
+        "workers",
+    }
+}
+
+
+class LogUniform(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["loguniform"]
+    low: Annotated[float, Field(gt=0)]
+    high: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _check(self) -> LogUniform:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Uniform(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check(self) -> Uniform:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class IntRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> IntRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Categorical(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["categorical"]
+    choices: Annotated[list[Union[str, float, int, bool]], Field(min_length=1)]  # noqa: UP007
+
+
+Param = Annotated[Union[LogUniform, Uniform, IntRange, Categorical], Field(discriminator="type")]  # noqa: UP007
+
+
+class SearchSpace(BaseModel):
+    """Parameters to search (train option name -> distribution) plus the search settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    parameters: dict[str, Param]
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    pruner_warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    pruner_startup_trials: Annotated[int, Field(ge=0)] = 2
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSpace:
+        for name in self.fixed:
+            if name not in TrainConfig.model_fields:
+                raise ValueError(f"fixed.{name}: not a train option")
+        for name in self.parameters:
+            if name not in SEARCHABLE:
+                raise ValueError(
+                    f"parameters.{name}: not a searchable train option (choose from "
+                    f"{', '.join(sorted(SEARCHABLE))})"
+                )
+        for name, p in self.parameters.items():
+            if isinstance(p, Categorical):
+                for choice in p.choices:
+                    try:
+                        TrainConfig.model_validate({"data": ".", name: choice})
+                    except ValidationError as err:
+                        msg = err.errors()[0]["msg"]
+                        raise ValueError(f"parameters.{name}: choice {choice!r}: {msg}") from None
+        return self
+
+
+def default_space() -> SearchSpace:
+    """The seed project's space, plus loss and sampler as choices."""
+    return SearchSpace.model_validate(
+        {
+            "parameters": {
+                "lr": {"type": "loguniform", "low": 1e-5, "high": 1e-3},
+                "dropout": {"type": "categorical", "choices": [0.2, 0.3, 0.4, 0.5]},
+                "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-2},
+                "gamma": {"type": "categorical", "choices": [0.5, 1.0, 2.0, 3.0]},
+                "beta": {"type": "categorical", "choices": [0.9, 0.99, 0.999, 0.9999]},
+                "loss": {
+                    "type": "categorical",
+                    "choices": ["ce", "cb_softmax", "cb_focal", "logit_adjust"],
+                },
+                "sampler": {"type": "categorical", "choices": ["none", "class_balanced", "sqrt"]},
+            }
+        }
+    )
+
+
+def load_space(path: str | Path | None) -> SearchSpace:
+    if path is None:
+        return default_space()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SkinclsError(f"--space {path}: cannot read: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise SkinclsError(f"--space {path}: invalid YAML: {err}") from None
+    try:
+        return SearchSpace.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = ".".join(
+                str(p) for p in e["loc"] if p not in ("loguniform", "uniform", "int", "categorical")
+            )
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown field"
+            lines.append(f"{path}: {loc}: {msg}")
+        raise SkinclsError("\n".join(lines)) from None
+
+
+def _suggest(trial, name: str, p: Any) -> Any:
+    if isinstance(p, LogUniform):
+        return trial.suggest_float(name, p.low, p.high, log=True)
+    if isinstance(p, Uniform):
+        return trial.suggest_float(name, p.low, p.high)
+    if isinstance(p, IntRange):
+        return trial.suggest_int(name, p.low, p.high, log=p.log)
+    return trial.suggest_categorical(name, p.choices)
+
+
+def run_sweep(
+    base: dict[str, Any],
+    output: str | Path,
+    trials: int,
+    space: SearchSpace | None = None,
+    storage: str | None = None,
+    study_name: str = "skincls",
+    timeout: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run trials until the study holds ``trials`` finished ones; return the results summary.
+
+    ``base`` holds the fixed train options (as ``skincls train`` takes them); a trial overrides
+    only the searched parameters.
+    """
+    import logging
+
+    import optuna
+
+    from skincls.train import train
+
+    space = space or default_space()
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
+    build_config({**base, "output": str(output / "probe")}, "sweep options")  # fail early
+    optuna.logging.set_verbosity(logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=space.pruner_startup_trials,
+            n_warmup_steps=space.pruner_warmup_epochs,
+        ),
+    )
+    # a rerun continues the study with fresh but reproducible suggestions
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    todo = max(0, trials - len(_finished(optuna, study)))
+
+    def objective(trial) -> float:
+        params = {name: _suggest(trial, name, p) for name, p in space.parameters.items()}
+        run_dir = output / f"trial-{trial.number:04d}"
+        values = {**base, **params, "output": str(run_dir), "overwrite": True}
+        config = build_config(values, f"trial {trial.number}")
+        trial.set_user_attr("run_dir", str(run_dir))
+
+        def report(epoch: int, record: dict[str, Any]) -> None:
+            value = record["select"]
+            if not math.isnan(value):
+                trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} ({value:.4f})")
+
+        result = train(config, on_epoch_end=report, wandb_group=study_name)
+        return result.best_metric
+
+    if todo:
+        study.optimize(objective, n_trials=todo, timeout=timeout, catch=())
+    return summarize(study, base, output)
+
+
+def _finished(optuna, study) -> list:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in study.trials if t.state in states]
+
+
+def summarize(study, base: dict[str, Any], output: Path) -> dict[str, Any]:
+    """Trials table data, the best trial, and ``best.yaml`` ready for ``skincls train --config``."""
+    import optuna
+
+    rows = [
+        {
+            "number": t.number,
+            "state": t.state.name.lower(),
+            "value": t.value,
+            "params": t.params,
+            "epochs_reported": len(t.intermediate_values),
+            "run_dir": t.user_attrs.get("run_dir"),
+        }
+        for t in study.trials
+    ]
+    result: dict[str, Any] = {"study": study.study_name, "trials": rows, "best": None}
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        config = {**base, **best.params}
+        config.pop("output", None)
+        config.pop("overwrite", None)
+        path = output / "best.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        result["best"] = {
+            "number": best.number,
+            "value": best.value,
+            "params": best.params,
+            "config": str(path),
+            "run_dir": best.user_attrs.get("run_dir"),
+        }
+        _plots(study, output, result)
+    (output / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _plots(study, output: Path, result: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import warnings
+
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as vm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ax = vm.plot_optimization_history(study)
+        ax.figure.set_size_inches(7, 4)
+        ax.figure.tight_layout()
+        ax.figure.savefig(output / "history.png", dpi=100)
+        plt.close(ax.figure)
+        result["plots"] = [str(output / "history.png")]
+        try:
+            ax = vm.plot_param_importances(study)
+            ax.figure.set_size_inches(7, 4)
+            ax.figure.tight_layout()
+            ax.figure.savefig(output / "importances.png", dpi=100)
+            plt.close(ax.figure)
+            result["plots"].append(str(output / "importances.png"))
+        except (ValueError, RuntimeError):
+            pass  # fewer than two distinct completed trials: importances are undefined
+
+
+def wandb_sweep_config(
+    base_args: list[str], space: SearchSpace | None = None, select: str = "balanced_accuracy"
+) -> dict[str, Any]:
+    """An equivalent wandb sweep (Bayesian) whose command runs ``skincls train`` with ``${args}``.
+
+    Parameter names use the CLI spelling (``weight-decay``) because wandb passes
+    ``--<name>=<value>``.
+    """
+    space = space or default_space()
+    params: dict[str, Any] = {}
+    for name, p in space.parameters.items():
+        key = name.replace("_", "-")
+        if isinstance(p, LogUniform):
+            params[key] = {"distribution": "log_uniform_values", "min": p.low, "max": p.high}
+        elif isinstance(p, Uniform):
+            params[key] = {"distribution": "uniform", "min": p.low, "max": p.high}
+        elif isinstance(p, IntRange):
+            params[key] = {"distribution": "int_uniform", "min": p.low, "max": p.high}
+        else:
+            params[key] = {"values": list(p.choices)}
+    return {
+        "program": "skincls",
+        "method": "bayes",
+        "metric": {"name": f"val_{select}", "goal": "maximize"},
+        "parameters": params,
+        "command": ["${env}", "skincls", "train", *base_args, "--wandb", "online", "${args}"],
+    }
