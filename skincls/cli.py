@@ -295,6 +295,12 @@ def train(
     warmup_epochs: Annotated[
         Optional[int], _opt("Linear warm-up epochs.", "--warmup-epochs")
     ] = None,
+    accum_steps: Annotated[
+        Optional[int], _opt("Micro-batches per optimizer step.", "--accum-steps")
+    ] = None,
+    sync_bn: Annotated[
+        Optional[bool], _opt("SyncBatchNorm across ranks (torchrun).", "--sync-bn")
+    ] = None,
     grad_clip: Annotated[
         Optional[float], _opt("Gradient norm clip (0: off).", "--grad-clip")
     ] = None,

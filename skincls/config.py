@@ -69,6 +69,8 @@ class TrainConfig(BaseModel):
     eta_min: Annotated[float, Field(ge=0)] = 1e-6
     warmup_epochs: Annotated[int, Field(ge=0)] = 1
     grad_clip: Annotated[float, Field(ge=0)] = 1.0
+    accum_steps: Annotated[int, Field(ge=1)] = 1
+    sync_bn: bool = False
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
 

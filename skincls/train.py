@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from skincls import distributed as D
 from skincls.config import RESUME_MUTABLE, TrainConfig, build_config, save_config
 from skincls.data.dataset import SampleDataset, build_transforms
 from skincls.data.sampler import EpochSampler, EvalSampler, sample_weights
@@ -237,12 +238,17 @@ def multitask_loss(
     ok: torch.Tensor,
     loss_fns: nn.ModuleDict,
     region_names: list[str],
+    touch_all: bool = False,
 ) -> torch.Tensor:
     """Sum over regions of each head's loss on its own (decodable) samples only.
 
-    A region with no sample in the batch adds nothing, so its head gets no gradient.
+    A region with no sample in the batch adds nothing, so its head gets no gradient. With
+    ``touch_all`` (DistributedDataParallel) every head joins the graph with weight zero, so
+    all ranks reduce the same parameters.
     """
     loss = torch.zeros((), device=labels.device)
+    if touch_all:
+        loss = loss + sum(lg.float().sum() for lg in logits) * 0.0
     for i, name in enumerate(region_names):
         mask = (region_idx == i) & ok
         if mask.any():
@@ -291,8 +297,14 @@ def predict_loader(
     return {k: torch.cat(v).numpy() for k, v in out.items() if v}
 
 
-def score(model, loader, regions: list[RegionSpec], device, dtype, channels_last) -> dict[str, Any]:
+def score(
+    model, loader, regions: list[RegionSpec], device, dtype, channels_last, dctx=None
+) -> dict[str, Any]:
+    """Metrics over every sample of ``loader``; under torch.distributed the predictions of all
+    ranks are gathered first, so the figures are those of the whole split on every rank."""
     p = predict_loader(model, loader, device, dtype, channels_last)
+    if dctx is not None:
+        p = D.gather_predictions(p, dctx)
     if not p:
         return {"regions": {}, "mean": {}, "bad": 0}
     keep = p["ok"].astype(bool)
@@ -321,6 +333,28 @@ def make_loader(dataset, sampler, config: TrainConfig, device, drop_last: bool =
         drop_last=drop_last,
         persistent_workers=False,
     )
+
+
+def _create_run(
+    config: TrainConfig, regions: list[RegionSpec], dataset: Dataset, assignment
+) -> Path:
+    """Make the run directory with the resolved config, region specs and split."""
+    import yaml
+
+    run_dir = _new_run_dir(config)
+    config = config.model_copy(update={"output": str(run_dir)})
+    save_config(config, run_dir / "config.yaml")
+    (run_dir / "regions").mkdir(exist_ok=True)
+    for r in regions:
+        (run_dir / "regions" / f"{r.name}.yaml").write_text(
+            yaml.safe_dump(
+                r.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
+            ),
+            encoding="utf-8",
+        )
+    (run_dir / "regions" / "order.txt").write_text("\n".join(r.name for r in regions) + "\n")
+    save_split(run_dir / "split.csv", dataset.samples, assignment)
+    return run_dir
 
 
 def _summary_lines(
@@ -354,11 +388,34 @@ def train(
     console: Any = None,
     wandb_group: str | None = None,
 ) -> RunResult:
-    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test."""
+    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test.
+
+    Under ``torchrun`` every rank trains on its share of each epoch's draw, predictions are
+    gathered before metrics are computed, and only rank 0 writes files and logs to wandb.
+    """
+    dctx = D.init_distributed(config.device)
+    try:
+        return _train(config, dctx, on_epoch_end, console, wandb_group)
+    finally:
+        D.cleanup(dctx)
+
+
+def _train(
+    config: TrainConfig,
+    dctx: D.DistContext,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+    console: Any,
+    wandb_group: str | None,
+) -> RunResult:
     from rich.console import Console
 
+    if not dctx.is_main:
+        console = Console(stderr=True, quiet=True)
     console = console or Console(stderr=True, quiet=config.quiet)
-    device = resolve_device(config.device)
+    if dctx.backend == "nccl":
+        device = torch.device("cuda", dctx.local_rank)
+    else:
+        device = resolve_device("cpu" if dctx.enabled else config.device)
     dtype = amp_dtype(config, device)
     channels_last = config.channels_last and device.type == "cuda"
     resuming = config.resume is not None
@@ -383,23 +440,18 @@ def train(
     else:
         split_seed = config.seed if config.split_seed is None else config.split_seed
         assignment = split_samples(dataset.samples, config.fractions, split_seed)
-        run_dir = _new_run_dir(config)
+        created: tuple[str, str] | None = None
+        if dctx.is_main:
+            try:
+                created = ("ok", str(_create_run(config, regions, dataset, assignment)))
+            except SkinclsError as err:
+                created = ("error", str(err))
+        created = D.broadcast(created, dctx)
+        assert created is not None
+        if created[0] == "error":
+            raise SkinclsError(created[1])
+        run_dir = Path(created[1])
         config = config.model_copy(update={"output": str(run_dir)})
-        save_config(config, run_dir / "config.yaml")
-        (run_dir / "regions").mkdir(exist_ok=True)
-        import yaml
-
-        for r in regions:
-            (run_dir / "regions" / f"{r.name}.yaml").write_text(
-                yaml.safe_dump(
-                    r.model_dump(mode="json", exclude_none=True),
-                    sort_keys=False,
-                    allow_unicode=True,
-                ),
-                encoding="utf-8",
-            )
-        (run_dir / "regions" / "order.txt").write_text("\n".join(r.name for r in regions) + "\n")
-        save_split(run_dir / "split.csv", dataset.samples, assignment)
     assert run_dir is not None
     parts = partition(dataset.samples, assignment)
     train_samples, val_samples = parts["train"], parts["val"]
@@ -414,9 +466,18 @@ def train(
     model = build_model(config, regions, losses_of)
     data_cfg = model.data_config
     mean, std = data_cfg["mean"], data_cfg["std"]
+    if dctx.enabled and config.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if dctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            model, device_ids=[dctx.local_rank] if device.type == "cuda" else None
+        )
     loss_fns = nn.ModuleDict(
         {
             r.name: create_loss(
@@ -442,7 +503,9 @@ def train(
     weights = sample_weights(
         train_samples, {r.name: _sampler_of(config, r) for r in regions}, config.region_balance
     )
-    sampler = EpochSampler(len(train_samples), weights, config.seed)
+    sampler = EpochSampler(
+        len(train_samples), weights, config.seed, rank=dctx.rank, world_size=dctx.world_size
+    )
     if len(sampler) < 2:
         raise SkinclsError(
             f"{config.data}: the training split has {len(sampler)} sample(s); need 2+"
@@ -450,13 +513,17 @@ def train(
     train_loader = make_loader(
         train_ds, sampler, config, device, drop_last=len(sampler) >= config.batch_size
     )
-    val_loader = make_loader(val_ds, EvalSampler(len(val_ds)), config, device)
+    val_loader = make_loader(
+        val_ds, EvalSampler(len(val_ds), dctx.rank, dctx.world_size), config, device
+    )
 
     steps_per_epoch = len(train_loader)
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = steps_per_epoch * config.epochs
-    warmup_steps = steps_per_epoch * config.warmup_epochs
+    accum = config.accum_steps
+    updates_per_epoch = math.ceil(steps_per_epoch / accum)
+    total_steps = updates_per_epoch * config.epochs
+    warmup_steps = updates_per_epoch * config.warmup_epochs
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     eta_ratio = config.eta_min / config.lr
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -467,6 +534,7 @@ def train(
     start_epoch, best_metric, best_epoch, wandb_id = 0, -math.inf, -1, None
     history: list[dict[str, Any]] = []
     run_info_path = run_dir / "run.json"
+    write = dctx.is_main
     if resuming:
         last = run_dir / "last"
         weights_state, meta = load_checkpoint(last)
@@ -481,17 +549,14 @@ def train(
         best_metric = float(state["best_metric"])
         best_epoch = int(state["best_epoch"])
         history = _read_history(run_dir)[:start_epoch]
-        if run_info_path.is_file():
-            import json
-
-            wandb_id = json.loads(run_info_path.read_text()).get("wandb_id")
+        wandb_id = _read_json(run_info_path).get("wandb_id")
         if start_epoch >= config.epochs:
             console.print(f"{run_dir}: already trained {start_epoch} of {config.epochs} epochs")
 
     from skincls.tracking import Tracker
 
     tracker = Tracker(
-        config.wandb,
+        config.wandb if write else "disabled",
         run_dir,
         config.model_dump(mode="json"),
         config.wandb_project,
@@ -499,19 +564,22 @@ def train(
         config.wandb_name,
         config.wandb_tags,
         run_id=wandb_id,
+        group=wandb_group,
     )
-    atomic_write_json(
-        run_info_path,
-        {
-            "wandb_id": tracker.run_id,
-            "wandb_mode": config.wandb,
-            "status": "running",
-            "device": str(device),
-            "amp": str(dtype) if dtype else "off",
-            "skincls_version": _version(),
-            "torch_version": torch.__version__,
-        },
-    )
+    if write:
+        atomic_write_json(
+            run_info_path,
+            {
+                "wandb_id": tracker.run_id,
+                "wandb_mode": config.wandb,
+                "status": "running",
+                "device": str(device),
+                "world_size": dctx.world_size,
+                "amp": str(dtype) if dtype else "off",
+                "skincls_version": _version(),
+                "torch_version": torch.__version__,
+            },
+        )
 
     console.print(
         f"[bold]run[/bold] {run_dir}  device={device} amp={dtype or 'off'} "
@@ -520,6 +588,10 @@ def train(
     )
     for line in _summary_lines(config, regions, counts):
         console.print("  " + line)
+    console.print(
+        f"  batch: {config.batch_size} per rank x {dctx.world_size} rank(s) x {accum} "
+        f"accumulation step(s) = global batch {config.batch_size * dctx.world_size * accum}"
+    )
 
     bad_paths: set[str] = set()
     names = [r.name for r in regions]
@@ -539,10 +611,11 @@ def train(
     try:
         for epoch in range(start_epoch, config.epochs):
             sampler.set_epoch(epoch)
-            model.train()
+            net.train()
             t0 = time.perf_counter()
             seen, loss_sum, loss_n, skipped_nan = 0, 0.0, 0, 0
             progress = _progress(console, config.quiet)
+            optimizer.zero_grad(set_to_none=True)
             with progress:
                 task = progress.add_task(
                     f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, info=""
@@ -559,29 +632,37 @@ def train(
                         for i in index[~ok.cpu()].tolist():
                             bad_paths.add(train_samples[i].path)
                         _check_bad_fraction(bad_paths, len(train_samples), config, run_dir)
-                    with torch.autocast(
-                        device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-                    ):
-                        logits = model(images)
-                    loss = multitask_loss(logits, region_idx, labels, ok, loss_fns, names)
-                    optimizer.zero_grad(set_to_none=True)
-                    if not torch.isfinite(loss):
-                        if config.on_nan == "stop":
-                            raise SkinclsError(
-                                f"epoch {epoch + 1} step {step + 1}: loss is {loss.item()}; "
-                                "stopping (--on-nan stop). Lower --lr or check the data."
-                            )
-                        skipped_nan += 1
-                        scheduler.step()
-                        continue
-                    if loss.requires_grad:
-                        scaler.scale(loss).backward()
+                    last_micro = (step + 1) % accum == 0 or step + 1 == steps_per_epoch
+                    with D.no_sync(net, skip=not last_micro):
+                        with torch.autocast(
+                            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                        ):
+                            logits = net(images)
+                        loss = multitask_loss(
+                            logits, region_idx, labels, ok, loss_fns, names, touch_all=dctx.enabled
+                        )
+                        finite = D.all_true(bool(torch.isfinite(loss)), dctx, device)
+                        if not finite:
+                            if config.on_nan == "stop":
+                                raise SkinclsError(
+                                    f"epoch {epoch + 1} step {step + 1}: loss is {loss.item()}; "
+                                    "stopping (--on-nan stop). Lower --lr or check the data."
+                                )
+                            skipped_nan += 1
+                            optimizer.zero_grad(set_to_none=True)
+                            if last_micro:
+                                scheduler.step()
+                            continue
+                        if loss.requires_grad:
+                            scaler.scale(loss / accum).backward()
+                    if last_micro:
                         if config.grad_clip > 0:
                             scaler.unscale_(optimizer)
                             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                         scaler.step(optimizer)
                         scaler.update()
-                    scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                        scheduler.step()
                     seen += images.shape[0]
                     loss_sum += float(loss.detach())
                     loss_n += 1
@@ -590,12 +671,13 @@ def train(
                         task, advance=1, info=f"loss {loss_sum / loss_n:.4f}  {rate:.1f} img/s"
                     )
             train_time = time.perf_counter() - t0
+            loss_sum, loss_n, seen = D.reduce_sum([loss_sum, loss_n, seen], dctx, device)
             if skipped_nan:
                 console.print(
                     f"[yellow]epoch {epoch + 1}: skipped {skipped_nan} step(s) with a non-finite loss"
                 )
             val = (
-                score(model, val_loader, regions, device, dtype, channels_last)
+                score(model, val_loader, regions, device, dtype, channels_last, dctx)
                 if len(val_ds)
                 else None
             )
@@ -624,22 +706,27 @@ def train(
             if improved:
                 best_metric, best_epoch = selected_value, epoch + 1
             history.append(record)
-            _write_history(run_dir, history)
-            meta = _meta(config, regions, mean, std, epoch + 1, record, data_cfg)
-            trainer_state = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": _rng_state(),
-                "epoch": epoch,
-                "best_metric": best_metric,
-                "best_epoch": best_epoch,
-                "sampler": sampler.state_dict(),
-            }
-            state_dict = model.state_dict()
-            if improved:
-                save_checkpoint(run_dir / "best", state_dict, {**meta, "best": True}, trainer_state)
-            save_checkpoint(run_dir / "last", state_dict, meta, trainer_state)
+            if write:
+                _write_history(run_dir, history)
+                meta = _meta(config, regions, mean, std, epoch + 1, record, data_cfg)
+                trainer_state = {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": _rng_state(),
+                    "epoch": epoch,
+                    "best_metric": best_metric,
+                    "best_epoch": best_epoch,
+                    "sampler": sampler.state_dict(),
+                    "world_size": dctx.world_size,
+                }
+                state_dict = model.state_dict()
+                if improved:
+                    save_checkpoint(
+                        run_dir / "best", state_dict, {**meta, "best": True}, trainer_state
+                    )
+                save_checkpoint(run_dir / "last", state_dict, meta, trainer_state)
+            D.barrier(dctx)
             tracker.log(
                 {k: v for k, v in record.items() if k != "epoch"} | {"epoch": epoch + 1},
                 step=epoch + 1,
@@ -649,7 +736,8 @@ def train(
                 on_epoch_end(epoch + 1, record)
     except KeyboardInterrupt:
         exit_code = 130
-        atomic_write_json(run_info_path, {**_read_json(run_info_path), "status": "interrupted"})
+        if write:
+            atomic_write_json(run_info_path, {**_read_json(run_info_path), "status": "interrupted"})
         raise TrainingInterrupted(
             f"interrupted; {run_dir}/last holds the last completed epoch "
             f"({len(history)}). Continue with: skincls train --resume {run_dir}"
@@ -657,15 +745,16 @@ def train(
     except BaseException as err:
         exit_code = 1
         status = "pruned" if type(err).__name__ == "TrialPruned" else "failed"
-        atomic_write_json(
-            run_info_path, {**_read_json(run_info_path), "status": status, "error": str(err)}
-        )
+        if write:
+            atomic_write_json(
+                run_info_path, {**_read_json(run_info_path), "status": status, "error": str(err)}
+            )
         raise
     finally:
         if in_main_thread:
             for s, h in previous.items():
                 signal.signal(s, h)
-        if bad_paths:
+        if bad_paths and write:
             (run_dir / "bad_images.txt").write_text(
                 "\n".join(sorted(bad_paths)) + "\n", encoding="utf-8"
             )
@@ -677,34 +766,29 @@ def train(
     if test_samples and best_epoch > 0:
         weights_state, _ = load_checkpoint(run_dir / "best")
         model.load_state_dict(weights_state)
-        test_ds = SampleDataset(test_samples, [r.name for r in regions], eval_tf, config.image_size)
-        test_result = score(
-            model,
-            make_loader(test_ds, EvalSampler(len(test_ds)), config, device),
-            regions,
-            device,
-            dtype,
-            channels_last,
-        )
+        test_ds = SampleDataset(test_samples, names, eval_tf, config.image_size)
+        test_sampler = EvalSampler(len(test_ds), dctx.rank, dctx.world_size)
+        test_loader = make_loader(test_ds, test_sampler, config, device)
+        test_result = score(model, test_loader, regions, device, dtype, channels_last, dctx)
         test_result.pop("bad_indices", None)
-        test_result["split"] = "test"
-        test_result["checkpoint"] = "best"
-        test_result["epoch"] = best_epoch
-        atomic_write_json(run_dir / "evaluation.json", test_result)
+        test_result.update({"split": "test", "checkpoint": "best", "epoch": best_epoch})
+        if write:
+            atomic_write_json(run_dir / "evaluation.json", test_result)
         for name, m in test_result["regions"].items():
             r = next(x for x in regions if x.name == name)
             tracker.log_confusion(name, r.classes, m["confusion_matrix"], step=len(history))
         tracker.summary({f"test/{k}": v for k, v in test_result["mean"].items()})
         _print_eval(console, "test (best checkpoint)", test_result)
-    atomic_write_json(
-        run_info_path,
-        {
-            **_read_json(run_info_path),
-            "status": "finished",
-            "best_epoch": best_epoch,
-            "best_metric": best_metric,
-        },
-    )
+    if write:
+        atomic_write_json(
+            run_info_path,
+            {
+                **_read_json(run_info_path),
+                "status": "finished",
+                "best_epoch": best_epoch,
+                "best_metric": best_metric,
+            },
+        )
     tracker.finish()
     return RunResult(run_dir, best_epoch, best_metric, history, test_result)
 
