@@ -30,7 +30,7 @@ def load_image(path: str, bbox: tuple[int, int, int, int] | None = None, mirror:
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(img, dtype=np.float64)
             peak = 65535.0 if arr.max() > 255 else 255.0
-            img = Image.fromarray((arr / peak * 255).clip(0, 255).astype(np.uint8))
+            img = Image.fromarray(np.rint(arr / peak * 255).clip(0, 255).astype(np.uint8))
         img = img.convert("RGB")
         if bbox is not None:
             x1, y1, x2, y2 = bbox
