@@ -256,6 +256,56 @@ def multitask_loss(
     return loss
 
 
+def training_step(
+    net: nn.Module,
+    model: nn.Module,
+    images: torch.Tensor,
+    region_idx: torch.Tensor,
+    labels: torch.Tensor,
+    ok: torch.Tensor,
+    loss_fns: nn.ModuleDict,
+    names: list[str],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    scheduler: Any,
+    dtype: torch.dtype | None,
+    grad_clip: float,
+    accum: int = 1,
+    last_micro: bool = True,
+    dctx: D.DistContext | None = None,
+) -> tuple[torch.Tensor, bool]:
+    """One micro-batch: forward under autocast, masked multi-task loss, backward, and on the last
+    micro-batch of an accumulation group an optimizer and scheduler step (with clipping).
+
+    Returns the loss and whether it was finite on every rank; a non-finite loss changes no weight.
+    """
+    dctx = dctx or D.DistContext()
+    device = images.device
+    with D.no_sync(net, skip=not last_micro):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = net(images)
+        loss = multitask_loss(
+            logits, region_idx, labels, ok, loss_fns, names, touch_all=dctx.enabled
+        )
+        finite = D.all_true(bool(torch.isfinite(loss)), dctx, device)
+        if not finite:
+            optimizer.zero_grad(set_to_none=True)
+            if last_micro:
+                scheduler.step()
+            return loss, False
+        if loss.requires_grad:
+            scaler.scale(loss / accum).backward()
+    if last_micro:
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+    return loss, True
+
+
 def _collate_to(batch, device, channels_last):
     images, regions, labels, ok, index = batch
     images = images.to(device, non_blocking=True)
@@ -633,36 +683,32 @@ def _train(
                             bad_paths.add(train_samples[i].path)
                         _check_bad_fraction(bad_paths, len(train_samples), config, run_dir)
                     last_micro = (step + 1) % accum == 0 or step + 1 == steps_per_epoch
-                    with D.no_sync(net, skip=not last_micro):
-                        with torch.autocast(
-                            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-                        ):
-                            logits = net(images)
-                        loss = multitask_loss(
-                            logits, region_idx, labels, ok, loss_fns, names, touch_all=dctx.enabled
-                        )
-                        finite = D.all_true(bool(torch.isfinite(loss)), dctx, device)
-                        if not finite:
-                            if config.on_nan == "stop":
-                                raise SkinclsError(
-                                    f"epoch {epoch + 1} step {step + 1}: loss is {loss.item()}; "
-                                    "stopping (--on-nan stop). Lower --lr or check the data."
-                                )
-                            skipped_nan += 1
-                            optimizer.zero_grad(set_to_none=True)
-                            if last_micro:
-                                scheduler.step()
-                            continue
-                        if loss.requires_grad:
-                            scaler.scale(loss / accum).backward()
-                    if last_micro:
-                        if config.grad_clip > 0:
-                            scaler.unscale_(optimizer)
-                            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                        scaler.step(optimizer)
-                        scaler.update()
-                        optimizer.zero_grad(set_to_none=True)
-                        scheduler.step()
+                    loss, finite = training_step(
+                        net,
+                        model,
+                        images,
+                        region_idx,
+                        labels,
+                        ok,
+                        loss_fns,
+                        names,
+                        optimizer,
+                        scaler,
+                        scheduler,
+                        dtype,
+                        config.grad_clip,
+                        accum,
+                        last_micro,
+                        dctx,
+                    )
+                    if not finite:
+                        if config.on_nan == "stop":
+                            raise SkinclsError(
+                                f"epoch {epoch + 1} step {step + 1}: loss is {loss.item()}; "
+                                "stopping (--on-nan stop). Lower --lr or check the data."
+                            )
+                        skipped_nan += 1
+                        continue
                     seen += images.shape[0]
                     loss_sum += float(loss.detach())
                     loss_n += 1

@@ -120,3 +120,24 @@ def test_analyze_ham10000_end_to_end(tmp_path):
     }
     assert r["imbalance_ratio"] == 60.0
     assert r["split"]["test"]["df"] > 0
+
+
+def test_light_commands_do_not_import_heavy_libraries(tiny_data, tiny_regions):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from skincls.cli import app\n"
+        "for argv in (['--help'], ['regions', 'list'], ['analyze', sys.argv[1], '--regions-dir', sys.argv[2]]):\n"
+        "    assert CliRunner().invoke(app, argv).exit_code == 0, argv\n"
+        "print(sorted(m for m in ('torch', 'timm', 'albumentations', 'wandb', 'onnxruntime') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tiny_data), str(tiny_regions)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "[]"

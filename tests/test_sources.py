@@ -132,10 +132,29 @@ def test_aihub_tree_with_korean_folders(tmp_path):
     assert sum(n for r, n in ds.report.skipped.items() if r.endswith("null bbox")) == null_bbox
     assert ds.report.skipped["full-face record key 'acne' (no grade)"] == 3
     pore = [s for s in ds.samples if s.region == "cheek_pore"]
-    assert {s.mirror for s in pore if s.key.endswith("r_cheek_pore")} == {True}
-    assert {s.mirror for s in pore if s.key.endswith("l_cheek_pore")} == {False}
+    assert {s.mirror for s in pore if "#r_cheek_pore#" in s.key} == {True}
+    assert {s.mirror for s in pore if "#l_cheek_pore#" in s.key} == {False}
     assert all(Path(s.path).name == f"{s.group}_01_F.jpg" for s in ds.samples)
     assert all("01.원천데이터" in s.path for s in ds.samples)
+
+
+def test_two_regions_may_claim_one_annotation_key(tmp_path):
+    root = tmp_path / "aihub"
+    make_aihub_tree(root, n_subjects=2)
+    d = tmp_path / "regions"
+    d.mkdir()
+    bands = {str(g): ("0-2" if g < 3 else "3-6") for g in range(7)}
+    (d / "wrinkle_bands.yaml").write_text(
+        "name: wrinkle_bands\nclasses: ['0-2', '3-6']\n"
+        f"label_map: {json.dumps(bands)}\nsources: [{{facepart: 1, key: forehead_wrinkle}}]\n"
+    )
+    reg = discover_regions([d], include_entry_points=False)
+    ds = load_data(root, reg, ["forehead_wrinkle", "wrinkle_bands"])
+    fine = [s for s in ds.samples if s.region == "forehead_wrinkle"]
+    coarse = [s for s in ds.samples if s.region == "wrinkle_bands"]
+    assert len(fine) == len(coarse) == 2
+    assert [int(s.raw_label) >= 3 for s in fine] == [s.label == 1 for s in coarse]
+    assert len({s.key for s in ds.samples}) == len(ds.samples)
 
 
 def test_aihub_grade_outside_classes_names_file_key_value(tmp_path):

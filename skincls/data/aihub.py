@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from skincls.data.samples import IMAGE_SUFFIXES, LoadReport, Sample
 from skincls.errors import DataError
@@ -199,6 +199,46 @@ def _valid_bbox(bbox: Any) -> tuple[int, int, int, int] | None:
     return x1, y1, x2, y2
 
 
+class _Pending(NamedTuple):
+    key: str
+    path: str
+    region: str
+    label: int
+    raw_label: str
+    group: str
+    bbox: tuple[int, int, int, int]
+    mirror: bool
+
+
+def _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad):
+    """The sample one annotation gives one region, or None when it is skipped (and counted)."""
+    if value is None:
+        report.skip(f"{spec.name}: null grade", f"{rel}: {key}")
+        return None
+    raw = str(value)
+    report.count_raw(spec.name, raw)
+    label = spec.class_index(raw)
+    if label is None:
+        msg = (
+            f"{rec.json_path}: annotations.{key}: grade {value!r} is not a class of "
+            f"region {spec.name!r} (classes {spec.classes}; label_map {spec.label_map})"
+        )
+        if not skip_bad:
+            raise DataError(msg)
+        report.skip(f"{spec.name}: grade outside classes", f"{rel}: {key}={value!r}")
+        return None
+    if rec.bbox is None:
+        report.skip(f"{spec.name}: null bbox", rel)
+        return None
+    bbox = _valid_bbox(rec.bbox)
+    if bbox is None:
+        report.skip(f"{spec.name}: invalid bbox", f"{rel}: {rec.bbox!r}")
+        return None
+    return _Pending(
+        f"{rel}#{key}#{spec.name}", "", spec.name, label, raw, str(rec.subject), bbox, mirror
+    )
+
+
 def load_aihub(
     root: Path,
     registry: RegionRegistry,
@@ -210,10 +250,10 @@ def load_aihub(
     """Samples of the selected regions from an AI Hub tree; skips are counted in ``report``."""
     records, images = index_records(root, workers=workers)
     report.files_read += len(records)
-    claims: dict[tuple[int | None, str], tuple[RegionSpec, bool]] = {}
+    claims: dict[tuple[int | None, str], list[tuple[RegionSpec, bool]]] = {}
     for loaded in registry.items():
         for src in loaded.spec.sources:
-            claims[(src.facepart, src.key)] = (loaded.spec, src.mirror)
+            claims.setdefault((src.facepart, src.key), []).append((loaded.spec, src.mirror))
     selected_names = {r.name for r in selected}
     samples: list[Sample] = []
     for rec in records:
@@ -232,54 +272,24 @@ def load_aihub(
             continue
         image: str | None = None
         for key, value in rec.annotations.items():
-            claim = claims.get((rec.facepart, key)) or claims.get((None, key))
-            if claim is None:
+            claimants = claims.get((rec.facepart, key), []) + claims.get((None, key), [])
+            if not claimants:
                 report.skip(f"annotation key {key!r} claimed by no region", rel)
                 continue
-            spec, mirror = claim
-            if spec.name not in selected_names:
-                continue
-            if value is None:
-                report.skip(f"{spec.name}: null grade", f"{rel}: {key}")
-                continue
-            raw = str(value)
-            report.count_raw(spec.name, raw)
-            label = spec.class_index(raw)
-            if label is None:
-                msg = (
-                    f"{rec.json_path}: annotations.{key}: grade {value!r} is not a class of "
-                    f"region {spec.name!r} (classes {spec.classes}; label_map {spec.label_map})"
-                )
-                if not skip_bad:
-                    raise DataError(msg)
-                report.skip(f"{spec.name}: grade outside classes", f"{rel}: {key}={value!r}")
-                continue
-            if rec.bbox is None:
-                report.skip(f"{spec.name}: null bbox", rel)
-                continue
-            bbox = _valid_bbox(rec.bbox)
-            if bbox is None:
-                report.skip(f"{spec.name}: invalid bbox", f"{rel}: {rec.bbox!r}")
-                continue
-            if image is None:
-                split = _split_of(root, rec.json_path)
-                image = images.get(f"{split}/{rec.filename}") or images.get(f"*/{rec.filename}")
-            if image is None:
-                msg = f"{rec.json_path}: image {rec.filename!r} (info.filename) not found under {root}"
-                if not skip_bad:
-                    raise DataError(msg)
-                report.skip("missing image", f"{rel}: {rec.filename}")
-                break
-            samples.append(
-                Sample(
-                    key=f"{rel}#{key}",
-                    path=image,
-                    region=spec.name,
-                    label=label,
-                    raw_label=raw,
-                    group=str(rec.subject),
-                    bbox=bbox,
-                    mirror=mirror,
-                )
-            )
+            for spec, mirror in claimants:
+                if spec.name not in selected_names:
+                    continue
+                sample = _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad)
+                if sample is None:
+                    continue
+                if image is None:
+                    split = _split_of(root, rec.json_path)
+                    image = images.get(f"{split}/{rec.filename}") or images.get(f"*/{rec.filename}")
+                if image is None:
+                    msg = f"{rec.json_path}: image {rec.filename!r} (info.filename) not found under {root}"
+                    if not skip_bad:
+                        raise DataError(msg)
+                    report.skip("missing image", f"{rel}: {rec.filename}")
+                    continue
+                samples.append(Sample(**sample._replace(path=image)._asdict()))
     return samples

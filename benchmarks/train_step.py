@@ -1,0 +1,100 @@
+"""Overhead of skincls's training step against a minimal hand-written timm loop.
+
+Both loops train the same backbone on the same in-memory batches (no data loading), alternating
+blocks of steps in one process so that machine noise hits both alike. The skincls step is the one
+``skincls train`` runs (``skincls.train.training_step``): masked per-region losses, gradient
+clipping, scheduler. Also reports images per second and peak RSS.
+
+    python benchmarks/train_step.py --backbone resnet50 --image-size 128 --batch-size 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--backbone", default="resnet50")
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=6, help="steps per block")
+    p.add_argument("--blocks", type=int, default=4)
+    args = p.parse_args()
+    import timm
+
+    from skincls.losses import create_loss
+    from skincls.model import MultiHeadNet
+    from skincls.train import lr_factor, param_groups, training_step
+
+    torch.manual_seed(0)
+    n_classes = 7
+    batches = [
+        (
+            torch.randn(args.batch_size, 3, args.image_size, args.image_size),
+            torch.randint(0, n_classes, (args.batch_size,)),
+        )
+        for _ in range(args.steps)
+    ]
+
+    # minimal loop: timm model with its own classifier, AdamW, cross-entropy
+    plain = timm.create_model(args.backbone, pretrained=False, num_classes=n_classes)
+    plain_opt = torch.optim.AdamW(plain.parameters(), lr=1e-4)
+
+    def plain_block() -> None:
+        plain.train()
+        for x, y in batches:
+            loss = nn.functional.cross_entropy(plain(x), y)
+            plain_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            plain_opt.step()
+
+    # skincls: MultiHeadNet with one region head, the real training step
+    net = MultiHeadNet(args.backbone, ["lesion"], [n_classes], dropout=0.3)
+    opt = torch.optim.AdamW(param_groups(net, 1e-4), lr=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 10, 1000, 0.01))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    fns = nn.ModuleDict({"lesion": create_loss("ce", [1] * n_classes)})
+    region = torch.zeros(args.batch_size, dtype=torch.long)
+    ok = torch.ones(args.batch_size, dtype=torch.bool)
+
+    def skincls_block() -> None:
+        net.train()
+        for x, y in batches:
+            training_step(net, net, x, region, y, ok, fns, ["lesion"], opt, scaler, sched, None, 1.0)
+
+    plain_block()  # warm-up both
+    skincls_block()
+    times = {"plain": [], "skincls": []}
+    for _ in range(args.blocks):
+        for name, block in (("plain", plain_block), ("skincls", skincls_block)):
+            t0 = time.perf_counter()
+            block()
+            times[name].append(time.perf_counter() - t0)
+    per_step = {k: sum(v) / (len(v) * args.steps) for k, v in times.items()}
+    print(json.dumps({
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "seconds_per_step": per_step,
+        "ratio_skincls_over_plain": per_step["skincls"] / per_step["plain"],
+        "images_per_second_skincls": args.batch_size / per_step["skincls"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
