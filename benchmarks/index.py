@@ -24,7 +24,9 @@ def main() -> int:
     p.add_argument("--angles", type=int, default=7)
     p.add_argument("--out", type=Path, default=Path("/tmp/skincls-aihub-bench"))
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--photos", type=int, default=24, help="DSLR-sized photos for the crop benchmark")
+    p.add_argument(
+        "--photos", type=int, default=24, help="DSLR-sized photos for the crop benchmark"
+    )
     args = p.parse_args()
     from skincls.data.aihub import index_records
     from skincls.data.sources import load_data
@@ -56,29 +58,46 @@ def main() -> int:
     shutil.rmtree(photos, ignore_errors=True)
     make_aihub_tree(photos, n_subjects=args.photos, image_size=(2976, 3968), seed=1)
     result = {}
-    for label, max_side, workers in (("1 process", 512, 1), (f"{args.workers} processes", 512, args.workers)):
+    for label, max_side, workers in (
+        ("1 process", 512, 1),
+        (f"{args.workers} processes", 512, args.workers),
+    ):
         cache = args.out / f"crops-{workers}"
         shutil.rmtree(cache, ignore_errors=True)
         t0 = time.perf_counter()
         r = prepare(photos, cache, max_side=max_side, workers=workers, progress=False)
         elapsed = time.perf_counter() - t0
-        result[label] = {"crops": r["written"], "seconds": elapsed,
-                         "crops_per_second": r["written"] / elapsed,
-                         "crops_per_second_per_core": r["written"] / elapsed / workers}
+        result[label] = {
+            "crops": r["written"],
+            "seconds": elapsed,
+            "crops_per_second": r["written"] / elapsed,
+            "crops_per_second_per_core": r["written"] / elapsed / workers,
+        }
     t0 = time.perf_counter()
-    again = prepare(photos, args.out / f"crops-{args.workers}", max_side=512, workers=args.workers, progress=False)
+    again = prepare(
+        photos,
+        args.out / f"crops-{args.workers}",
+        max_side=512,
+        workers=args.workers,
+        progress=False,
+    )
     resume_seconds = time.perf_counter() - t0
-    print(json.dumps({
-        "label_files": len(records),
-        "samples": len(ds.samples),
-        "index_cold_seconds": cold_index,
-        "index_from_cache_seconds": warm_index,
-        "load_data_from_cache_seconds": warm_load,
-        "prepare": result,
-        "prepare_rerun_seconds": resume_seconds,
-        "prepare_rerun_reused": again["reused"],
-        "cpu_count": os.cpu_count(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "label_files": len(records),
+                "samples": len(ds.samples),
+                "index_cold_seconds": cold_index,
+                "index_from_cache_seconds": warm_index,
+                "load_data_from_cache_seconds": warm_load,
+                "prepare": result,
+                "prepare_rerun_seconds": resume_seconds,
+                "prepare_rerun_reused": again["reused"],
+                "cpu_count": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -50,35 +50,64 @@ def main() -> int:
             w.writerow([str(HAM / r["path"]), r["label"], r["lesion_id"]])
     regions = args.out / "regions"
     regions.mkdir(exist_ok=True)
-    (regions / "lesion.yaml").write_text("name: lesion\nclasses: [akiec, bcc, bkl, df, mel, nv, vasc]\n")
+    (regions / "lesion.yaml").write_text(
+        "name: lesion\nclasses: [akiec, bcc, bkl, df, mel, nv, vasc]\n"
+    )
     run = args.out / "run"
     if not (run / "best").is_dir():
-        train(build_config(dict(
-            data=str(subset), regions_dir=[str(regions)], region=["lesion"], group_column="lesion_id",
-            output=str(run), overwrite=True, backbone=args.backbone, pretrained="none",
-            image_size=args.image_size, batch_size=16, epochs=1, workers=2, wandb="disabled",
-            quiet=True, warmup_epochs=0, max_steps_per_epoch=8,
-        )))
+        train(
+            build_config(
+                dict(
+                    data=str(subset),
+                    regions_dir=[str(regions)],
+                    region=["lesion"],
+                    group_column="lesion_id",
+                    output=str(run),
+                    overwrite=True,
+                    backbone=args.backbone,
+                    pretrained="none",
+                    image_size=args.image_size,
+                    batch_size=16,
+                    epochs=1,
+                    workers=2,
+                    wandb="disabled",
+                    quiet=True,
+                    warmup_epochs=0,
+                    max_steps_per_epoch=8,
+                )
+            )
+        )
     reports = {}
     for q in ("none", "int8"):
         t0 = time.perf_counter()
-        reports[q] = export_onnx(run, args.out / f"model-{q}.onnx", quantize=q, data=subset,
-                                 overwrite=True)
+        reports[q] = export_onnx(
+            run, args.out / f"model-{q}.onnx", quantize=q, data=subset, overwrite=True
+        )
         reports[q]["export_seconds"] = time.perf_counter() - t0
 
-    model, *_ , meta = load_run_model(run)
+    model, *_, meta = load_run_model(run)
     threads = torch.get_num_threads()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    sessions = {q: ort.InferenceSession(str(args.out / f"model-{q}.onnx"), opts,
-                                        providers=["CPUExecutionProvider"]) for q in reports}
+    sessions = {
+        q: ort.InferenceSession(
+            str(args.out / f"model-{q}.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
+        for q in reports
+    }
     latency: dict[str, dict[str, float]] = {}
     for batch in (1, 32):
-        x = np.random.default_rng(0).standard_normal((batch, 3, args.image_size, args.image_size)).astype(np.float32)
+        x = (
+            np.random.default_rng(0)
+            .standard_normal((batch, 3, args.image_size, args.image_size))
+            .astype(np.float32)
+        )
         xt = torch.from_numpy(x)
-        runs = {"torch_eager": lambda: model(xt),
-                "onnxruntime_fp32": lambda: sessions["none"].run(None, {"image": x}),
-                "onnxruntime_int8": lambda: sessions["int8"].run(None, {"image": x})}
+        runs = {
+            "torch_eager": lambda: model(xt),
+            "onnxruntime_fp32": lambda: sessions["none"].run(None, {"image": x}),
+            "onnxruntime_int8": lambda: sessions["int8"].run(None, {"image": x}),
+        }
         samples = {k: [] for k in runs}
         with torch.inference_mode():
             for f in runs.values():
@@ -101,21 +130,28 @@ def main() -> int:
         with torch.inference_mode():
             ref = model(torch.from_numpy(img.copy()))[0].numpy().argmax(1)
         for q, s in sessions.items():
-            agree[q] += int((s.run(None, {"image": img.astype(np.float32)})[0].argmax(1) == ref).sum())
+            agree[q] += int(
+                (s.run(None, {"image": img.astype(np.float32)})[0].argmax(1) == ref).sum()
+            )
         n += 1
-    print(json.dumps({
-        "backbone": args.backbone,
-        "image_size": args.image_size,
-        "threads": threads,
-        "latency_ms_median": latency,
-        "size_mb": {q: reports[q]["size_bytes"] / 1e6 for q in reports},
-        "export_seconds": {q: reports[q]["export_seconds"] for q in reports},
-        "max_abs_diff_fp32": reports["none"]["max_abs_diff"],
-        "argmax_agreement_ham10000": {q: agree[q] / n for q in agree},
-        "ham10000_images": n,
-        "onnxruntime": ort.__version__,
-        "torch": torch.__version__,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "backbone": args.backbone,
+                "image_size": args.image_size,
+                "threads": threads,
+                "latency_ms_median": latency,
+                "size_mb": {q: reports[q]["size_bytes"] / 1e6 for q in reports},
+                "export_seconds": {q: reports[q]["export_seconds"] for q in reports},
+                "max_abs_diff_fp32": reports["none"]["max_abs_diff"],
+                "argmax_agreement_ham10000": {q: agree[q] / n for q in agree},
+                "ham10000_images": n,
+                "onnxruntime": ort.__version__,
+                "torch": torch.__version__,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

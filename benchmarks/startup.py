@@ -1,6 +1,6 @@
 """Start-up cost of the light commands, and proof that they do not import heavy libraries.
 
-    python benchmarks/startup.py [--repeat 10]
+python benchmarks/startup.py [--repeat 10]
 """
 
 from __future__ import annotations
@@ -53,10 +53,17 @@ def main() -> int:
         }.items():
             rows[name] = timed(cmd, args.repeat)
         imported = {}
-        for name, argv in {"--help": ["--help"], "regions list": ["regions", "list"],
-                           "analyze": ["analyze", str(data)]}.items():
-            out = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv],
-                                 check=True, capture_output=True, text=True).stdout.strip()
+        for name, argv in {
+            "--help": ["--help"],
+            "regions list": ["regions", "list"],
+            "analyze": ["analyze", str(data)],
+        }.items():
+            out = subprocess.run(
+                [sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             imported[name] = out.splitlines()[-1] if out else ""
     print(json.dumps({"median_seconds": rows, "heavy_modules_imported": imported}, indent=2))
     return 0

@@ -69,7 +69,9 @@ def main() -> int:
     def skincls_block() -> None:
         net.train()
         for x, y in batches:
-            training_step(net, net, x, region, y, ok, fns, ["lesion"], opt, scaler, sched, None, 1.0)
+            training_step(
+                net, net, x, region, y, ok, fns, ["lesion"], opt, scaler, sched, None, 1.0
+            )
 
     plain_block()  # warm-up both
     skincls_block()
@@ -80,19 +82,24 @@ def main() -> int:
             block()
             times[name].append(time.perf_counter() - t0)
     per_step = {k: sum(v) / (len(v) * args.steps) for k, v in times.items()}
-    print(json.dumps({
-        "backbone": args.backbone,
-        "image_size": args.image_size,
-        "batch_size": args.batch_size,
-        "seconds_per_step": per_step,
-        "ratio_skincls_over_plain": per_step["skincls"] / per_step["plain"],
-        "images_per_second_skincls": args.batch_size / per_step["skincls"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "backbone": args.backbone,
+                "image_size": args.image_size,
+                "batch_size": args.batch_size,
+                "seconds_per_step": per_step,
+                "ratio_skincls_over_plain": per_step["skincls"] / per_step["plain"],
+                "images_per_second_skincls": args.batch_size / per_step["skincls"],
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "torch": torch.__version__,
+                "timm": timm.__version__,
+                "threads": torch.get_num_threads(),
+                "machine": platform.machine(),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

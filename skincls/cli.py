@@ -644,7 +644,7 @@ def _clean_train_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.3g}"
+        return f"{v:.4g}"
     return "" if v is None else str(v)
 
 

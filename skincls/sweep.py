@@ -267,8 +267,8 @@ def summarize(study, base: dict[str, Any], output: Path) -> dict[str, Any]:
     if complete:
         best = study.best_trial
         config = {**base, **best.params}
-        config.pop("output", None)
-        config.pop("overwrite", None)
+        for key in ("output", "overwrite", "quiet"):
+            config.pop(key, None)
         path = output / "best.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         result["best"] = {

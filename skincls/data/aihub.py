@@ -108,22 +108,25 @@ def _walk(root: Path) -> tuple[list[tuple[str, int, int]], dict[str, str]]:
     """All JSON files with (mtime_ns, size), and images keyed by ``split/basename``."""
     jsons: list[tuple[str, int, int]] = []
     images: dict[str, str] = {}
-    stack = [str(root)]
+    image_suffixes = tuple(IMAGE_SUFFIXES) + tuple(s.upper() for s in IMAGE_SUFFIXES)
+    stack = [(str(root), "")]
     while stack:
-        d = stack.pop()
+        d, split = stack.pop()
         with os.scandir(d) as it:
             for entry in it:
+                name = entry.name
                 if entry.is_dir(follow_symlinks=True):
-                    if not entry.name.startswith("."):
-                        stack.append(entry.path)
-                    continue
-                suffix = os.path.splitext(entry.name)[1].lower()
-                if suffix == ".json":
+                    if not name.startswith("."):
+                        top = (
+                            name if d == str(root) and name in ("Training", "Validation") else split
+                        )
+                        stack.append((entry.path, top))
+                elif name.endswith(".json"):
                     st = entry.stat()
                     jsons.append((entry.path, st.st_mtime_ns, st.st_size))
-                elif suffix in IMAGE_SUFFIXES:
-                    images.setdefault(_split_of(root, entry.path) + "/" + entry.name, entry.path)
-                    images.setdefault("*/" + entry.name, entry.path)
+                elif name.endswith(image_suffixes):
+                    images.setdefault(f"{split}/{name}", entry.path)
+                    images.setdefault(f"*/{name}", entry.path)
     jsons.sort()
     return jsons, images
 
