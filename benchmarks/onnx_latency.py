@@ -41,7 +41,8 @@ def main() -> int:
     from skincls.train import train
 
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = list(csv.DictReader(open(HAM / "manifest.csv", newline="")))
+    with open(HAM / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     subset = args.out / "subset.csv"
     with open(subset, "w", newline="") as fh:
         w = csv.writer(fh)
