@@ -105,9 +105,9 @@ def main() -> int:
         )
         xt = torch.from_numpy(x)
         runs = {
-            "torch_eager": lambda: model(xt),
-            "onnxruntime_fp32": lambda: sessions["none"].run(None, {"image": x}),
-            "onnxruntime_int8": lambda: sessions["int8"].run(None, {"image": x}),
+            "torch_eager": lambda xt=xt: model(xt),
+            "onnxruntime_fp32": lambda x=x: sessions["none"].run(None, {"image": x}),
+            "onnxruntime_int8": lambda x=x: sessions["int8"].run(None, {"image": x}),
         }
         samples = {k: [] for k in runs}
         with torch.inference_mode():
