@@ -44,7 +44,7 @@ def summarize(
             "skipped": region_skips[spec.name],
         }
         if spec.label_map:
-            raw = dataset.report.raw_counts.get(spec.name, {})
+            raw: dict[str, int] = dict(dataset.report.raw_counts.get(spec.name, {}))
             entry["raw_counts"] = dict(sorted(raw.items(), key=lambda kv: _label_key(kv[0])))
             entry["label_map"] = dict(spec.label_map)
         if split is not None:

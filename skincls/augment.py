@@ -8,6 +8,7 @@ recipe into an albumentations pipeline with the resize and normalisation skincls
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -216,9 +217,9 @@ OP_NAMES = [
 def build_transform(
     ops: list[Any],
     image_size: int,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-):
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> Any:
     """An albumentations pipeline: the recipe, then resize to ``image_size`` and normalise.
 
     A recipe that already has a ``RandomResizedCrop`` gets its size from ``image_size``; otherwise
@@ -240,5 +241,5 @@ def build_transform(
         steps.insert(0, A.SmallestMaxSize(max_size=image_size))
         steps.insert(1, A.CenterCrop(height=image_size, width=image_size))
     steps.append(A.Resize(height=image_size, width=image_size))
-    steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=255.0))
+    steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
     return A.Compose(steps)

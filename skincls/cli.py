@@ -113,7 +113,7 @@ def regions_list(
 
     with user_errors():
         registry = discover_regions(regions_dir or [])
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": r.spec.name,
             "title": r.spec.title,
@@ -655,7 +655,7 @@ def _parse_train_args(ctx: typer.Context, args: list[str]) -> dict[str, Any]:
     from skincls.errors import SkinclsError
 
     group = ctx.parent.command if ctx.parent else None
-    train_cmd = group.get_command(ctx.parent, "train") if group else None  # type: ignore[union-attr]
+    train_cmd = group.get_command(ctx.parent, "train") if group else None  # type: ignore[attr-defined]
     if train_cmd is None:
         raise SkinclsError("internal: the train command is missing")
     try:

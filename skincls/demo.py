@@ -36,12 +36,12 @@ def run_demo(
         if not (output / "data" / "manifest.csv").is_file():
             raise SkinclsError(f"--output {output}: not a skincls demo directory; not replacing it")
         shutil.rmtree(output)
-    console.rule("1/4 generate a graded, imbalanced data set")
+    console.rule("1/5 generate a graded, imbalanced data set")
     manifest = make_demo_data(output / "data", seed=seed)
     console.print(f"wrote {manifest}: wrinkles drawn as lines, pores as dots, dryness as cracks")
-    console.rule("2/4 skincls analyze")
+    console.rule("2/5 skincls analyze")
     render(analyze(manifest.parent, beta=0.999), console)
-    console.rule("3/4 skincls train")
+    console.rule("3/5 skincls train")
     config = build_config(
         {
             "data": str(manifest.parent),
@@ -59,22 +59,18 @@ def run_demo(
         }
     )
     result = train(config, console=console)
-    console.rule("4/4 skincls evaluate (test split, best checkpoint)")
+    console.rule("4/5 skincls evaluate (test split, best checkpoint)")
     metrics = evaluate(result.run_dir, workers=0)
     _print_eval(console, "test", metrics)
-    onnx_path = None
-    try:
-        from skincls.export import export_onnx
-    except ImportError:
-        export_onnx = None
-    if export_onnx is not None:
-        console.rule("export to ONNX")
-        report = export_onnx(result.run_dir, output / "model.onnx")
-        onnx_path = report["path"]
-        console.print(
-            f"wrote {onnx_path} ({report['size_bytes'] / 1e6:.1f} MB); max |onnxruntime - torch| "
-            f"= {report['max_abs_diff']:.2e}"
-        )
+    from skincls.export import export_onnx
+
+    console.rule("5/5 skincls export (ONNX, verified with onnxruntime)")
+    report = export_onnx(result.run_dir, output / "model.onnx")
+    onnx_path = report["path"]
+    console.print(
+        f"wrote {onnx_path} ({report['size_bytes'] / 1e6:.1f} MB); max |onnxruntime - torch| "
+        f"= {report['max_abs_diff']:.2e}"
+    )
     chance = sum(1 / len(m["per_class"]) for m in metrics["regions"].values()) / len(
         metrics["regions"]
     )

@@ -93,7 +93,7 @@ def barrier(ctx: DistContext) -> None:
 def no_sync(model: torch.nn.Module, skip: bool):
     """DDP's ``no_sync`` for gradient-accumulation micro-steps; a null context otherwise."""
     if skip and hasattr(model, "no_sync"):
-        return model.no_sync()
+        return model.no_sync()  # type: ignore[operator]
     return nullcontext()
 
 

@@ -68,7 +68,7 @@ def explain(
     transform = build_transform([], size, tuple(meta["mean"]), tuple(meta["std"]))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[dict[str, Any]] = []
     for path in images:
         path = Path(path)
         try:
@@ -81,7 +81,9 @@ def explain(
         h, w = rgb.shape[:2]
         # The network saw the centre crop of the image resized to its shorter side: map back.
         side = min(h, w)
-        cam_img = Image.fromarray((cam * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+        cam_img = Image.fromarray((cam * 255).astype(np.uint8)).resize(
+            (side, side), Image.Resampling.BILINEAR
+        )
         full = np.zeros((h, w), np.float32)
         top, left = (h - side) // 2, (w - side) // 2
         full[top : top + side, left : left + side] = np.asarray(cam_img, np.float32) / 255.0

@@ -45,7 +45,7 @@ def region_metrics(
         warnings.simplefilter("ignore")
         qwk = cohen_kappa_score(yt, yp, labels=labels, weights="quadratic")
         p, r, f, s = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
-        out = {
+        out: dict[str, Any] = {
             "accuracy": float(accuracy_score(yt, yp)),
             "balanced_accuracy": float(balanced_accuracy_score(yt, yp)),
             "macro_f1": float(f1_score(yt, yp, average="macro", zero_division=0)),

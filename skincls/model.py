@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,14 +36,15 @@ class MultiHeadNet(nn.Module):
             raise
         self.backbone_name = backbone
         self.region_names = list(region_names)
+        width = int(self.backbone.num_features)  # type: ignore[arg-type]
         self.heads = nn.ModuleDict(
             {
-                name: nn.Sequential(nn.Dropout(dropout), nn.Linear(self.backbone.num_features, c))
+                name: nn.Sequential(nn.Dropout(dropout), nn.Linear(width, c))
                 for name, c in zip(region_names, num_classes, strict=False)
             }
         )
         for name in sigmoid_regions:
-            linear = self.heads[name][1]
+            linear = self.heads[name][1]  # type: ignore[index]
             c = linear.out_features
             nn.init.constant_(linear.bias, -math.log(max(c - 1, 1)))
 
@@ -68,7 +70,7 @@ def load_backbone_weights(model: MultiHeadNet, path: str | Path) -> dict[str, in
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(path))
+            state: Any = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
             for key in ("state_dict", "model", "model_state_dict"):

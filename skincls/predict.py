@@ -156,7 +156,7 @@ def predict(
             raise SkinclsError(f"--region {r}: not a region of the model ({', '.join(names)})")
     chosen = set(regions or names)
     classes = {r["name"]: r["classes"] for r in backend.regions}
-    transform = build_transform([], backend.image_size, tuple(backend.mean), tuple(backend.std))
+    transform = build_transform([], backend.image_size, backend.mean, backend.std)
     files = _expand(inputs)
     if not files:
         raise SkinclsError("no input images given")

@@ -295,17 +295,19 @@ def _plots(study, output: Path, result: dict[str, Any]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ax = vm.plot_optimization_history(study)
-        ax.figure.set_size_inches(7, 4)
-        ax.figure.tight_layout()
-        ax.figure.savefig(output / "history.png", dpi=100)
-        plt.close(ax.figure)
+        fig: Any = ax.figure
+        fig.set_size_inches(7, 4)
+        fig.tight_layout()
+        fig.savefig(output / "history.png", dpi=100)
+        plt.close(fig)
         result["plots"] = [str(output / "history.png")]
         try:
             ax = vm.plot_param_importances(study)
-            ax.figure.set_size_inches(7, 4)
-            ax.figure.tight_layout()
-            ax.figure.savefig(output / "importances.png", dpi=100)
-            plt.close(ax.figure)
+            fig = ax.figure
+            fig.set_size_inches(7, 4)
+            fig.tight_layout()
+            fig.savefig(output / "importances.png", dpi=100)
+            plt.close(fig)
             result["plots"].append(str(output / "importances.png"))
         except (ValueError, RuntimeError):
             pass  # fewer than two distinct completed trials: importances are undefined

@@ -34,7 +34,7 @@ class Tracker:
         self._wandb = wandb
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self.run = wandb.init(
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]
             dir=str(run_dir),
             project=project,
             entity=entity,

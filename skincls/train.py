@@ -121,7 +121,8 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, eta_ratio: float) 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and normalisation weights (1-d tensors), as timm and the CB code."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -717,7 +718,7 @@ def _train(
                         task, advance=1, info=f"loss {loss_sum / loss_n:.4f}  {rate:.1f} img/s"
                     )
             train_time = time.perf_counter() - t0
-            loss_sum, loss_n, seen = D.reduce_sum([loss_sum, loss_n, seen], dctx, device)
+            total_loss, total_n, total_seen = D.reduce_sum([loss_sum, loss_n, seen], dctx, device)
             if skipped_nan:
                 console.print(
                     f"[yellow]epoch {epoch + 1}: skipped {skipped_nan} step(s) with a non-finite loss"
@@ -737,8 +738,8 @@ def _train(
             record = {
                 "epoch": epoch + 1,
                 "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": loss_sum / max(loss_n, 1),
-                "train_images_per_s": seen / max(train_time, 1e-9),
+                "train_loss": total_loss / max(total_n, 1),
+                "train_images_per_s": total_seen / max(train_time, 1e-9),
                 "skipped_nan_steps": skipped_nan,
                 "select": selected_value,
             }

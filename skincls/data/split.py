@@ -55,7 +55,7 @@ def split_samples(
     order.sort(key=lambda g: (min(cell_total[c] for c in group_cells[g]), -len(groups[g])))
 
     n_total = len(samples)
-    current = [defaultdict(int) for _ in PARTS]
+    current: list[dict[tuple[str, int], int]] = [defaultdict(int) for _ in PARTS]
     sizes = [0, 0, 0]
     assignment: dict[str, str] = {}
     for g in order:

@@ -67,12 +67,12 @@ def make_demo_data(
 
     Subjects hold a few images each (of one region) so that the group-aware split has work to do.
     """
-    counts = counts or DEMO_COUNTS
+    per_region: dict[str, Sequence[int]] = dict(counts or DEMO_COUNTS)
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     subject = 0
-    for region, per_class in counts.items():
+    for region, per_class in per_region.items():
         kind = PATTERNS.get(region, "lines")
         for grade, n in enumerate(per_class):
             for i in range(n):
