@@ -93,12 +93,16 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     }
 
 
-def summarize(rows: list[dict]) -> list[dict]:
+METRICS = ("balanced_accuracy", "macro_f1", "accuracy", "minority_recall")
+
+
+def summarize(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> list[dict]:
+    """Mean and sample standard deviation over seeds, per arm, in the order arms first appear."""
     out = []
     for arm in dict.fromkeys(r["arm"] for r in rows):
         rs = [r for r in rows if r["arm"] == arm]
         entry = {"arm": arm, "runs": len(rs)}
-        for k in ("balanced_accuracy", "macro_f1", "accuracy", "minority_recall"):
+        for k in metrics:
             vals = [r[k] for r in rs]
             entry[k] = statistics.mean(vals)
             entry[k + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
@@ -106,15 +110,26 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(summary: list[dict]) -> str:
+def markdown(summary: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
+    """A table of mean ± sd; fractions as percent, ``grade_mae`` and ``qwk`` as they are."""
+    names = {
+        "balanced_accuracy": "balanced acc",
+        "macro_f1": "macro F1",
+        "accuracy": "accuracy",
+        "minority_recall": "minority recall",
+        "qwk": "QWK",
+        "grade_mae": "grade MAE",
+    }
     lines = [
-        "| arm | runs | balanced acc | macro F1 | accuracy | minority recall |",
-        "|---|---|---|---|---|---|",
+        "| arm | runs | " + " | ".join(names[k] for k in metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
     ]
     for s in summary:
         cells = [
-            f"{100 * s[k]:.1f} ± {100 * s[k + '_sd']:.1f}"
-            for k in ("balanced_accuracy", "macro_f1", "accuracy", "minority_recall")
+            f"{s[k]:.3f} ± {s[k + '_sd']:.3f}"
+            if k in ("qwk", "grade_mae")
+            else f"{100 * s[k]:.1f} ± {100 * s[k + '_sd']:.1f}"
+            for k in metrics
         ]
         lines.append(f"| {s['arm']} | {s['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

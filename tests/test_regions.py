@@ -180,3 +180,22 @@ def test_region_yaml_round_trips(tmp_path):
     dumped = reg["cheek_pore"].model_dump(mode="json")
     p = write(tmp_path, "cheek_pore", yaml.safe_dump(dumped))
     assert R.load_region_file(p) == reg["cheek_pore"]
+
+
+def test_builtin_regions_ship_inside_the_wheel(tmp_path):
+    """A wheel (not only a source checkout) carries the built-in region files."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    pytest.importorskip("hatchling")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root)],
+        check=True, capture_output=True,
+    )
+    wheel = next(tmp_path.glob("skincls-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(Path(n).name for n in names if n.startswith("skincls/builtin_regions/"))
+    assert shipped == sorted(p.name for p in (root / "regions").glob("*.yaml"))
