@@ -449,7 +449,10 @@ def export(
     region: RegionOpt = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
-    quantize: Annotated[str, typer.Option(help="none, int8 (dynamic) or fp16.")] = "none",
+    quantize: Annotated[
+        str,
+        typer.Option(help="none, int8 (static, calibrated on the run's or --data images) or fp16."),
+    ] = "none",
     exporter: Annotated[str, typer.Option(help="dynamo (torch.export) or torchscript.")] = "dynamo",
     data: Annotated[
         Optional[Path], typer.Option("--data", help="Also verify on real images of this data.")
@@ -476,11 +479,11 @@ def export(
         _print_json(report)
         return
     _stdout().print(
-        f"wrote {report['path']} ({report['size_bytes'] / 1e6:.2f} MB, {report['quantize']}, "
+        f"wrote {report['path']} ({report['size_bytes'] / 1e6:.2f} MB, {report['method']}, "
         f"opset {report['opset']})\n"
         f"verified on {report['verified_samples']} inputs ({report['real_images']} real): "
         f"max |onnxruntime - torch| logits = {report['max_abs_diff']:.2e}, "
-        f"argmax agreement {report['argmax_agreement']:.1%}\n"
+        f"argmax agreement {report['argmax_agreement']:.1%} ({report['argmax_agreement_on']})\n"
         f"outputs: {', '.join(report['outputs'])}"
     )
 
