@@ -471,6 +471,17 @@ def _train(
     channels_last = config.channels_last and device.type == "cuda"
     resuming = config.resume is not None
 
+    if not resuming:
+        # absolute paths keep the run usable from any working directory
+        config = config.model_copy(
+            update={
+                "data": str(Path(config.data).resolve()),
+                "regions_dir": [str(Path(d).resolve()) for d in config.regions_dir],
+                "pretrained": config.pretrained
+                if config.pretrained in ("hub", "none")
+                else str(Path(config.pretrained).resolve()),
+            }
+        )
     if resuming:
         run_dir = Path(config.resume)  # type: ignore[arg-type]
         registry = registry_from_run(run_dir)
