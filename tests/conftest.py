@@ -67,6 +67,43 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
+def tiny_values(data, regions, **overrides) -> dict:
+    """Train options for a tiny, fast CPU run (test_resnet at 32 px, no wandb)."""
+    values = dict(
+        data=str(data),
+        regions_dir=[str(regions)],
+        backbone="test_resnet",
+        pretrained="none",
+        image_size=32,
+        batch_size=16,
+        epochs=1,
+        workers=0,
+        wandb="disabled",
+        quiet=True,
+    )
+    values.update(overrides)
+    return values
+
+
+def tiny_cli_args(data, regions, *extra: str) -> list[str]:
+    """``skincls train`` arguments for the same tiny run as :func:`tiny_values`."""
+    return [
+        str(data),
+        "--regions-dir",
+        str(regions),
+        "--backbone",
+        "test_resnet",
+        "--no-pretrained",
+        "--image-size",
+        "32",
+        "--workers",
+        "0",
+        "--wandb",
+        "disabled",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_data, tiny_regions) -> Path:
     """A trained run directory (test_resnet, 2 short epochs) shared by the deployment tests."""
@@ -75,20 +112,13 @@ def tiny_run(tmp_path_factory, tiny_data, tiny_regions) -> Path:
 
     out = tmp_path_factory.mktemp("runs") / "tiny run"
     config = build_config(
-        dict(
-            data=str(tiny_data),
-            regions_dir=[str(tiny_regions)],
+        tiny_values(
+            tiny_data,
+            tiny_regions,
             output=str(out),
-            backbone="test_resnet",
-            pretrained="none",
-            image_size=32,
-            batch_size=16,
             epochs=2,
             lr=3e-3,
-            workers=0,
             seed=0,
-            wandb="disabled",
-            quiet=True,
             max_steps_per_epoch=4,
         )
     )

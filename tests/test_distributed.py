@@ -11,6 +11,8 @@ from skincls.data.sampler import EpochSampler, sample_weights
 from skincls.data.samples import Sample
 from skincls.evaluate import evaluate
 
+from .conftest import tiny_cli_args
+
 
 def samples_with(counts):
     out = []
@@ -68,25 +70,9 @@ def torchrun(args, cwd):
 
 def test_two_gloo_processes_train_gather_metrics_and_resume(tmp_path, tiny_data, tiny_regions):
     out = tmp_path / "ddp"
-    common = [
-        str(tiny_data),
-        "--regions-dir",
-        str(tiny_regions),
-        "--backbone",
-        "test_resnet",
-        "--no-pretrained",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--workers",
-        "0",
-        "--lr",
-        "0.003",
-        "--seed",
-        "5",
-        "--quiet",
-    ]
+    common = tiny_cli_args(
+        tiny_data, tiny_regions, "--batch-size", "8", "--lr", "0.003", "--seed", "5", "--quiet"
+    )
     result = torchrun([*common, "--epochs", "2", "-o", str(out)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["world_size"] == 2

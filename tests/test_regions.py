@@ -192,8 +192,19 @@ def test_builtin_regions_ship_inside_the_wheel(tmp_path):
     pytest.importorskip("hatchling")
     root = Path(__file__).resolve().parents[1]
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
     )
     wheel = next(tmp_path.glob("skincls-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

@@ -24,6 +24,8 @@ from skincls.errors import DataError, RegionSpecError, SkinclsError
 from skincls.regions import discover_regions, parse_region
 from skincls.runs import load_checkpoint, resolve_checkpoint, save_checkpoint
 
+from .conftest import tiny_cli_args, tiny_values
+
 
 def make_images(d: Path) -> dict[str, Path]:
     d.mkdir(parents=True, exist_ok=True)
@@ -74,19 +76,8 @@ def corrupt_run_config(tmp_path, tiny_regions, bad_every, **kw):
             path = manifest.parent / row.split(",")[0]
             path.write_bytes(path.read_bytes()[:40])
             broken.append(str(path))
-    values = dict(
-        data=str(manifest.parent),
-        regions_dir=[str(tiny_regions)],
-        output=str(tmp_path / "run"),
-        backbone="test_resnet",
-        pretrained="none",
-        image_size=32,
-        batch_size=16,
-        epochs=1,
-        workers=0,
-        wandb="disabled",
-        quiet=True,
-        warmup_epochs=0,
+    values = tiny_values(
+        manifest.parent, tiny_regions, output=str(tmp_path / "run"), warmup_epochs=0
     )
     values.update(kw)
     return build_config(values), broken
@@ -121,19 +112,7 @@ def test_non_finite_loss_is_skipped_or_stops(tmp_path, tiny_data, tiny_regions, 
         return loss * float("nan") if calls["n"] == 2 else loss
 
     monkeypatch.setattr(T, "multitask_loss", poisoned)
-    base = dict(
-        data=str(tiny_data),
-        regions_dir=[str(tiny_regions)],
-        backbone="test_resnet",
-        pretrained="none",
-        image_size=32,
-        batch_size=16,
-        epochs=1,
-        workers=0,
-        wandb="disabled",
-        quiet=True,
-        warmup_epochs=0,
-    )
+    base = tiny_values(tiny_data, tiny_regions, warmup_epochs=0)
     result = T.train(build_config({**base, "output": str(tmp_path / "skip")}))
     assert result.history[0]["skipped_nan_steps"] == 1
     assert all(
@@ -243,27 +222,19 @@ def test_sigterm_saves_last_exits_nonzero_and_resume_matches(tmp_path, tiny_data
     def cli(*extra):
         return [sys.executable, "-m", "skincls", "train", *extra]
 
-    common = [
-        str(tiny_data),
-        "--regions-dir",
-        str(tiny_regions),
-        "--backbone",
-        "test_resnet",
-        "--no-pretrained",
-        "--image-size",
-        "32",
+    common = tiny_cli_args(
+        tiny_data,
+        tiny_regions,
         "--batch-size",
         "8",
         "--epochs",
         "3",
-        "--workers",
-        "0",
         "--seed",
         "2",
         "--lr",
         "0.003",
         "--quiet",
-    ]
+    )
     subprocess.run(
         cli(*common, "-o", str(tmp_path / "full")), env=env, check=True, capture_output=True
     )

@@ -12,25 +12,13 @@ from skincls.errors import SkinclsError
 from skincls.sweep import load_space, run_sweep, wandb_sweep_config
 from skincls.train import train
 
+from .conftest import tiny_cli_args, tiny_values
+
 runner = CliRunner()
 
 
 def base(data, regions):
-    return dict(
-        data=str(data),
-        regions_dir=[str(regions)],
-        backbone="test_resnet",
-        pretrained="none",
-        image_size=32,
-        batch_size=16,
-        epochs=1,
-        workers=0,
-        wandb="disabled",
-        quiet=True,
-        max_steps_per_epoch=3,
-        warmup_epochs=0,
-        seed=4,
-    )
+    return tiny_values(data, regions, max_steps_per_epoch=3, warmup_epochs=0, seed=4)
 
 
 SPACE = {
@@ -47,35 +35,27 @@ def test_sweep_resumes_and_its_best_config_reproduces(tmp_path, tiny_data, tiny_
     out = tmp_path / "sweep"
     args = [
         "sweep",
-        str(tiny_data),
-        "--regions-dir",
-        str(tiny_regions),
-        "--backbone",
-        "test_resnet",
-        "--no-pretrained",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "16",
-        "--epochs",
-        "1",
-        "--workers",
-        "0",
-        "--wandb",
-        "disabled",
-        "--max-steps-per-epoch",
-        "3",
-        "--warmup-epochs",
-        "0",
-        "--seed",
-        "4",
-        "--config",
-        str(space_file),
-        "-o",
-        str(out),
-        "--trials",
-        "3",
-        "--json",
+        *tiny_cli_args(
+            tiny_data,
+            tiny_regions,
+            "--batch-size",
+            "16",
+            "--epochs",
+            "1",
+            "--max-steps-per-epoch",
+            "3",
+            "--warmup-epochs",
+            "0",
+            "--seed",
+            "4",
+            "--config",
+            str(space_file),
+            "-o",
+            str(out),
+            "--trials",
+            "3",
+            "--json",
+        ),
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

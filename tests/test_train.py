@@ -13,25 +13,20 @@ from skincls.model import MultiHeadNet
 from skincls.runs import load_checkpoint
 from skincls.train import TrainingInterrupted, multitask_loss, train
 
+from .conftest import tiny_values
+
 runner = CliRunner()
 
 
 def tiny_config(data, regions, out, **kw):
-    values = dict(
-        data=str(data),
-        regions_dir=[str(regions)],
+    values = tiny_values(
+        data,
+        regions,
         output=str(out),
-        backbone="test_resnet",
-        pretrained="none",
-        image_size=32,
-        batch_size=16,
         epochs=4,
         lr=3e-3,
         warmup_epochs=1,
-        workers=0,
         seed=3,
-        wandb="disabled",
-        quiet=True,
         max_steps_per_epoch=4,
     )
     values.update(kw)

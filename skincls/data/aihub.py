@@ -8,13 +8,14 @@ second index of 100,000 files only stats them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from skincls.data.samples import IMAGE_SUFFIXES, LoadReport, Sample
 from skincls.errors import DataError
@@ -202,17 +203,6 @@ def _valid_bbox(bbox: Any) -> tuple[int, int, int, int] | None:
     return x1, y1, x2, y2
 
 
-class _Pending(NamedTuple):
-    key: str
-    path: str
-    region: str
-    label: int
-    raw_label: str
-    group: str
-    bbox: tuple[int, int, int, int]
-    mirror: bool
-
-
 def _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad):
     """The sample one annotation gives one region, or None when it is skipped (and counted)."""
     if value is None:
@@ -237,7 +227,7 @@ def _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad):
     if bbox is None:
         report.skip(f"{spec.name}: invalid bbox", f"{rel}: {rec.bbox!r}")
         return None
-    return _Pending(
+    return Sample(
         f"{rel}#{key}#{spec.name}", "", spec.name, label, raw, str(rec.subject), bbox, mirror
     )
 
@@ -294,5 +284,5 @@ def load_aihub(
                         raise DataError(msg)
                     report.skip("missing image", f"{rel}: {rec.filename}")
                     continue
-                samples.append(Sample(**sample._replace(path=image)._asdict()))
+                samples.append(dataclasses.replace(sample, path=image))
     return samples
