@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
     args = p.parse_args(argv)
     if not args.data.is_file():
         print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     results_path = args.out / "results.json"
     rows = json.loads(results_path.read_text())["rows"] if results_path.is_file() else []
     done = {(r["arm"], r["seed"]) for r in rows}
-    for seed in args.seeds:
+    for seed in [] if args.report else args.seeds:
         for arm in args.arms:
             if (arm, seed) in done:
                 continue
