@@ -172,6 +172,17 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     return build_config(values)
 
 
+def _check_output(config: TrainConfig) -> None:
+    """Refuse an existing, non-empty --output early, before any data is read."""
+    if config.output and not config.overwrite:
+        run_dir = Path(config.output)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise SkinclsError(
+                f"--output {run_dir}: directory exists and is not empty; pass --overwrite to "
+                f"replace it or --resume {run_dir} to continue it"
+            )
+
+
 def _new_run_dir(config: TrainConfig) -> Path:
     if config.output:
         run_dir = Path(config.output)
@@ -472,6 +483,8 @@ def _train(
     resuming = config.resume is not None
 
     if not resuming:
+        if dctx.is_main:
+            _check_output(config)
         # absolute paths keep the run usable from any working directory
         config = config.model_copy(
             update={
@@ -496,6 +509,13 @@ def _train(
         config.data, registry, selected, config.source, config.group_column, config.skip_bad
     )
     regions = dataset.regions
+    # the model is built before the run directory exists, so a failure (e.g. no hub access)
+    # leaves nothing behind
+    seed_everything(config.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    losses_of = {r.name: _loss_of(config, r) for r in regions}
+    model = build_model(config, regions, losses_of)
     if resuming:
         assert run_dir is not None
         assignment = load_split(run_dir / "split.csv", dataset.samples)
@@ -521,11 +541,6 @@ def _train(
         raise SkinclsError(f"{config.data}: the training split is empty")
     counts = dataset.counts(train_samples)
 
-    seed_everything(config.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    losses_of = {r.name: _loss_of(config, r) for r in regions}
-    model = build_model(config, regions, losses_of)
     data_cfg = model.data_config
     mean, std = data_cfg["mean"], data_cfg["std"]
     if dctx.enabled and config.sync_bn:
