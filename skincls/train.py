@@ -263,7 +263,10 @@ def multitask_loss(
         loss = loss + sum(lg.float().sum() for lg in logits) * 0.0
     for i, name in enumerate(region_names):
         mask = (region_idx == i) & ok
-        if mask.any():
+        n = int(mask.sum())
+        if n == mask.numel():  # the whole batch belongs to this head: no gather needed
+            loss = loss + loss_fns[name](logits[i], labels)
+        elif n:
             loss = loss + loss_fns[name](logits[i][mask], labels[mask])
     return loss
 
