@@ -290,7 +290,11 @@ def export_onnx(
         held_out = real_images[1::2] if quantize == "int8" and len(real_images) > 1 else real_images
         inputs.append(held_out)  # int8: judged on images not used for calibration
         real = len(held_out)
-    report = verify(wrapper, output, inputs, keep, quantize, real)
+    try:
+        report = verify(wrapper, output, inputs, keep, quantize, real)
+    except SkinclsError:
+        output.unlink()  # a model that failed its check must not be left to be shipped
+        raise
     report.update(
         {
             "path": str(output),
@@ -343,7 +347,9 @@ def verify(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     max_diff = 0.0
     counts = {"all": [0, 0], "real": [0, 0]}
+    images = 0
     for n, batch in enumerate(inputs):
+        images += len(batch)
         is_real = real > 0 and n == len(inputs) - 1
         with torch.inference_mode():
             ref = [t.numpy() for t in wrapper(torch.from_numpy(batch))]
@@ -360,7 +366,7 @@ def verify(
         "max_abs_diff": max_diff,
         "argmax_agreement": agreement,
         "argmax_agreement_on": "real images" if judged == "real" else "all inputs",
-        "verified_samples": counts["all"][1],
+        "verified_samples": images,
     }
     if quantize == "none" and max_diff > 1e-4:
         raise SkinclsError(

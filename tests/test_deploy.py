@@ -168,3 +168,15 @@ def test_explain_writes_a_non_constant_heat_map_at_image_size(tiny_run, tiny_dat
     assert written["heat_std"] > 0.01
     arr = np.asarray(out, np.float32)
     assert arr.std() > 1.0
+
+
+def test_a_model_that_fails_verification_is_not_left_behind(tiny_run, tmp_path, monkeypatch):
+    import skincls.export as E
+
+    def failing(*args, **kwargs):
+        raise SkinclsError("verification failed")
+
+    monkeypatch.setattr(E, "verify", failing)
+    with pytest.raises(SkinclsError, match="verification failed"):
+        export_onnx(tiny_run, tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
