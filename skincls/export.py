@@ -178,31 +178,21 @@ def export_onnx(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            common: dict[str, Any] = dict(
+                input_names=["image"], output_names=output_names, opset_version=opset
+            )
             if exporter == "dynamo":
                 batch = torch.export.Dim("batch", min=1, max=4096)
-                torch.onnx.export(
-                    wrapper,
-                    (example,),
-                    str(tmp),
-                    input_names=["image"],
-                    output_names=output_names,
-                    opset_version=opset,
+                extra: dict[str, Any] = dict(
                     dynamo=True,
                     external_data=False,
                     dynamic_shapes={"image": {0: batch}},
                     verbose=False,
                 )
             else:
-                torch.onnx.export(
-                    wrapper,
-                    (example,),
-                    str(tmp),
-                    input_names=["image"],
-                    output_names=output_names,
-                    opset_version=opset,
-                    dynamo=False,
-                    dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
-                )
+                axes = {"image": {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
+                extra = dict(dynamo=False, dynamic_axes=axes)
+            torch.onnx.export(wrapper, (example,), str(tmp), **common, **extra)
         leftovers = [p for p in tmp.parent.glob(tmp.name + "*") if p != tmp]
         if leftovers:
             raise SkinclsError(f"the exporter wrote side files {leftovers}; expected one file")

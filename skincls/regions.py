@@ -99,6 +99,10 @@ class RegionSpec(BaseModel):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def classes_hint(self) -> str:
+        """What a raw label may be, for error messages."""
+        return f"(classes {self.classes}; label_map {self.label_map})"
+
     def class_index(self, raw_label: str) -> int | None:
         """Index of the class a raw data label maps to, or None when it is not a known label."""
         mapped = self.label_map.get(raw_label, raw_label)

@@ -43,44 +43,34 @@ SEARCHABLE = {
 }
 
 
-class LogUniform(BaseModel):
+class _Range(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _check(self) -> _Range:
+        low, high = self.low, self.high  # type: ignore[attr-defined]
+        if low >= high:
+            raise ValueError(f"low ({low}) must be below high ({high})")
+        return self
+
+
+class LogUniform(_Range):
     type: Literal["loguniform"]
     low: Annotated[float, Field(gt=0)]
     high: Annotated[float, Field(gt=0)]
 
-    @model_validator(mode="after")
-    def _check(self) -> LogUniform:
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
 
-
-class Uniform(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Uniform(_Range):
     type: Literal["uniform"]
     low: float
     high: float
 
-    @model_validator(mode="after")
-    def _check(self) -> Uniform:
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
 
-
-class IntRange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class IntRange(_Range):
     type: Literal["int"]
     low: int
     high: int
     log: bool = False
-
-    @model_validator(mode="after")
-    def _check(self) -> IntRange:
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
 
 
 class Categorical(BaseModel):

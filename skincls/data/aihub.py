@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from skincls.data.samples import IMAGE_SUFFIXES, LoadReport, Sample
-from skincls.errors import DataError
 from skincls.regions import RegionRegistry, RegionSpec
 
 INDEX_VERSION = 1
@@ -212,13 +211,13 @@ def _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad):
     report.count_raw(spec.name, raw)
     label = spec.class_index(raw)
     if label is None:
-        msg = (
+        report.reject(
             f"{rec.json_path}: annotations.{key}: grade {value!r} is not a class of "
-            f"region {spec.name!r} (classes {spec.classes}; label_map {spec.label_map})"
+            f"region {spec.name!r} {spec.classes_hint()}",
+            f"{spec.name}: grade outside classes",
+            f"{rel}: {key}={value!r}",
+            skip_bad,
         )
-        if not skip_bad:
-            raise DataError(msg)
-        report.skip(f"{spec.name}: grade outside classes", f"{rel}: {key}={value!r}")
         return None
     if rec.bbox is None:
         report.skip(f"{spec.name}: null bbox", rel)
@@ -252,9 +251,12 @@ def load_aihub(
     for rec in records:
         rel = os.path.relpath(rec.json_path, root)
         if rec.error is not None:
-            if not skip_bad:
-                raise DataError(f"{rec.json_path}: {rec.error}")
-            report.skip("unreadable label file", f"{rel}: {rec.error}")
+            report.reject(
+                f"{rec.json_path}: {rec.error}",
+                "unreadable label file",
+                f"{rel}: {rec.error}",
+                skip_bad,
+            )
             continue
         assert rec.annotations is not None and rec.filename is not None
         if rec.facepart == 0:
@@ -280,9 +282,7 @@ def load_aihub(
                     image = images.get(f"{split}/{rec.filename}") or images.get(f"*/{rec.filename}")
                 if image is None:
                     msg = f"{rec.json_path}: image {rec.filename!r} (info.filename) not found under {root}"
-                    if not skip_bad:
-                        raise DataError(msg)
-                    report.skip("missing image", f"{rel}: {rec.filename}")
+                    report.reject(msg, "missing image", f"{rel}: {rec.filename}", skip_bad)
                     continue
                 samples.append(dataclasses.replace(sample, path=image))
     return samples

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skincls.errors import DataError
 from skincls.regions import RegionSpec
 
 BBox = tuple[int, int, int, int]
@@ -45,6 +46,12 @@ class LoadReport:
         ex = self.examples.setdefault(reason, [])
         if len(ex) < self.max_examples:
             ex.append(where)
+
+    def reject(self, message: str, reason: str, where: str, skip_bad: bool) -> None:
+        """A bad record: raise ``message`` as a DataError, or with ``skip_bad`` count it."""
+        if not skip_bad:
+            raise DataError(message)
+        self.skip(reason, where)
 
     def count_raw(self, region: str, raw_label: str) -> None:
         self.raw_counts.setdefault(region, Counter())[raw_label] += 1

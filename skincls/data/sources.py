@@ -68,7 +68,7 @@ def load_folder(
             if label is None:
                 msg = (
                     f"{class_dir}: class folder {class_dir.name!r} is not a class of region "
-                    f"{spec.name!r} (classes {spec.classes}; label_map {spec.label_map})"
+                    f"{spec.name!r} {spec.classes_hint()}"
                 )
                 if not skip_bad:
                     raise DataError(msg)
@@ -154,33 +154,34 @@ def load_csv(
             spec = names.get(region)
             if spec is None:
                 if region not in registry:
-                    msg = f"{where}: region: {region!r} is no known region"
-                    if not skip_bad:
-                        raise DataError(msg + f" (known: {', '.join(registry.names())})")
-                    report.skip("unknown region", f"{where}: {region!r}")
+                    report.reject(
+                        f"{where}: region: {region!r} is no known region "
+                        f"(known: {', '.join(registry.names())})",
+                        "unknown region",
+                        f"{where}: {region!r}",
+                        skip_bad,
+                    )
                 continue
             raw = (row.get("label") or "").strip()
             label = spec.class_index(raw)
             if label is None:
-                msg = (
+                report.reject(
                     f"{where}: label: {raw!r} is not a class of region {spec.name!r} "
-                    f"(classes {spec.classes}; label_map {spec.label_map})"
+                    f"{spec.classes_hint()}",
+                    f"{spec.name}: label outside classes",
+                    f"{where}: {raw!r}",
+                    skip_bad,
                 )
-                if not skip_bad:
-                    raise DataError(msg)
-                report.skip(f"{spec.name}: label outside classes", f"{where}: {raw!r}")
                 continue
             rel = (row.get("path") or "").strip()
             if not rel:
-                if not skip_bad:
-                    raise DataError(f"{where}: path: empty")
-                report.skip("empty path", where)
+                report.reject(f"{where}: path: empty", "empty path", where, skip_bad)
                 continue
             path = Path(rel) if os.path.isabs(rel) else base / rel
             if not path.is_file():
-                if not skip_bad:
-                    raise DataError(f"{where}: image not found: {path}")
-                report.skip("missing image", str(path))
+                report.reject(
+                    f"{where}: image not found: {path}", "missing image", str(path), skip_bad
+                )
                 continue
             bbox = None
             if bbox_cols:
@@ -193,21 +194,25 @@ def load_csv(
                             f"{where}: x1,y1,x2,y2: expected four numbers, got {values}"
                         ) from None
                     if x2 <= x1 or y2 <= y1 or x1 < 0 or y1 < 0:
-                        if not skip_bad:
-                            raise DataError(
-                                f"{where}: x1,y1,x2,y2: expected 0 <= x1 < x2 and 0 <= y1 < y2, "
-                                f"got {values}"
-                            )
-                        report.skip("invalid bbox", f"{where}: {values}")
+                        report.reject(
+                            f"{where}: x1,y1,x2,y2: expected 0 <= x1 < x2 and 0 <= y1 < y2, "
+                            f"got {values}",
+                            "invalid bbox",
+                            f"{where}: {values}",
+                            skip_bad,
+                        )
                         continue
                     bbox = (x1, y1, x2, y2)
             mirror = _parse_bool(row["mirror"], where) if "mirror" in columns else False
             report.count_raw(spec.name, raw)
             key = f"{rel}#{spec.name}" + (f"#{','.join(map(str, bbox))}" if bbox else "")
             if key in seen:
-                if not skip_bad:
-                    raise DataError(f"{where}: the same path, region and box appear twice")
-                report.skip("duplicate row", where)
+                report.reject(
+                    f"{where}: the same path, region and box appear twice",
+                    "duplicate row",
+                    where,
+                    skip_bad,
+                )
                 continue
             seen.add(key)
             group = (row.get(group_col) or "").strip() if group_col else ""
