@@ -35,7 +35,7 @@ def main() -> int:
 
     from skincls.augment import build_transform
     from skincls.config import build_config
-    from skincls.data.dataset import load_image
+    from skincls.data.images import read_image
     from skincls.evaluate import load_run_model
     from skincls.export import export_onnx
     from skincls.train import train
@@ -127,7 +127,7 @@ def main() -> int:
     agree = {"none": 0, "int8": 0}
     n = 0
     for r in rows[1 :: max(1, len(rows) // args.agreement_images)][: args.agreement_images]:
-        img = transform(image=load_image(str(HAM / r["path"])))["image"].transpose(2, 0, 1)[None]
+        img = transform(image=read_image(str(HAM / r["path"])))["image"].transpose(2, 0, 1)[None]
         with torch.inference_mode():
             ref = model(torch.from_numpy(img.copy()))[0].numpy().argmax(1)
         for q, s in sessions.items():

@@ -131,13 +131,10 @@ def _format(err: ValidationError, origin: str) -> str:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config of train options (keys as in ``config.yaml`` of a run, dashes allowed)."""
+    from skincls.textio import load_yaml, read_text
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as err:
-        raise SkinclsError(f"--config {path}: cannot read: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise SkinclsError(f"--config {path}: invalid YAML: {err}") from None
+    data = load_yaml(read_text(path, "--config"), f"--config {path}") or {}
     if not isinstance(data, dict):
         raise SkinclsError(f"--config {path}: expected a mapping of option: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}

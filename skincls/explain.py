@@ -56,7 +56,7 @@ def explain(
     from PIL import Image
 
     from skincls.augment import build_transform
-    from skincls.data.dataset import load_image
+    from skincls.data.images import ImageReadError, read_image
     from skincls.evaluate import load_run_model
 
     model, _, _, specs, meta = load_run_model(Path(run_dir), checkpoint)
@@ -72,9 +72,9 @@ def explain(
     for path in images:
         path = Path(path)
         try:
-            rgb = load_image(str(path))
-        except (OSError, ValueError) as err:
-            written.append({"path": str(path), "error": f"{type(err).__name__}: {err}"})
+            rgb = read_image(str(path))
+        except ImageReadError as err:
+            written.append({"path": str(path), "error": str(err)})
             continue
         x = torch.from_numpy(transform(image=rgb)["image"].transpose(2, 0, 1)[None].copy())
         cam, cls = grad_cam(model, x, region)

@@ -304,7 +304,7 @@ def _real_batch(data, registry, names, meta, limit: int):
     import numpy as np
 
     from skincls.augment import build_transform
-    from skincls.data.dataset import load_image
+    from skincls.data.images import ImageReadError, read_image
     from skincls.data.sources import load_data
 
     dataset = load_data(data, registry, names)
@@ -315,8 +315,8 @@ def _real_batch(data, registry, names, meta, limit: int):
     step = max(1, len(dataset.samples) // limit)
     for s in dataset.samples[::step][:limit]:
         try:
-            img = load_image(s.path, s.bbox, s.mirror)
-        except (OSError, ValueError):
+            img = read_image(s.path, s.bbox, s.mirror)
+        except ImageReadError:
             continue
         arrays.append(transform(image=img)["image"].transpose(2, 0, 1))
     return np.stack(arrays).astype(np.float32) if arrays else None

@@ -8,7 +8,6 @@ that claim its face part. Unreadable inputs are reported and skipped, never fata
 from __future__ import annotations
 
 import csv
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,31 +110,41 @@ def _label_dir_to_image_dir(part: str) -> str:
 
 
 def _aihub_crop(json_path: Path, regions: list[dict[str, Any]]):
-    """(image path, bbox, [(region name, mirror)]) for an AI Hub label file."""
-    doc = json.loads(json_path.read_text(encoding="utf-8-sig"))
-    filename = doc["info"]["filename"]
-    facepart = doc["images"]["facepart"]
-    bbox = doc["images"].get("bbox")
-    keys = set((doc.get("annotations") or {}).keys())
+    """(image path, bbox, [(region name, mirror)]) for an AI Hub label file.
+
+    The file is read by the same parser as training (:func:`skincls.data.aihub.parse_label`);
+    every problem is a ``ValueError`` whose message is the reason shown to the user.
+    """
+    from skincls.data.aihub import parse_label, valid_bbox
+
+    rec = parse_label(str(json_path))
+    if rec.error is not None:
+        raise ValueError(rec.error)
+    assert rec.annotations is not None and rec.filename is not None
+    keys = set(rec.annotations)
     wanted = []
     for r in regions:
         for src in r.get("sources", []):
-            if src.get("facepart") in (None, facepart) and (not keys or src["key"] in keys):
+            if src.get("facepart") in (None, rec.facepart) and (not keys or src["key"] in keys):
                 wanted.append((r["name"], bool(src.get("mirror"))))
                 break
     if not wanted:
-        raise ValueError(f"face part {facepart} is claimed by no region of the model")
+        raise ValueError(f"face part {rec.facepart} is claimed by no region of the model")
+    if rec.bbox is None:
+        raise ValueError("images.bbox is null")
+    bbox = valid_bbox(rec.bbox)
     if bbox is None:
-        raise ValueError("bbox is null")
-    candidates = []
-    parts = list(json_path.parts)
-    mapped = [_label_dir_to_image_dir(p) for p in parts[:-1]]
-    candidates.append(Path(*mapped) / filename)
-    candidates.append(json_path.parent / filename)
+        raise ValueError(
+            f"images.bbox: expected [x1, y1, x2, y2] with x1 < x2, y1 < y2, got {rec.bbox!r}"
+        )
+    mapped = [_label_dir_to_image_dir(p) for p in json_path.parts[:-1]]
+    candidates = [Path(*mapped) / rec.filename, json_path.parent / rec.filename]
     image = next((c for c in candidates if c.is_file()), None)
     if image is None:
-        raise FileNotFoundError(f"image {filename!r} not found (looked in {candidates[0].parent})")
-    return image, tuple(int(v) for v in bbox), wanted
+        raise ValueError(
+            f"image {rec.filename!r} (info.filename) not found (looked in {candidates[0].parent})"
+        )
+    return image, bbox, wanted
 
 
 def predict(
@@ -147,7 +156,7 @@ def predict(
 ) -> dict[str, Any]:
     """Predictions per input; ``errors`` lists inputs that could not be read, with the reason."""
     from skincls.augment import build_transform
-    from skincls.data.dataset import load_image
+    from skincls.data.images import read_image
 
     backend = open_model(model, checkpoint)
     names = [r["name"] for r in backend.regions]
@@ -171,10 +180,10 @@ def predict(
                     if name in chosen:
                         by_mirror.setdefault(mirror, []).append(name)
                 for mirror, rs in by_mirror.items():
-                    arr = load_image(str(image), bbox, mirror)
+                    arr = read_image(str(image), bbox, mirror)
                     items.append((str(f), transform(image=arr)["image"].transpose(2, 0, 1), rs))
             else:
-                arr = load_image(str(f))
+                arr = read_image(str(f))
                 items.append(
                     (
                         str(f),
@@ -182,8 +191,8 @@ def predict(
                         sorted(chosen, key=names.index),
                     )
                 )
-        except (OSError, ValueError, KeyError, TypeError, SyntaxError) as err:
-            errors.append({"path": str(f), "error": f"{type(err).__name__}: {err}"})
+        except ValueError as err:  # ImageReadError included: the message is the reason
+            errors.append({"path": str(f), "error": str(err)})
     results: list[dict[str, Any]] = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]

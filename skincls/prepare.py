@@ -22,48 +22,29 @@ from skincls.errors import SkinclsError
 def _crop_image(
     task: tuple[str, list[tuple[str, tuple[int, int, int, int]]], int, int],
 ) -> list[tuple[str, str | None]]:
-    """Decode one photo and write each (output, bbox) crop; returns (output, error or None)."""
-    from PIL import Image
+    """Decode one photo once and write each (output, bbox) crop; returns (output, reason|None).
+
+    Crops come from :func:`skincls.data.images.read_crops`, the reader training uses, so EXIF
+    orientation, box rounding and the pixel limit are the same; JPEG draft decoding keeps it fast.
+    Crops are stored unmirrored: the manifest's ``mirror`` column flips them at load time.
+    """
+    from skincls.data.images import ImageReadError, read_crops
 
     src, jobs, max_side, quality = task
-    results: list[tuple[str, str | None]] = []
     try:
-        with Image.open(src) as img:
-            full_w, full_h = img.size
-            smallest = min(min(b[2] - b[0], b[3] - b[1]) for _, b in jobs)
-            largest_side = max(max(b[2] - b[0], b[3] - b[1]) for _, b in jobs)
-            reduce = 1
-            while (
-                reduce < 8
-                and largest_side / (reduce * 2) >= max_side
-                and smallest / (reduce * 2) >= 8
-            ):
-                reduce *= 2
-            if reduce > 1 and img.format == "JPEG":
-                img.draft("RGB", (full_w // reduce, full_h // reduce))
-            img = img.convert("RGB")
-            sx, sy = img.size[0] / full_w, img.size[1] / full_h
-            for out, (x1, y1, x2, y2) in jobs:
-                box = (
-                    max(0, int(x1 * sx)),
-                    max(0, int(y1 * sy)),
-                    min(img.size[0], int(round(x2 * sx))),
-                    min(img.size[1], int(round(y2 * sy))),
-                )
-                if box[2] <= box[0] or box[3] <= box[1]:
-                    results.append((out, f"box {x1, y1, x2, y2} lies outside the image"))
-                    continue
-                crop = img.crop(box)
-                crop.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-                Path(out).parent.mkdir(parents=True, exist_ok=True)
-                tmp = f"{out}.tmp{os.getpid()}"
-                crop.save(tmp, format="JPEG", quality=quality)
-                os.replace(tmp, out)
-                results.append((out, None))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        results.extend(
-            (out, f"cannot decode {src}: {err}") for out, _ in jobs if out not in dict(results)
-        )
+        crops = read_crops(src, [bbox for _, bbox in jobs], False, max_side)
+    except ImageReadError as err:
+        return [(out, f"{src}: {err}") for out, _ in jobs]
+    results: list[tuple[str, str | None]] = []
+    for (out, _), crop in zip(jobs, crops, strict=True):
+        if isinstance(crop, ImageReadError):
+            results.append((out, f"{src}: {crop}"))
+            continue
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{out}.tmp{os.getpid()}"
+        crop.save(tmp, format="JPEG", quality=quality)
+        os.replace(tmp, out)
+        results.append((out, None))
     return results
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from skincls.augment import OP_NAMES, AugmentOp
@@ -153,18 +152,14 @@ def parse_region(data: Any, origin: str) -> RegionSpec:
 
 def load_region_file(path: str | Path) -> RegionSpec:
     """Read and validate a region YAML file. The file name must match the region's name."""
+    from skincls.errors import SkinclsError
+    from skincls.textio import load_yaml, read_text
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise RegionSpecError([f"{path}: cannot read: {err.strerror or err}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise RegionSpecError([f"{path}:{where}: invalid YAML: {problem}"]) from None
+        data = load_yaml(read_text(path), str(path))
+    except SkinclsError as err:
+        raise RegionSpecError([str(err)]) from None
     spec = parse_region(data, str(path))
     if path.stem != spec.name:
         raise RegionSpecError(

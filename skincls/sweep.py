@@ -136,13 +136,10 @@ def default_space() -> SearchSpace:
 def load_space(path: str | Path | None) -> SearchSpace:
     if path is None:
         return default_space()
+    from skincls.textio import load_yaml, read_text
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise SkinclsError(f"--space {path}: cannot read: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise SkinclsError(f"--space {path}: invalid YAML: {err}") from None
+    data = load_yaml(read_text(path, "--config"), f"--config {path}")
     try:
         return SearchSpace.model_validate(data)
     except ValidationError as err:

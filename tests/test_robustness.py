@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from skincls.config import build_config
-from skincls.data.dataset import load_image
+from skincls.data.images import ImageReadError, read_image
 from skincls.data.samples import LoadReport
 from skincls.data.sources import load_csv, load_data
 from skincls.errors import DataError, RegionSpecError, SkinclsError
@@ -47,17 +47,17 @@ def make_images(d: Path) -> dict[str, Path]:
 
 def test_images_decode_where_possible(tmp_path):
     imgs = make_images(tmp_path)
-    assert load_image(str(imgs["png_named"])).shape == (30, 40, 3)
-    assert load_image(str(imgs["cmyk"])).shape == (30, 40, 3)
-    assert load_image(str(imgs["gray"])).shape == (30, 40, 3)
-    sixteen = load_image(str(imgs["sixteen"]))
+    assert read_image(str(imgs["png_named"])).shape == (30, 40, 3)
+    assert read_image(str(imgs["cmyk"])).shape == (30, 40, 3)
+    assert read_image(str(imgs["gray"])).shape == (30, 40, 3)
+    sixteen = read_image(str(imgs["sixteen"]))
     assert sixteen.dtype == np.uint8 and sixteen.max() == round(40000 / 65535 * 255)
-    assert load_image(str(imgs["rotated"])).shape == (40, 30, 3)  # EXIF orientation applied
+    assert read_image(str(imgs["rotated"])).shape == (40, 30, 3)  # EXIF orientation applied
     for bad in ("truncated", "empty"):
-        with pytest.raises(OSError):
-            load_image(str(imgs[bad]))
-    with pytest.raises(ValueError, match="outside"):
-        load_image(str(imgs["ok"]), bbox=(100, 100, 120, 120))
+        with pytest.raises(ImageReadError, match="cannot decode"):
+            read_image(str(imgs[bad]))
+    with pytest.raises(ImageReadError, match="box outside the image"):
+        read_image(str(imgs["ok"]), bbox=(100, 100, 120, 120))
 
 
 def corrupt_run_config(tmp_path, tiny_regions, bad_every, **kw):

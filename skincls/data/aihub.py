@@ -58,7 +58,8 @@ def looks_like_aihub(root: Path) -> bool:
     return False
 
 
-def _parse(path: str) -> Record:
+def parse_label(path: str) -> Record:
+    """One label JSON as a Record; ``error`` says what is wrong with it (never raises)."""
     try:
         with open(path, "rb") as fh:
             doc = json.loads(fh.read().decode("utf-8-sig"))
@@ -94,7 +95,7 @@ def _parse(path: str) -> Record:
 
 
 def _parse_many(paths: list[str]) -> list[Record]:
-    return [_parse(p) for p in paths]
+    return [parse_label(p) for p in paths]
 
 
 def _cache_dir() -> Path:
@@ -189,12 +190,12 @@ def index_records(
     return [records[p] for p, _, _ in jsons], images
 
 
-def _valid_bbox(bbox: Any) -> tuple[int, int, int, int] | None:
+def valid_bbox(bbox: Any) -> tuple[int, int, int, int] | None:
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return None
     try:
         x1, y1, x2, y2 = (int(round(float(v))) for v in bbox)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     x1, y1 = max(x1, 0), max(y1, 0)
     if x2 <= x1 or y2 <= y1:
@@ -222,7 +223,7 @@ def _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad):
     if rec.bbox is None:
         report.skip(f"{spec.name}: null bbox", rel)
         return None
-    bbox = _valid_bbox(rec.bbox)
+    bbox = valid_bbox(rec.bbox)
     if bbox is None:
         report.skip(f"{spec.name}: invalid bbox", f"{rel}: {rec.bbox!r}")
         return None

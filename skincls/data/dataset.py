@@ -13,35 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from skincls.data.images import ImageReadError, read_image
 from skincls.data.samples import Sample
 from skincls.errors import SkinclsError
-
-
-def load_image(path: str, bbox: tuple[int, int, int, int] | None = None, mirror: bool = False):
-    """RGB uint8 array of ``path``: EXIF orientation applied, box clipped to the image, mirrored.
-
-    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB. Raises ``OSError`` or
-    ``ValueError`` for a file that cannot be decoded.
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img, dtype=np.float64)
-            peak = 65535.0 if arr.max() > 255 else 255.0
-            img = Image.fromarray(np.rint(arr / peak * 255).clip(0, 255).astype(np.uint8))
-        img = img.convert("RGB")
-        if bbox is not None:
-            x1, y1, x2, y2 = bbox
-            w, h = img.size
-            box = (max(0, x1), max(0, y1), min(w, x2), min(h, y2))
-            if box[2] <= box[0] or box[3] <= box[1]:
-                raise ValueError(f"box {bbox} lies outside the {w}x{h} image")
-            img = img.crop(box)
-        if mirror:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return np.asarray(img, dtype=np.uint8).copy()
 
 
 class SampleDataset(Dataset):
@@ -69,8 +43,8 @@ class SampleDataset(Dataset):
         transform = self.transforms[s.region]
         ok = True
         try:
-            arr = load_image(s.path, s.bbox, s.mirror)
-        except (OSError, ValueError, SyntaxError):
+            arr = read_image(s.path, s.bbox, s.mirror)
+        except ImageReadError:
             ok = False
             arr = np.zeros((self.image_size, self.image_size, 3), np.uint8)
         transform.set_random_seed(seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,6 +102,95 @@ def _parse_bool(value: str, where: str) -> bool:
     raise DataError(f"{where}: mirror: expected true/false or 1/0, got {value!r}")
 
 
+MAX_REPORTED_LINES = 20
+
+
+def read_manifest(manifest: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and ``(line number, row)`` pairs of a CSV manifest in any encoding Excel writes."""
+    import io
+
+    from skincls.textio import read_text
+
+    text = read_text(manifest)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    reader.fieldnames = columns
+    try:
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as err:
+        raise DataError(f"{manifest} line {reader.line_num}: not valid CSV: {err}") from None
+    return columns, rows
+
+
+def _check_columns(manifest: Path, columns: list[str], group_column, default_region) -> None:
+    missing = [c for c in ("path", "label") if c not in columns]
+    if missing:
+        raise DataError(
+            f"{manifest}: missing column(s) {', '.join(missing)}; found {columns or 'no header'}"
+            " (expected path,label[,region][,group][,x1,y1,x2,y2])"
+        )
+    if group_column and group_column not in columns:
+        raise DataError(
+            f"{manifest}: --group-column {group_column!r} is not a column (found {columns})"
+        )
+    if "region" not in columns and default_region is None:
+        raise DataError(
+            f"{manifest}: no 'region' column; pass --region NAME to say which region the rows belong to"
+        )
+    bbox_cols = [c for c in BBOX_COLUMNS if c in columns]
+    if bbox_cols and len(bbox_cols) != 4:
+        raise DataError(
+            f"{manifest}: bbox columns must be all of x1,y1,x2,y2; found only {bbox_cols}"
+        )
+
+
+def _parse_bbox(row: dict[str, str], where: str) -> tuple[int, int, int, int] | None:
+    """The row's box, None when its four cells are empty; DataError for anything else wrong."""
+    values = [(row.get(c) or "").strip() for c in BBOX_COLUMNS]
+    if not any(values):
+        return None
+    try:
+        x1, y1, x2, y2 = (int(round(float(v))) for v in values)
+    except (ValueError, OverflowError):
+        raise DataError(
+            f"{where}: x1,y1,x2,y2: expected four finite numbers, got {values}"
+        ) from None
+    if x2 <= x1 or y2 <= y1 or x1 < 0 or y1 < 0:
+        raise DataError(
+            f"{where}: x1,y1,x2,y2: expected 0 <= x1 < x2 and 0 <= y1 < y2, got {values}"
+        )
+    return (x1, y1, x2, y2)
+
+
+def _image_name(path: Path, base_real: str) -> str:
+    """The spelling-independent name of an image: its real path (NFC), relative to the CSV's
+    folder when inside it, so ``x.jpg``, ``./x.jpg`` and an absolute path are one image."""
+    from skincls.textio import same_file_key
+
+    real = same_file_key(path)
+    rel = os.path.relpath(real, base_real)
+    return Path(rel).as_posix() if not rel.startswith("..") else Path(real).as_posix()
+
+
+class _Groups:
+    """Union of groups that share an image, so one image never lands in two split parts."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, g: str) -> str:
+        self.parent.setdefault(g, g)
+        while self.parent[g] != g:
+            self.parent[g] = self.parent[self.parent[g]]
+            g = self.parent[g]
+        return g
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
 def load_csv(
     manifest: Path,
     registry: RegionRegistry,
@@ -110,125 +200,141 @@ def load_csv(
     group_column: str | None = None,
     default_region: str | None = None,
 ) -> list[Sample]:
-    """Rows ``path,label[,region][,group][,x1,y1,x2,y2][,mirror]``; paths relative to the CSV."""
-    base = manifest.parent
+    """Rows ``path,label[,region][,group][,x1,y1,x2,y2][,mirror]``; paths relative to the CSV.
+
+    Every bad row is reported (up to :data:`MAX_REPORTED_LINES`) in one error, or with
+    ``skip_bad`` counted. Rows of regions that are known but not selected are ignored.
+    """
+    columns, rows = read_manifest(manifest)
+    _check_columns(manifest, columns, group_column, default_region)
+    base_real = os.path.realpath(manifest.parent)
     names = {r.name: r for r in selected}
+    group_col = group_column or ("group" if "group" in columns else None)
     samples: list[Sample] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    groups = _Groups()
+    image_group: dict[str, str] = {}
+    for line, row in rows:
+        where = f"{manifest} line {line}"
+        report.files_read += 1
+        try:
+            sample = _row_sample(
+                row,
+                where,
+                manifest.parent,
+                base_real,
+                names,
+                registry,
+                report,
+                skip_bad,
+                group_col,
+                default_region,
+                columns,
+                seen,
+                line,
+            )
+        except DataError as err:
+            problems.append(str(err))
+            continue
+        if sample is None:
+            continue
+        image = sample.key.split("#", 1)[0]
+        if image in image_group:
+            groups.union(image_group[image], sample.group)
+        else:
+            image_group[image] = sample.group
+        samples.append(sample)
+    if problems:
+        more = len(problems) - MAX_REPORTED_LINES
+        tail = [f"{manifest}: ... and {more} more bad line(s)"] if more > 0 else []
+        raise DataError("\n".join(problems[:MAX_REPORTED_LINES] + tail))
+    return [dataclasses.replace(s, group=groups.find(s.group)) for s in samples]
+
+
+def _row_sample(
+    row,
+    where,
+    base,
+    base_real,
+    names,
+    registry,
+    report,
+    skip_bad,
+    group_col,
+    default_region,
+    columns,
+    seen,
+    line,
+) -> Sample | None:
+    """One manifest row as a Sample; None when it is skipped (and counted)."""
+    from skincls.textio import find_file
+
+    region = (row.get("region") or "").strip() if "region" in columns else default_region
+    if "region" in columns and default_region and region != default_region:
+        return None
+    assert region is not None
+    spec = names.get(region)
+    if spec is None:
+        if region not in registry:
+            report.reject(
+                f"{where}: region: {region!r} is no known region (known: {', '.join(registry.names())})",
+                "unknown region",
+                f"{where}: {region!r}",
+                skip_bad,
+            )
+        return None
+    raw = (row.get("label") or "").strip()
+    label = spec.class_index(raw)
+    if label is None:
+        report.reject(
+            f"{where}: label: {raw!r} is not a class of region {spec.name!r} {spec.classes_hint()}",
+            f"{spec.name}: label outside classes",
+            f"{where}: {raw!r}",
+            skip_bad,
+        )
+        return None
+    rel = (row.get("path") or "").strip()
+    if not rel:
+        report.reject(f"{where}: path: empty", "empty path", where, skip_bad)
+        return None
+    written = Path(rel) if os.path.isabs(rel) else base / rel
+    path = find_file(written)
+    if path is None:
+        report.reject(
+            f"{where}: image not found: {written}", "missing image", str(written), skip_bad
+        )
+        return None
     try:
-        fh = open(manifest, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed by the with below
-    except OSError as err:
-        raise DataError(f"{manifest}: cannot read: {err.strerror or err}") from None
-    with fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        missing = [c for c in ("path", "label") if c not in columns]
-        if missing:
-            raise DataError(
-                f"{manifest}: missing column(s) {', '.join(missing)}; found {columns or 'no header'}"
-                " (expected path,label[,region][,group][,x1,y1,x2,y2])"
-            )
-        if group_column and group_column not in columns:
-            raise DataError(
-                f"{manifest}: --group-column {group_column!r} is not a column (found {columns})"
-            )
-        group_col = group_column or ("group" if "group" in columns else None)
-        has_region = "region" in columns
-        if not has_region and default_region is None:
-            raise DataError(
-                f"{manifest}: no 'region' column; pass --region NAME to say which region the "
-                "rows belong to"
-            )
-        bbox_cols = [c for c in BBOX_COLUMNS if c in columns]
-        if bbox_cols and len(bbox_cols) != 4:
-            raise DataError(
-                f"{manifest}: bbox columns must be all of x1,y1,x2,y2; found only {bbox_cols}"
-            )
-        seen: set[str] = set()
-        for row in reader:
-            where = f"{manifest} line {reader.line_num}"
-            report.files_read += 1
-            region = (row.get("region") or "").strip() if has_region else default_region
-            if has_region and default_region and region != default_region:
-                continue
-            assert region is not None
-            spec = names.get(region)
-            if spec is None:
-                if region not in registry:
-                    report.reject(
-                        f"{where}: region: {region!r} is no known region "
-                        f"(known: {', '.join(registry.names())})",
-                        "unknown region",
-                        f"{where}: {region!r}",
-                        skip_bad,
-                    )
-                continue
-            raw = (row.get("label") or "").strip()
-            label = spec.class_index(raw)
-            if label is None:
-                report.reject(
-                    f"{where}: label: {raw!r} is not a class of region {spec.name!r} "
-                    f"{spec.classes_hint()}",
-                    f"{spec.name}: label outside classes",
-                    f"{where}: {raw!r}",
-                    skip_bad,
-                )
-                continue
-            rel = (row.get("path") or "").strip()
-            if not rel:
-                report.reject(f"{where}: path: empty", "empty path", where, skip_bad)
-                continue
-            path = Path(rel) if os.path.isabs(rel) else base / rel
-            if not path.is_file():
-                report.reject(
-                    f"{where}: image not found: {path}", "missing image", str(path), skip_bad
-                )
-                continue
-            bbox = None
-            if bbox_cols:
-                values = [(row.get(c) or "").strip() for c in BBOX_COLUMNS]
-                if any(values):
-                    try:
-                        x1, y1, x2, y2 = (int(round(float(v))) for v in values)
-                    except ValueError:
-                        raise DataError(
-                            f"{where}: x1,y1,x2,y2: expected four numbers, got {values}"
-                        ) from None
-                    if x2 <= x1 or y2 <= y1 or x1 < 0 or y1 < 0:
-                        report.reject(
-                            f"{where}: x1,y1,x2,y2: expected 0 <= x1 < x2 and 0 <= y1 < y2, "
-                            f"got {values}",
-                            "invalid bbox",
-                            f"{where}: {values}",
-                            skip_bad,
-                        )
-                        continue
-                    bbox = (x1, y1, x2, y2)
-            mirror = _parse_bool(row["mirror"], where) if "mirror" in columns else False
-            report.count_raw(spec.name, raw)
-            key = f"{rel}#{spec.name}" + (f"#{','.join(map(str, bbox))}" if bbox else "")
-            if key in seen:
-                report.reject(
-                    f"{where}: the same path, region and box appear twice",
-                    "duplicate row",
-                    where,
-                    skip_bad,
-                )
-                continue
-            seen.add(key)
-            group = (row.get(group_col) or "").strip() if group_col else ""
-            samples.append(
-                Sample(
-                    key=key,
-                    path=str(path),
-                    region=spec.name,
-                    label=label,
-                    raw_label=raw,
-                    group=group or rel,
-                    bbox=bbox,
-                    mirror=mirror,
-                )
-            )
-    return samples
+        bbox = _parse_bbox(row, where) if "x1" in columns else None
+    except DataError as err:
+        report.reject(str(err), "invalid bbox", where, skip_bad)
+        return None
+    mirror = _parse_bool(row["mirror"] or "", where) if "mirror" in columns else False
+    image = _image_name(path, base_real)
+    key = f"{image}#{spec.name}" + (f"#{','.join(map(str, bbox))}" if bbox else "")
+    if key in seen:
+        report.reject(
+            f"{where}: the same image, region and box as line {seen[key]} (paths are compared "
+            "after resolving ./, absolute paths, links and Unicode forms)",
+            "duplicate row",
+            where,
+            skip_bad,
+        )
+        return None
+    seen[key] = line
+    report.count_raw(spec.name, raw)
+    group = (row.get(group_col) or "").strip() if group_col else ""
+    return Sample(
+        key=key,
+        path=str(path),
+        region=spec.name,
+        label=label,
+        raw_label=raw,
+        group=group or image,
+        bbox=bbox,
+        mirror=mirror,
+    )
 
 
 def load_data(
@@ -258,8 +364,7 @@ def load_data(
         default_region = None
         if explicit:
             manifest = _manifest_path(root)
-            with open(manifest, newline="", encoding="utf-8-sig") as fh:
-                header = next(csv.reader(fh), [])
+            header, _ = read_manifest(manifest)
             if "region" not in header:
                 if len(explicit) != 1:
                     raise SkinclsError(
