@@ -44,10 +44,10 @@ def main() -> int:
     shutil.rmtree(args.out / "cache", ignore_errors=True)
     reg = discover_regions()
     t0 = time.perf_counter()
-    records, _ = index_records(root, workers=args.workers)
+    records, _, _ = index_records(root, workers=args.workers)
     cold_index = time.perf_counter() - t0
     t0 = time.perf_counter()
-    records2, _ = index_records(root, workers=args.workers)
+    records2, _, _ = index_records(root, workers=args.workers)
     warm_index = time.perf_counter() - t0
     t0 = time.perf_counter()
     ds = load_data(root, reg)

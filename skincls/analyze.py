@@ -109,7 +109,9 @@ def render(summary: dict[str, Any], console: Any) -> None:
             table.add_row(*row)
         console.print(table)
         if r["empty_classes"]:
-            console.print(f"  [yellow]classes with no sample: {', '.join(r['empty_classes'])}")
+            console.print(
+                f"  classes with no sample: {', '.join(r['empty_classes'])}", style="yellow"
+            )
         for reason, n in r["skipped"].items():
             console.print(f"  skipped {n}: {reason}")
     for reason, n in summary["skipped"].items():

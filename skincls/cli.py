@@ -17,6 +17,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from skincls.outputs import check_dir, check_new_file
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 app = typer.Typer(
@@ -43,15 +45,15 @@ def _root(
 
 
 def _stderr():
-    from rich.console import Console
+    from skincls.console import make_console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return make_console(stderr=True)
 
 
 def _stdout():
-    from rich.console import Console
+    from skincls.console import make_console
 
-    return Console(highlight=False)
+    return make_console()
 
 
 @contextmanager
@@ -66,10 +68,15 @@ def user_errors() -> Iterator[None]:
             raise
         console = _stderr()
         lines = str(err).splitlines() or [type(err).__name__]
-        console.print(f"[red]error:[/red] {lines[0]}", markup=True)
-        for line in lines[1:]:
-            console.print(f"[red]error:[/red] {line}", markup=True)
+        for line in lines:
+            _print_error(console, line)
         raise typer.Exit(err.exit_code) from None
+
+
+def _print_error(console: Any, message: str, label: str = "error:", style: str = "red") -> None:
+    from rich.text import Text
+
+    console.print(Text.assemble((label, style), " ", message))
 
 
 def _print_json(obj: Any) -> None:
@@ -101,6 +108,7 @@ SkipBadOpt = Annotated[
     bool, typer.Option("--skip-bad", help="Skip and count bad records instead of stopping.")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output files that exist.")]
 
 
 @regions_app.command("list")
@@ -153,7 +161,7 @@ def regions_validate(
     if problems:
         console = _stderr()
         for p in problems:
-            console.print(f"[red]error:[/red] {p}")
+            _print_error(console, p)
         raise typer.Exit(1)
     _stdout().print(f"ok: {len(paths)} path(s) valid")
 
@@ -173,11 +181,14 @@ def analyze(
     skip_bad: SkipBadOpt = False,
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart PNG.")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Class distribution per region: counts, shares, imbalance ratio, CB weights."""
     from skincls import analyze as lib
 
     with user_errors():
+        if plot:
+            check_new_file(plot, "--plot", overwrite)
         summary = lib.analyze(
             data,
             regions_dir or [],
@@ -203,19 +214,21 @@ def analyze(
 @app.command()
 def prepare(
     data: Annotated[Path, typer.Argument(help="AI Hub data root (Training/Validation).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Cache directory to write.")],
+    out: Annotated[Path, typer.Option("--output", "-o", "--out", help="Cache directory to write.")],
     regions_dir: RegionsDirOpt = None,
     region: RegionOpt = None,
     max_side: Annotated[int, typer.Option(help="Longest side of each crop in pixels.")] = 512,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 0,
     quality: Annotated[int, typer.Option(help="JPEG quality of the crops.")] = 95,
     skip_bad: SkipBadOpt = False,
+    overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Crop every AI Hub region box once into a cache of small images plus a manifest."""
     from skincls.prepare import prepare as run_prepare
 
     with user_errors():
+        check_dir(out, "--output")
         result = run_prepare(
             data,
             out,
@@ -226,6 +239,7 @@ def prepare(
             quality,
             skip_bad,
             progress=not as_json,
+            overwrite=overwrite,
         )
     if as_json:
         _print_json(result)
@@ -500,6 +514,7 @@ def predict(
     csv_out: Annotated[
         Optional[Path], typer.Option("--csv", help="Also write predictions as CSV.")
     ] = None,
+    overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Per-region grade and probabilities for each image; unreadable images are reported, exit 0."""
@@ -507,9 +522,11 @@ def predict(
     from skincls.predict import write_csv
 
     with user_errors():
+        if csv_out:
+            check_new_file(csv_out, "--csv", overwrite)
         result = run_predict(model, inputs, region or [], batch_size, checkpoint)
-    if csv_out:
-        write_csv(result, csv_out)
+        if csv_out:
+            write_csv(result, csv_out)
     if as_json:
         _print_json(result)
     else:
@@ -524,7 +541,7 @@ def predict(
         _stdout().print(table)
     err = _stderr()
     for e in result["errors"]:
-        err.print(f"[yellow]skipped[/yellow] {e['path']}: {e['error']}")
+        _print_error(err, f"{e['path']}: {e['error']}", "skipped", "yellow")
 
 
 @app.command()
@@ -532,21 +549,25 @@ def explain(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
     images: Annotated[list[Path], typer.Argument(help="Images to explain.")],
     region: Annotated[str, typer.Option("--region", help="Region head to explain.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNG overlays.")],
+    out: Annotated[
+        Path, typer.Option("--output", "-o", "--out", help="Directory for the PNG overlays.")
+    ],
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Grad-CAM heat maps as PNG overlays: does the model look at skin or at background?"""
     from skincls.explain import explain as run_explain
 
     with user_errors():
-        written = run_explain(run, images, region, out, checkpoint)
+        check_dir(out, "--output")
+        written = run_explain(run, images, region, out, checkpoint, overwrite=overwrite)
     if as_json:
         _print_json(written)
         return
     for w in written:
         if "error" in w:
-            _stderr().print(f"[yellow]skipped[/yellow] {w['path']}: {w['error']}")
+            _print_error(_stderr(), f"{w['path']}: {w['error']}", "skipped", "yellow")
         else:
             _stdout().print(f"{w['output']}  (predicted {w['class']})")
 
@@ -578,6 +599,7 @@ def sweep(
         Optional[Path],
         typer.Option("--wandb-config", help="Write an equivalent wandb sweep YAML and exit."),
     ] = None,
+    overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Hyperparameter search (Optuna TPE + pruning); any skincls train option fixes that option."""
@@ -590,10 +612,11 @@ def sweep(
         if wandb_config:
             import yaml
 
+            check_new_file(wandb_config, "--wandb-config", overwrite)
             doc = wandb_sweep_config(
                 [data, *ctx.args], space, base.get("select", "balanced_accuracy")
             )
-            wandb_config.write_text(yaml.safe_dump(doc, sort_keys=False))
+            wandb_config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
             _stdout().print(f"wrote {wandb_config}; start it with: wandb sweep {wandb_config}")
             return
         base.setdefault("quiet", True)

@@ -20,15 +20,14 @@ def run_demo(
     console: Any = None,
 ) -> dict[str, Any]:
     """Each step prints what it does; returns the run directory and the test metrics."""
-    from rich.console import Console
-
     from skincls.analyze import analyze, render
     from skincls.config import build_config
+    from skincls.console import make_console
     from skincls.data.synthetic import make_demo_data
     from skincls.evaluate import evaluate
     from skincls.train import _print_eval, train
 
-    console = console or Console()
+    console = console or make_console()
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         if not overwrite:

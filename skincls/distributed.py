@@ -100,3 +100,15 @@ def no_sync(model: torch.nn.Module, skip: bool):
 def cleanup(ctx: DistContext) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def merge_dicts(part: dict[str, Any], ctx: DistContext) -> dict[str, Any]:
+    """The union of every rank's dict (all ranks get it); ``part`` itself without distribution."""
+    if not ctx.enabled:
+        return part
+    everything: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(everything, part)
+    merged: dict[str, Any] = {}
+    for d in everything:
+        merged.update(d or {})
+    return merged

@@ -12,7 +12,7 @@ from skincls.errors import SkinclsError
 def load_run_model(run_dir: Path, checkpoint: str = "best"):
     """The run's MultiHeadNet with the checkpoint's weights, its config, specs and meta."""
     from skincls.model import MultiHeadNet
-    from skincls.runs import check_state_matches, load_checkpoint, resolve_checkpoint
+    from skincls.runs import check_meta, check_state_matches, load_checkpoint, resolve_checkpoint
     from skincls.train import read_run_config, registry_from_run
 
     run_dir = Path(run_dir)
@@ -22,8 +22,9 @@ def load_run_model(run_dir: Path, checkpoint: str = "best"):
     registry = registry_from_run(run_dir)
     ckpt_dir = resolve_checkpoint(run_dir / checkpoint)
     weights, meta = load_checkpoint(ckpt_dir)
-    names = [r["name"] for r in meta["regions"]]
-    specs = registry.select(names)
+    specs = [registry[n] for n in registry.names()]
+    check_meta(meta, str(ckpt_dir), config.model_dump(), specs)
+    names = [s.name for s in specs]
     model = MultiHeadNet(
         meta["backbone"], names, [s.num_classes for s in specs], dropout=meta.get("dropout", 0.0)
     )

@@ -46,8 +46,11 @@ def explain(
     out: str | Path,
     checkpoint: str = "best",
     alpha: float = 0.45,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
-    """Write ``<out>/<image stem>_<region>_gradcam.png`` per image; returns what was written."""
+    """Write ``<out>/<image stem>_<region>_gradcam.png`` per image; returns what was written.
+
+    Existing overlays are refused (before any work) unless ``overwrite``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +69,11 @@ def explain(
     classes = next(s.classes for s in specs if s.name == region)
     size = int(meta["image_size"])
     transform = build_transform([], size, tuple(meta["mean"]), tuple(meta["std"]))
+    from skincls.outputs import check_targets
+
     out = Path(out)
+    targets = [out / f"{Path(p).stem}_{region}_gradcam.png" for p in images]
+    check_targets(targets, f"--output {out}", overwrite)
     out.mkdir(parents=True, exist_ok=True)
     written: list[dict[str, Any]] = []
     for path in images:
@@ -90,6 +97,11 @@ def explain(
         heat = colormaps["jet"](full)[..., :3] * 255
         overlay = (1 - alpha) * rgb.astype(np.float32) + alpha * heat
         target = out / f"{path.stem}_{region}_gradcam.png"
+        # two inputs with one stem would write one file: keep both by numbering the second
+        n = 2
+        while any(w.get("output") == str(target) for w in written):
+            target = out / f"{path.stem}_{region}_gradcam_{n}.png"
+            n += 1
         Image.fromarray(overlay.clip(0, 255).astype(np.uint8)).save(target)
         written.append(
             {

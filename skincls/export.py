@@ -44,7 +44,9 @@ class _Exportable:
 
 
 def onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """The skincls metadata of an exported model (JSON, never code)."""
+    """The skincls metadata of an exported model (JSON, never code), checked against the graph:
+    required keys and types, one ``<region>_probs`` output per region whose width is the number
+    of classes, and an input whose size is ``image_size``. Any mismatch is one clear error."""
     import onnx
 
     try:
@@ -54,7 +56,51 @@ def onnx_metadata(path: str | Path) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
         raise SkinclsError(f"{path}: no skincls metadata; was it exported by skincls export?")
-    return json.loads(props[METADATA_KEY])
+    try:
+        meta = json.loads(props[METADATA_KEY])
+    except ValueError as err:
+        raise SkinclsError(f"{path}: metadata '{METADATA_KEY}' is not valid JSON: {err}") from None
+    _check_metadata(meta, model.graph, str(path))
+    return meta
+
+
+def _dims(value_info) -> list[int | None]:
+    return [
+        d.dim_value if d.HasField("dim_value") else None
+        for d in value_info.type.tensor_type.shape.dim
+    ]
+
+
+def _check_metadata(meta: Any, graph, origin: str) -> None:
+    def fail(msg: str) -> None:
+        raise SkinclsError(f"{origin}: metadata does not match the model: {msg}")
+
+    if not isinstance(meta, dict):
+        fail("expected a JSON object")
+    for key, kind in (("regions", list), ("image_size", int), ("mean", list), ("std", list)):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            fail(f"{key}: expected {kind.__name__}, got {meta.get(key)!r}")
+    if len(meta["mean"]) != 3 or len(meta["std"]) != 3:
+        fail(f"mean/std: expected three numbers each, got {meta['mean']} / {meta['std']}")
+    outputs = {o.name: _dims(o) for o in graph.output}
+    for r in meta["regions"]:
+        if not isinstance(r, dict) or not isinstance(r.get("name"), str):
+            fail(f"regions: expected objects with a name, got {r!r}")
+        classes = r.get("classes")
+        if not isinstance(classes, list) or len(classes) < 2:
+            fail(f"regions.{r['name']}.classes: expected a list of 2+ labels, got {classes!r}")
+        name = f"{r['name']}_probs"
+        if name not in outputs:
+            fail(f"no output {name!r} for region {r['name']!r} (outputs: {sorted(outputs)})")
+        width = outputs[name][-1] if outputs[name] else None
+        if width is not None and width != len(classes):
+            fail(f"region {r['name']!r} lists {len(classes)} classes but {name} has width {width}")
+    inputs = [i for i in graph.input if i.name == "image"]
+    if not inputs:
+        fail(f"no input named 'image' (inputs: {[i.name for i in graph.input]})")
+    dims = _dims(inputs[0])
+    if len(dims) != 4 or dims[2:] != [meta["image_size"]] * 2:
+        fail(f"image_size {meta['image_size']} but the input 'image' has shape {dims}")
 
 
 def _quantize(src: Path, dst: Path, mode: str, calibration=None) -> str:

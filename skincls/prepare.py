@@ -48,6 +48,51 @@ def _crop_image(
     return results
 
 
+CACHE_FILE = "prepare.json"
+CACHE_VERSION = 2
+"""Bumped when the reader changes the pixels of a crop (v2: EXIF orientation, shared reader)."""
+
+
+def _stat(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _open_cache(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    """Per-crop records of an existing cache in ``out`` made with ``settings``; {} for a new one."""
+    import json
+    import shutil
+
+    record = out / CACHE_FILE
+    if not out.exists() or not any(out.iterdir()):
+        return {}
+    saved: dict[str, Any] = {}
+    if record.is_file():
+        try:
+            saved = json.loads(record.read_text(encoding="utf-8"))
+        except ValueError:
+            saved = {}
+    differences = [
+        f"{k} {saved.get(k)!r} (now {v!r})" for k, v in settings.items() if saved.get(k) != v
+    ]
+    if not differences:
+        return saved.get("crops") or {}
+    if not overwrite:
+        if not record.is_file():
+            raise SkinclsError(
+                f"--output {out}: not empty and not a skincls prepare cache; choose another "
+                "folder or pass --overwrite to replace its manifest.csv and crops/"
+            )
+        raise SkinclsError(
+            f"--output {out}: cache made with other settings: {', '.join(differences)}; pass "
+            "the same settings, another --output, or --overwrite to redo every crop"
+        )
+    shutil.rmtree(out / "crops", ignore_errors=True)
+    for name in ("manifest.csv", CACHE_FILE):
+        (out / name).unlink(missing_ok=True)
+    return {}
+
+
 def prepare(
     data: str | Path,
     out: str | Path,
@@ -58,8 +103,15 @@ def prepare(
     quality: int = 95,
     skip_bad: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Crop every selected region box of the AI Hub tree ``data`` into ``out``; resumable."""
+    """Crop every selected region box of the AI Hub tree ``data`` into ``out``; resumable.
+
+    ``out/prepare.json`` records the settings that shape a crop (max side, quality, reader
+    version) and, per crop, its source photo's size, mtime and box. A rerun redoes crops whose
+    source or box changed, and refuses a cache made with other settings (or a folder that is no
+    cache) unless ``overwrite``, which starts the cache afresh.
+    """
     from skincls.data.sources import load_data
     from skincls.regions import discover_regions
 
@@ -67,7 +119,9 @@ def prepare(
     if max_side < 16:
         raise SkinclsError(f"--max-side: expected at least 16 pixels, got {max_side}")
     if out.resolve() == data.resolve() or data.resolve() in out.resolve().parents:
-        raise SkinclsError(f"--out {out}: must not be inside the source data {data}")
+        raise SkinclsError(f"--output {out}: must not be inside the source data {data}")
+    settings = {"version": CACHE_VERSION, "max_side": max_side, "quality": quality}
+    done = _open_cache(out, settings, overwrite)
     registry = discover_regions(regions_dirs)
     dataset = load_data(data, registry, regions, "aihub", skip_bad=skip_bad, workers=workers)
     crops: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
@@ -78,9 +132,11 @@ def prepare(
         crops.setdefault(crop_rel, (s.path, s.bbox))
     by_image: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = defaultdict(list)
     reused = 0
+    record: dict[str, list[Any]] = {}
     for crop_rel, (src, bbox) in crops.items():
         target = out / crop_rel
-        if target.is_file():
+        record[crop_rel] = [*_stat(src), list(bbox)]
+        if target.is_file() and done.get(crop_rel) == record[crop_rel]:
             reused += 1
         else:
             by_image[src].append((str(target), bbox))
@@ -117,6 +173,10 @@ def prepare(
         raise SkinclsError(
             f"{len(failed)} crop(s) failed, first: {first[0]}: {first[1]} (use --skip-bad to go on)"
         )
+    from skincls.runs import atomic_write_json
+
+    ok = {k: v for k, v in record.items() if str(out / k) not in failed}
+    atomic_write_json(out / CACHE_FILE, {**settings, "crops": ok})
     manifest = out / "manifest.csv"
     tmp = manifest.with_name("manifest.csv.tmp")
     rows = 0
@@ -131,6 +191,7 @@ def prepare(
             rows += 1
     os.replace(tmp, manifest)
     return {
+        "settings": settings,
         "manifest": str(manifest),
         "rows": rows,
         "crops": len(crops),

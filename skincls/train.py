@@ -33,13 +33,19 @@ from skincls.errors import SkinclsError
 from skincls.losses import SIGMOID_LOSSES, create_loss
 from skincls.metrics import evaluate_predictions
 from skincls.model import MultiHeadNet, load_backbone_weights
-from skincls.regions import RegionRegistry, RegionSpec, discover_regions, load_region_file
+from skincls.regions import RegionRegistry, RegionSpec, discover_regions
 from skincls.runs import (
+    RunLock,
     atomic_write_json,
+    check_meta,
     check_state_matches,
     load_checkpoint,
     load_trainer_state,
+    looks_like_run,
+    read_history,
+    remove_temp_entries,
     resolve_checkpoint,
+    run_regions,
     save_checkpoint,
 )
 
@@ -136,11 +142,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def registry_from_run(run_dir: Path) -> RegionRegistry:
     """The region specs a run was trained with (its own copy, not the current files)."""
     registry = RegionRegistry()
-    region_dir = run_dir / "regions"
-    if not region_dir.is_dir():
-        raise SkinclsError(f"{run_dir}: not a skincls run directory (no regions/)")
-    for f in sorted(region_dir.glob("*.yaml")):
-        registry.add(load_region_file(f), str(f))
+    for spec in run_regions(run_dir):
+        registry.add(spec, str(run_dir / "regions" / f"{spec.name}.yaml"))
     return registry
 
 
@@ -189,6 +192,8 @@ def _new_run_dir(config: TrainConfig) -> Path:
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / f"{stamp}-{config.backbone}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SkinclsError(f"--output {run_dir}: is a file; give a directory for the run")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not config.overwrite:
             raise SkinclsError(
@@ -197,13 +202,14 @@ def _new_run_dir(config: TrainConfig) -> Path:
             )
         import shutil
 
-        if (run_dir / "config.yaml").is_file() or (run_dir / "regions").is_dir():
-            shutil.rmtree(run_dir)
-        else:
+        if not looks_like_run(run_dir):
             raise SkinclsError(
                 f"--output {run_dir}: --overwrite only replaces a skincls run directory; "
                 "this one holds other files"
             )
+        with RunLock(run_dir):  # refuses a directory a running process is writing
+            pass
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -310,6 +316,12 @@ def training_step(
             return loss, False
         if loss.requires_grad:
             scaler.scale(loss / accum).backward()
+    if last_micro and not any(p.grad is not None for p in model.parameters()):
+        # no decodable image in the whole accumulation group: nothing to step (and a GradScaler
+        # would fail with "no inf checks were recorded")
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        return loss, True
     if last_micro:
         if grad_clip > 0:
             scaler.unscale_(optimizer)
@@ -459,9 +471,12 @@ def train(
     gathered before metrics are computed, and only rank 0 writes files and logs to wandb.
     """
     dctx = D.init_distributed(config.device)
+    held: list[RunLock] = []
     try:
-        return _train(config, dctx, on_epoch_end, console, wandb_group)
+        return _train(config, dctx, on_epoch_end, console, wandb_group, held)
     finally:
+        for lock in held:
+            lock.release()
         D.cleanup(dctx)
 
 
@@ -471,12 +486,13 @@ def _train(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
     console: Any,
     wandb_group: str | None,
+    held: list[RunLock],
 ) -> RunResult:
-    from rich.console import Console
+    from skincls.console import make_console
 
     if not dctx.is_main:
-        console = Console(stderr=True, quiet=True)
-    console = console or Console(stderr=True, quiet=config.quiet)
+        console = make_console(stderr=True, quiet=True)
+    console = console or make_console(stderr=True, quiet=config.quiet)
     if dctx.backend == "nccl":
         device = torch.device("cuda", dctx.local_rank)
     else:
@@ -500,10 +516,11 @@ def _train(
         )
     if resuming:
         run_dir = Path(config.resume)  # type: ignore[arg-type]
+        if dctx.is_main:
+            held.append(RunLock(run_dir).acquire())
+            remove_temp_entries(run_dir)
         registry = registry_from_run(run_dir)
-        selected = [f.stem for f in sorted((run_dir / "regions").glob("*.yaml"))]
-        order = (run_dir / "regions" / "order.txt").read_text().split()
-        selected = order or selected
+        selected = registry.names()
     else:
         registry = discover_regions(config.regions_dir)
         selected = config.region
@@ -536,6 +553,8 @@ def _train(
         if created[0] == "error":
             raise SkinclsError(created[1])
         run_dir = Path(created[1])
+        if dctx.is_main:
+            held.append(RunLock(run_dir).acquire())
         config = config.model_copy(update={"output": str(run_dir)})
     assert run_dir is not None
     parts = partition(dataset.samples, assignment)
@@ -615,9 +634,12 @@ def _train(
     history: list[dict[str, Any]] = []
     run_info_path = run_dir / "run.json"
     write = dctx.is_main
-    if resuming:
-        last = run_dir / "last"
+    last = run_dir / "last"
+    if resuming and not _has_checkpoint(last):
+        console.print(f"{run_dir}: no epoch was completed before; starting from epoch 1")
+    elif resuming:
         weights_state, meta = load_checkpoint(last)
+        check_meta(meta, str(resolve_checkpoint(last)), config.model_dump(), regions)
         check_state_matches(model.state_dict(), weights_state, str(resolve_checkpoint(last)))
         model.load_state_dict(weights_state)
         state = load_trainer_state(last)
@@ -628,7 +650,7 @@ def _train(
         start_epoch = int(state["epoch"]) + 1
         best_metric = float(state["best_metric"])
         best_epoch = int(state["best_epoch"])
-        history = _read_history(run_dir)[:start_epoch]
+        history = read_history(run_dir)[:start_epoch]
         wandb_id = _read_json(run_info_path).get("wandb_id")
         if start_epoch >= config.epochs:
             console.print(f"{run_dir}: already trained {start_epoch} of {config.epochs} epochs")
@@ -662,7 +684,7 @@ def _train(
         )
 
     console.print(
-        f"[bold]run[/bold] {run_dir}  device={device} amp={dtype or 'off'} "
+        f"run {run_dir}  device={device} amp={dtype or 'off'} "
         f"backbone={config.backbone} train={len(train_samples)} val={len(val_samples)} "
         f"test={len(parts['test'])}"
     )
@@ -673,7 +695,7 @@ def _train(
         f"accumulation step(s) = global batch {config.batch_size * dctx.world_size * accum}"
     )
 
-    bad_paths: set[str] = set()
+    bad_paths: dict[str, str] = {}
     names = [r.name for r in regions]
     interrupted = {"flag": False}
 
@@ -710,8 +732,9 @@ def _train(
                     )
                     if not bool(ok.all()):
                         for i in index[~ok.cpu()].tolist():
-                            bad_paths.add(train_samples[i].path)
-                        _check_bad_fraction(bad_paths, len(train_samples), config, run_dir)
+                            _note_bad(bad_paths, train_samples[i])
+                        if not dctx.enabled:  # under torchrun: decided on the global count
+                            _check_bad_fraction(bad_paths, len(train_samples), config)
                     last_micro = (step + 1) % accum == 0 or step + 1 == steps_per_epoch
                     loss, finite = training_step(
                         net,
@@ -750,7 +773,8 @@ def _train(
             total_loss, total_n, total_seen = D.reduce_sum([loss_sum, loss_n, seen], dctx, device)
             if skipped_nan:
                 console.print(
-                    f"[yellow]epoch {epoch + 1}: skipped {skipped_nan} step(s) with a non-finite loss"
+                    f"epoch {epoch + 1}: skipped {skipped_nan} step(s) with a non-finite loss",
+                    style="yellow",
                 )
             val = (
                 score(model, val_loader, regions, device, dtype, channels_last, dctx)
@@ -758,7 +782,9 @@ def _train(
                 else None
             )
             for i in (val or {}).get("bad_indices", []):
-                bad_paths.add(val_samples[i].path)
+                _note_bad(bad_paths, val_samples[i])
+            bad_paths.update(D.merge_dicts(bad_paths, dctx))
+            _check_bad_fraction(bad_paths, len(train_samples), config)
             selected_value = (
                 val["mean"][config.select]
                 if val and not math.isnan(val["mean"][config.select])
@@ -831,9 +857,8 @@ def _train(
             for s, h in previous.items():
                 signal.signal(s, h)
         if bad_paths and write:
-            (run_dir / "bad_images.txt").write_text(
-                "\n".join(sorted(bad_paths)) + "\n", encoding="utf-8"
-            )
+            _write_bad_images(run_dir, bad_paths)
+            console.print(_bad_summary(bad_paths, run_dir), style="yellow")
         if exit_code:
             tracker.finish(exit_code=1)
 
@@ -869,6 +894,10 @@ def _train(
     return RunResult(run_dir, best_epoch, best_metric, history, test_result)
 
 
+def _has_checkpoint(directory: Path) -> bool:
+    return any(p.exists() for p in (directory, directory.with_name(f"{directory.name}.old")))
+
+
 def _version() -> str:
     from skincls import __version__
 
@@ -890,12 +919,40 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _check_bad_fraction(bad: set[str], total: int, config: TrainConfig, run_dir: Path) -> None:
+def _note_bad(bad: dict[str, str], sample: Any) -> None:
+    """Record why ``sample`` gave no pixels (read again here: failures are rare)."""
+    from skincls.data.images import ImageReadError, read_image
+
+    if sample.path in bad:
+        return
+    try:
+        read_image(sample.path, sample.bbox, sample.mirror)
+        bad[sample.path] = "cannot decode (failed in a data loader worker)"
+    except ImageReadError as err:
+        bad[sample.path] = str(err)
+
+
+def _write_bad_images(run_dir: Path, bad: dict[str, str]) -> None:
+    from skincls.runs import atomic_write_text
+
+    atomic_write_text(run_dir / "bad_images.txt", "".join(f"{p}\t{bad[p]}\n" for p in sorted(bad)))
+
+
+def _bad_summary(bad: dict[str, str], run_dir: Path) -> str:
+    from collections import Counter
+
+    reasons = Counter(r.split(":", 1)[0] for r in bad.values())
+    parts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    return f"skipped {len(bad)} image(s) that give no pixels ({parts}); list in {run_dir / 'bad_images.txt'}"
+
+
+def _check_bad_fraction(bad: dict[str, str], total: int, config: TrainConfig) -> None:
+    """Stop the run (every rank alike: ``bad`` is global under torchrun) over the limit; the
+    list is written by the caller's ``finally``."""
     if len(bad) > config.max_bad_fraction * total:
-        (run_dir / "bad_images.txt").write_text("\n".join(sorted(bad)) + "\n", encoding="utf-8")
         raise SkinclsError(
             f"{len(bad)} of {total} training images cannot be decoded, more than "
-            f"--max-bad-fraction {config.max_bad_fraction}; list in {run_dir / 'bad_images.txt'}"
+            f"--max-bad-fraction {config.max_bad_fraction}; list in {config.output}/bad_images.txt"
         )
 
 
@@ -908,20 +965,12 @@ def _meta(config, regions, mean, std, epoch, record, data_cfg) -> dict[str, Any]
         "std": list(std),
         "interpolation": data_cfg.get("interpolation", "bilinear"),
         "regions": [{"name": r.name, "classes": r.classes, "ordinal": r.ordinal} for r in regions],
+        "losses": {r.name: _loss_of(config, r) for r in regions},
         "epoch": epoch,
         "select": config.select,
         "metric": record["select"],
         "dropout": config.dropout,
     }
-
-
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    import json
-
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -962,7 +1011,7 @@ def _print_epoch(console, epoch, config, record, val, improved) -> None:
     title = (
         f"epoch {epoch}/{config.epochs}  loss {record['train_loss']:.4f}  "
         f"{record['train_images_per_s']:.1f} img/s  lr {record['lr']:.2e}"
-        + ("  [green]new best[/green]" if improved else "")
+        + ("  new best" if improved else "")
     )
     if not val:
         console.print(title)
@@ -973,7 +1022,7 @@ def _print_epoch(console, epoch, config, record, val, improved) -> None:
         table.add_column(SHORT[k], justify="right")
     for name, m in val["regions"].items():
         table.add_row(name, *(f"{m[k]:.3f}" for k in EPOCH_METRICS))
-    table.add_row("[bold]mean", *(f"{val['mean'][k]:.3f}" for k in EPOCH_METRICS))
+    table.add_row("mean", *(f"{val['mean'][k]:.3f}" for k in EPOCH_METRICS), style="bold")
     console.print(table)
 
 
@@ -987,7 +1036,7 @@ def _print_eval(console, title, result) -> None:
         table.add_column(SHORT[k], justify="right")
     for name, m in result["regions"].items():
         table.add_row(name, str(m["n"]), *(f"{m[k]:.3f}" for k in EPOCH_METRICS))
-    table.add_row("[bold]mean", "", *(f"{result['mean'][k]:.3f}" for k in EPOCH_METRICS))
+    table.add_row("mean", "", *(f"{result['mean'][k]:.3f}" for k in EPOCH_METRICS), style="bold")
     console.print(table)
 
 

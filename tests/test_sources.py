@@ -186,13 +186,13 @@ def test_aihub_malformed_json_has_a_position(tmp_path):
 def test_aihub_index_cache_is_reused_and_invalidated(tmp_path):
     root = tmp_path / "aihub"
     jsons = make_aihub_tree(root, n_subjects=2)
-    first, _ = index_records(root)
-    second, _ = index_records(root)
+    first, _, _ = index_records(root)
+    second, _, _ = index_records(root)
     assert first == second
     doc = json.loads(jsons[5].read_text())
     doc["annotations"] = {k: 0 for k in doc["annotations"]}
     jsons[5].write_text(json.dumps(doc) + "\n")
-    third, _ = index_records(root)
+    third, _, _ = index_records(root)
     changed = [r for r in third if r.json_path == str(jsons[5].resolve())]
     assert changed[0].annotations == doc["annotations"]
 

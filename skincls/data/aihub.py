@@ -105,31 +105,42 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
-def _walk(root: Path) -> tuple[list[tuple[str, int, int]], dict[str, str]]:
-    """All JSON files with (mtime_ns, size), and images keyed by ``split/basename``."""
+def _walk(root: Path) -> tuple[list[tuple[str, int, int]], dict[str, str], list[str]]:
+    """All JSON files with (mtime_ns, size), images keyed by ``split/basename``, and the folders
+    skipped because they were reached a second time (a symlink loop or a linked copy).
+
+    Hidden entries (``.*``, including macOS ``._*`` resource forks) are ignored.
+    """
     jsons: list[tuple[str, int, int]] = []
     images: dict[str, str] = {}
+    revisited: list[str] = []
     image_suffixes = tuple(IMAGE_SUFFIXES) + tuple(s.upper() for s in IMAGE_SUFFIXES)
+    st = os.stat(root)
+    visited = {(st.st_dev, st.st_ino)}
     stack = [(str(root), "")]
     while stack:
         d, split = stack.pop()
         with os.scandir(d) as it:
             for entry in it:
                 name = entry.name
+                if name.startswith("."):
+                    continue
                 if entry.is_dir(follow_symlinks=True):
-                    if not name.startswith("."):
-                        top = (
-                            name if d == str(root) and name in ("Training", "Validation") else split
-                        )
-                        stack.append((entry.path, top))
+                    info = entry.stat(follow_symlinks=True)
+                    if (info.st_dev, info.st_ino) in visited:
+                        revisited.append(entry.path)
+                        continue
+                    visited.add((info.st_dev, info.st_ino))
+                    top = name if d == str(root) and name in ("Training", "Validation") else split
+                    stack.append((entry.path, top))
                 elif name.endswith(".json"):
-                    st = entry.stat()
-                    jsons.append((entry.path, st.st_mtime_ns, st.st_size))
+                    info = entry.stat()
+                    jsons.append((entry.path, info.st_mtime_ns, info.st_size))
                 elif name.endswith(image_suffixes):
                     images.setdefault(f"{split}/{name}", entry.path)
                     images.setdefault(f"*/{name}", entry.path)
     jsons.sort()
-    return jsons, images
+    return jsons, images, sorted(revisited)
 
 
 def _split_of(root: Path, path: str) -> str:
@@ -140,10 +151,11 @@ def _split_of(root: Path, path: str) -> str:
 
 def index_records(
     root: Path, workers: int | None = None, use_cache: bool = True
-) -> tuple[list[Record], dict[str, str]]:
-    """Parse every label JSON under ``root`` (cached by mtime and size), plus the image lookup."""
+) -> tuple[list[Record], dict[str, str], list[str]]:
+    """Parse every label JSON under ``root`` (cached by mtime and size), plus the image lookup
+    and the folders reached twice (see :func:`_walk`)."""
     root = root.resolve()
-    jsons, images = _walk(root)
+    jsons, images, revisited = _walk(root)
     cache_file = (
         _cache_dir() / f"aihub-index-{hashlib.sha1(str(root).encode()).hexdigest()[:16]}.json"
     )
@@ -187,7 +199,7 @@ def index_records(
             os.replace(tmp, cache_file)
         except OSError:
             pass  # the cache is an optimisation; an unwritable cache dir is not an error
-    return [records[p] for p, _, _ in jsons], images
+    return [records[p] for p, _, _ in jsons], images, revisited
 
 
 def valid_bbox(bbox: Any) -> tuple[int, int, int, int] | None:
@@ -241,8 +253,11 @@ def load_aihub(
     workers: int | None = None,
 ) -> list[Sample]:
     """Samples of the selected regions from an AI Hub tree; skips are counted in ``report``."""
-    records, images = index_records(root, workers=workers)
+    records, images, revisited = index_records(root, workers=workers)
+    for folder in revisited:
+        report.skip("folder reached twice (symlink loop or linked copy)", folder)
     report.files_read += len(records)
+    first_of: dict[tuple[str, str], str] = {}
     claims: dict[tuple[int | None, str], list[tuple[RegionSpec, bool]]] = {}
     for loaded in registry.items():
         for src in loaded.spec.sources:
@@ -260,6 +275,18 @@ def load_aihub(
             )
             continue
         assert rec.annotations is not None and rec.filename is not None
+        top = rel.split(os.sep, 1)[0]
+        name = (top if top in ("Training", "Validation") else "", os.path.basename(rel))
+        if name in first_of:
+            report.reject(
+                f"{rec.json_path}: the label file {name[1]} is also at {first_of[name]}; is a "
+                "folder copied twice? Remove the copy (or pass --skip-bad to keep the first)",
+                "label file present twice (copied folder)",
+                rel,
+                skip_bad,
+            )
+            continue
+        first_of[name] = rec.json_path
         if rec.facepart == 0:
             for key in rec.annotations:
                 report.skip(f"full-face record key {key!r} (no grade)", rel)

@@ -61,10 +61,14 @@ def load_folder(
             )
             report.skip(reason, str(region_dir))
             continue
-        for class_dir in sorted(p for p in region_dir.iterdir() if p.is_dir()):
+        for class_dir in sorted(
+            p for p in region_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ):
             label = spec.class_index(class_dir.name)
             files = sorted(
-                f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                f
+                for f in class_dir.iterdir()
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not f.name.startswith(".")
             )
             if label is None:
                 msg = (
