@@ -111,8 +111,9 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int) -> int:
 def load_yaml(text: str, origin: str) -> Any:
     """Parse YAML safely: duplicate keys and documents over :data:`MAX_YAML_NODES` nodes (aliases
     expanded) are errors naming ``origin`` and the line."""
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -128,7 +129,8 @@ def load_yaml(text: str, origin: str) -> Any:
         problem = getattr(err, "problem", None) or str(err)
         raise SkinclsError(f"{origin}:{where} invalid YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def find_file(path: str | Path) -> Path | None:

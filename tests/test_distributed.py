@@ -97,3 +97,46 @@ def test_two_gloo_processes_train_gather_metrics_and_resume(tmp_path, tiny_data,
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[0]["train_loss"] == pytest.approx(float(rows[0]["train_loss"]))
+
+
+def test_bad_image_limit_is_decided_on_the_global_count(tmp_path, tiny_data, tiny_regions):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    images = sorted((data / "images").rglob("*.png"))
+    broken = images[::5]
+    for p in broken:
+        p.write_bytes(p.read_bytes()[:40])
+    out = tmp_path / "ddp"
+    # one epoch, every image once (no weighted draw): each rank meets about half of the 23 bad
+    # images (11 here), below the limit of 17; together they are above it
+    limit = 0.15
+    args = tiny_cli_args(
+        data,
+        tiny_regions,
+        "--batch-size",
+        "8",
+        "--sampler",
+        "none",
+        "--region-balance",
+        "none",
+        "--val-fraction",
+        "0",
+        "--test-fraction",
+        "0",
+        "--max-bad-fraction",
+        str(limit),
+        "--epochs",
+        "1",
+        "--quiet",
+        "-o",
+        str(out),
+    )
+    result = torchrun(args, tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.count("cannot be decoded, more than --max-bad-fraction 0.15") == 2
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    listed = {line.split("\t")[0] for line in (out / "bad_images.txt").read_text().splitlines()}
+    assert listed <= {str(p) for p in broken}
+    assert len(listed) > limit * len(images)  # more than one rank alone can have seen

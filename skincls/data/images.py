@@ -10,6 +10,7 @@ sees in ``bad_images.txt`` and in the summary: ``cannot decode``, ``too large``,
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -112,8 +113,8 @@ def read_crops(path: str, boxes: list[BBox | None], mirror: bool = False, max_si
         return _read_crops(path, boxes, mirror, max_side)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"too large: {err}") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(_bomb_reason(path)) from None
     except MemoryError:
         raise ImageReadError("too large: out of memory while decoding") from None
     except FileNotFoundError:
@@ -122,11 +123,29 @@ def read_crops(path: str, boxes: list[BBox | None], mirror: bool = False, max_si
         raise ImageReadError(f"cannot decode: {type(err).__name__}: {err}") from None
 
 
+def _bomb_reason(path: str) -> str:
+    """The reason for an image Pillow refused as a decompression bomb, with its header size."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Exception:
+        return f"too large: over {MAX_PIXELS:,} pixels"
+    finally:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    return f"too large: {w} x {h} (image over {MAX_PIXELS:,} pixels)"
+
+
 def _read_crops(path: str, boxes: list[BBox | None], mirror: bool, max_side: int | None) -> list:
     from PIL import Image, ImageOps
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    with Image.open(path) as img:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below
+        img = Image.open(path)
+    with img:
         full_w, full_h = _oriented_size(img)
         _check_size(full_w, full_h, "image")
         problems: dict[int, ImageReadError] = {}
