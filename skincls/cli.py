@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,15 +24,28 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 app = typer.Typer(
     name="skincls",
-    help="Train and ship per-region facial skin condition classifiers on imbalanced data.",
+    help="Train and ship per-region facial skin condition classifiers on imbalanced data.\n\n"
+    "Results (tables, JSON, written paths) go to stdout; progress, warnings and errors go to "
+    "stderr, so `skincls train ... > log.txt` keeps the results. Every command takes --help.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-regions_app = typer.Typer(help="List and validate region definitions.", no_args_is_help=True)
+regions_app = typer.Typer(
+    help="List and validate region definitions.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(regions_app, name="regions")
 
 _DEBUG = False
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from skincls import __version__
+
+        sys.stdout.write(f"skincls {__version__}\n")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -39,7 +53,18 @@ def _root(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks for user errors.")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
+    """Train and ship per-region facial skin condition classifiers on imbalanced data.
+
+    Results (tables, JSON, file paths) go to stdout; progress, warnings and errors to stderr,
+    so `skincls train ... > log.txt` keeps the results and the terminal keeps the progress.
+    """
     global _DEBUG
     _DEBUG = debug
 
@@ -83,6 +108,30 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+class Checkpoint(str, Enum):
+    best = "best"
+    last = "last"
+
+
+class Split(str, Enum):
+    auto = "auto"
+    all = "all"
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    int8 = "int8"
+    fp16 = "fp16"
+
+
+class Exporter(str, Enum):
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
 class Source(str, Enum):
     auto = "auto"
     aihub = "aihub"
@@ -92,11 +141,17 @@ class Source(str, Enum):
 
 RegionsDirOpt = Annotated[
     list[Path] | None,
-    typer.Option("--regions-dir", help="Extra directory of region YAML files (repeatable)."),
+    typer.Option(
+        "--regions-dir", help="Extra directory of region YAML files (repeatable).", metavar="DIR"
+    ),
 ]
 RegionOpt = Annotated[
     list[str] | None,
-    typer.Option("--region", help="Region to use (repeatable); default: every region with data."),
+    typer.Option(
+        "--region",
+        help="Region to use (repeatable); default: every region with data.",
+        metavar="NAME",
+    ),
 ]
 SourceOpt = Annotated[Source, typer.Option("--source", help="Data source type.")]
 GroupOpt = Annotated[
@@ -250,114 +305,120 @@ def prepare(
         )
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+def _choice_enum(field: str) -> type[Enum]:
+    """A str Enum of the choices of a ``Literal`` TrainConfig field (click shows and checks them)."""
+    from typing import get_args
+
+    from skincls.config import TrainConfig
+
+    values = get_args(TrainConfig.model_fields[field].annotation)
+    return Enum(f"{field}_choice", {v: v for v in values}, type=str)  # type: ignore[return-value]
 
 
-def _opt(help: str, *names: str, **kw: Any) -> Any:
-    return typer.Option(*names, help=help, **kw)
+def _t(field: str, *flags: str) -> Any:
+    """The ``skincls train`` option for a TrainConfig field: help from its description, default
+    shown as TrainConfig has it (the option itself defaults to None = "not given")."""
+    from pydantic_core import PydanticUndefined
+
+    from skincls.config import TrainConfig
+
+    info = TrainConfig.model_fields[field]
+    default = info.default
+    if field == "wandb":
+        shown: Any = "$WANDB_MODE, else offline"
+    elif default is PydanticUndefined or default is None or default == []:
+        shown = False
+    elif isinstance(default, bool):
+        shown = "on" if default else "off"
+    else:
+        shown = str(default)
+    metavar = {"regions_dir": "DIR", "region": "NAME", "wandb_tags": "TAG"}.get(field)
+    return typer.Option(*flags, help=info.description, show_default=shown, metavar=metavar)
+
+
+SourceChoice = _choice_enum("source")
+DeviceChoice = _choice_enum("device")
+AmpChoice = _choice_enum("amp")
+LossChoice = _choice_enum("loss")
+SamplerChoice = _choice_enum("sampler")
+RegionBalanceChoice = _choice_enum("region_balance")
+SelectChoice = _choice_enum("select")
+OnNanChoice = _choice_enum("on_nan")
+WandbChoice = _choice_enum("wandb")
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
 def train(
     data: Annotated[
-        Optional[str], typer.Argument(help="Training data (CSV, folder, AI Hub).")
-    ] = None,
-    config: Annotated[
-        Optional[Path], _opt("YAML file of options; command-line options win.", "--config")
-    ] = None,
-    regions_dir: RegionsDirOpt = None,
-    region: RegionOpt = None,
-    source: Annotated[Optional[Source], _opt("Data source type.", "--source")] = None,
-    group_column: GroupOpt = None,
-    skip_bad: Annotated[Optional[bool], _opt("Skip and count bad records.", "--skip-bad")] = None,
-    output: Annotated[Optional[str], _opt("Run directory to create.", "--output", "-o")] = None,
-    overwrite: Annotated[
-        Optional[bool], _opt("Replace an existing run directory.", "--overwrite")
-    ] = None,
-    resume: Annotated[
-        Optional[str], _opt("Continue the run in this directory.", "--resume")
-    ] = None,
-    seed: Annotated[Optional[int], _opt("Random seed (split, sampling, init).", "--seed")] = None,
-    split_seed: Annotated[
-        Optional[int], _opt("Seed of the split only (default: --seed).", "--split-seed")
-    ] = None,
-    device: Annotated[Optional[Device], _opt("auto, cpu or cuda.", "--device")] = None,
-    workers: Annotated[Optional[int], _opt("Data loader processes.", "--workers")] = None,
-    backbone: Annotated[
-        Optional[str], _opt("Any timm model name (default resnet50).", "--backbone")
-    ] = None,
-    pretrained: Annotated[
-        Optional[str], _opt("Local weights file for the backbone.", "--pretrained")
-    ] = None,
-    no_pretrained: Annotated[
-        Optional[bool], _opt("Start from random weights.", "--no-pretrained")
-    ] = None,
-    image_size: Annotated[
-        Optional[int], _opt("Network input size in pixels.", "--image-size")
-    ] = None,
-    batch_size: Annotated[Optional[int], _opt("Batch size.", "--batch-size")] = None,
-    epochs: Annotated[Optional[int], _opt("Epochs.", "--epochs")] = None,
-    lr: Annotated[Optional[float], _opt("Peak learning rate (AdamW).", "--lr")] = None,
-    weight_decay: Annotated[Optional[float], _opt("Weight decay.", "--weight-decay")] = None,
-    dropout: Annotated[Optional[float], _opt("Dropout before each head.", "--dropout")] = None,
-    eta_min: Annotated[
-        Optional[float], _opt("Final learning rate of the cosine.", "--eta-min")
-    ] = None,
-    warmup_epochs: Annotated[
-        Optional[int], _opt("Linear warm-up epochs.", "--warmup-epochs")
-    ] = None,
-    accum_steps: Annotated[
-        Optional[int], _opt("Micro-batches per optimizer step.", "--accum-steps")
-    ] = None,
-    sync_bn: Annotated[
-        Optional[bool], _opt("SyncBatchNorm across ranks (torchrun).", "--sync-bn")
-    ] = None,
-    grad_clip: Annotated[
-        Optional[float], _opt("Gradient norm clip (0: off).", "--grad-clip")
-    ] = None,
-    amp: Annotated[Optional[str], _opt("auto, bf16, fp16 or off (CUDA only).", "--amp")] = None,
-    loss: Annotated[
         Optional[str],
-        _opt(
-            "ce, focal, cb_softmax, cb_sigmoid, cb_focal, logit_adjust, balanced_softmax.", "--loss"
+        typer.Argument(
+            help="Training data (CSV manifest, image folder, AI Hub tree).", show_default=False
         ),
     ] = None,
-    beta: Annotated[Optional[float], _opt("Class-balanced beta.", "--beta")] = None,
-    gamma: Annotated[Optional[float], _opt("Focal gamma.", "--gamma")] = None,
-    tau: Annotated[Optional[float], _opt("Logit adjustment tau.", "--tau")] = None,
-    label_smoothing: Annotated[
-        Optional[float], _opt("Label smoothing (ce, cb_softmax).", "--label-smoothing")
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", help="YAML file of train options; command-line options win."),
     ] = None,
-    sampler: Annotated[Optional[str], _opt("none, class_balanced or sqrt.", "--sampler")] = None,
+    regions_dir: Annotated[Optional[list[Path]], _t("regions_dir", "--regions-dir")] = None,
+    region: Annotated[Optional[list[str]], _t("region", "--region")] = None,
+    source: Annotated[Optional[SourceChoice], _t("source", "--source")] = None,
+    group_column: Annotated[Optional[str], _t("group_column", "--group-column")] = None,
+    skip_bad: Annotated[Optional[bool], _t("skip_bad", "--skip-bad")] = None,
+    output: Annotated[Optional[str], _t("output", "--output", "-o")] = None,
+    overwrite: Annotated[Optional[bool], _t("overwrite", "--overwrite")] = None,
+    resume: Annotated[Optional[str], _t("resume", "--resume")] = None,
+    seed: Annotated[Optional[int], _t("seed", "--seed")] = None,
+    split_seed: Annotated[Optional[int], _t("split_seed", "--split-seed")] = None,
+    device: Annotated[Optional[DeviceChoice], _t("device", "--device")] = None,
+    workers: Annotated[Optional[int], _t("workers", "--workers")] = None,
+    backbone: Annotated[Optional[str], _t("backbone", "--backbone")] = None,
+    pretrained: Annotated[Optional[str], _t("pretrained", "--pretrained")] = None,
+    no_pretrained: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--no-pretrained", help="Start from random weights (same as --pretrained none)."
+        ),
+    ] = None,
+    image_size: Annotated[Optional[int], _t("image_size", "--image-size")] = None,
+    batch_size: Annotated[Optional[int], _t("batch_size", "--batch-size")] = None,
+    epochs: Annotated[Optional[int], _t("epochs", "--epochs")] = None,
+    lr: Annotated[Optional[float], _t("lr", "--lr")] = None,
+    weight_decay: Annotated[Optional[float], _t("weight_decay", "--weight-decay")] = None,
+    dropout: Annotated[Optional[float], _t("dropout", "--dropout")] = None,
+    eta_min: Annotated[Optional[float], _t("eta_min", "--eta-min")] = None,
+    warmup_epochs: Annotated[Optional[int], _t("warmup_epochs", "--warmup-epochs")] = None,
+    accum_steps: Annotated[Optional[int], _t("accum_steps", "--accum-steps")] = None,
+    sync_bn: Annotated[Optional[bool], _t("sync_bn", "--sync-bn")] = None,
+    grad_clip: Annotated[Optional[float], _t("grad_clip", "--grad-clip")] = None,
+    amp: Annotated[Optional[AmpChoice], _t("amp", "--amp")] = None,
+    loss: Annotated[Optional[LossChoice], _t("loss", "--loss")] = None,
+    beta: Annotated[Optional[float], _t("beta", "--beta")] = None,
+    gamma: Annotated[Optional[float], _t("gamma", "--gamma")] = None,
+    tau: Annotated[Optional[float], _t("tau", "--tau")] = None,
+    label_smoothing: Annotated[Optional[float], _t("label_smoothing", "--label-smoothing")] = None,
+    sampler: Annotated[Optional[SamplerChoice], _t("sampler", "--sampler")] = None,
     region_balance: Annotated[
-        Optional[str], _opt("Across regions: none, sqrt or equal.", "--region-balance")
+        Optional[RegionBalanceChoice], _t("region_balance", "--region-balance")
     ] = None,
-    select: Annotated[
-        Optional[str], _opt("balanced_accuracy, macro_f1 or qwk.", "--select")
-    ] = None,
-    val_fraction: Annotated[Optional[float], _opt("Validation share.", "--val-fraction")] = None,
-    test_fraction: Annotated[Optional[float], _opt("Test share.", "--test-fraction")] = None,
+    select: Annotated[Optional[SelectChoice], _t("select", "--select")] = None,
+    val_fraction: Annotated[Optional[float], _t("val_fraction", "--val-fraction")] = None,
+    test_fraction: Annotated[Optional[float], _t("test_fraction", "--test-fraction")] = None,
     max_steps_per_epoch: Annotated[
-        Optional[int], _opt("Cap on steps per epoch.", "--max-steps-per-epoch")
+        Optional[int], _t("max_steps_per_epoch", "--max-steps-per-epoch")
     ] = None,
-    on_nan: Annotated[Optional[str], _opt("skip or stop on a non-finite loss.", "--on-nan")] = None,
+    on_nan: Annotated[Optional[OnNanChoice], _t("on_nan", "--on-nan")] = None,
     max_bad_fraction: Annotated[
-        Optional[float], _opt("Stop when more images fail to decode.", "--max-bad-fraction")
+        Optional[float], _t("max_bad_fraction", "--max-bad-fraction")
     ] = None,
-    wandb: Annotated[Optional[str], _opt("online, offline or disabled.", "--wandb")] = None,
-    wandb_project: Annotated[Optional[str], _opt("wandb project.", "--wandb-project")] = None,
-    wandb_entity: Annotated[Optional[str], _opt("wandb entity.", "--wandb-entity")] = None,
-    wandb_name: Annotated[Optional[str], _opt("wandb run name.", "--wandb-name")] = None,
-    wandb_tags: Annotated[
-        Optional[list[str]], _opt("wandb tag (repeatable).", "--wandb-tag")
-    ] = None,
+    wandb: Annotated[Optional[WandbChoice], _t("wandb", "--wandb")] = None,
+    wandb_project: Annotated[Optional[str], _t("wandb_project", "--wandb-project")] = None,
+    wandb_entity: Annotated[Optional[str], _t("wandb_entity", "--wandb-entity")] = None,
+    wandb_name: Annotated[Optional[str], _t("wandb_name", "--wandb-name")] = None,
+    wandb_tags: Annotated[Optional[list[str]], _t("wandb_tags", "--wandb-tag")] = None,
     channels_last: Annotated[
-        Optional[bool], _opt("channels_last on CUDA.", "--channels-last/--no-channels-last")
+        Optional[bool], _t("channels_last", "--channels-last/--no-channels-last")
     ] = None,
-    quiet: Annotated[Optional[bool], _opt("Print less.", "--quiet", "-q")] = None,
+    quiet: Annotated[Optional[bool], _t("quiet", "--quiet", "-q")] = None,
 ) -> None:
     """Train the shared backbone and one head per region; writes a run directory."""
     given = dict(locals())
@@ -366,10 +427,9 @@ def train(
     with user_errors():
         options = _clean_train_params(given)
         result = train_from_options(options, str(config) if config else None)
-    _stdout().print(
-        f"run: {result.run_dir}  best epoch {result.best_epoch}  "
-        f"best val metric {result.best_metric:.4f}"
-    )
+    console = _stdout()
+    for line in result.next_steps():
+        console.print(line)
 
 
 @app.command()
@@ -377,15 +437,15 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
     data: Annotated[Optional[Path], typer.Argument(help="Data (default: the run's data).")] = None,
     split: Annotated[
-        str, typer.Option(help="all, train, val, test; default test on the run's data, else all.")
-    ] = "auto",
-    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+        Split, typer.Option(help="Part to score; auto: test on the run's data, else all.")
+    ] = Split.auto,
+    checkpoint: Annotated[Checkpoint, typer.Option(help="Checkpoint to score.")] = Checkpoint.best,
     region: RegionOpt = None,
     source: SourceOpt = Source.auto,
     group_column: GroupOpt = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size.")] = None,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 0,
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to run.")] = DeviceChoice("auto"),
     skip_bad: SkipBadOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -396,8 +456,8 @@ def evaluate(
         result = lib.evaluate(
             run,
             data,
-            split,
-            checkpoint,
+            split.value,
+            checkpoint.value,
             region or [],
             source.value,
             group_column,
@@ -413,7 +473,9 @@ def evaluate(
 
     console = _stdout()
     _print_eval(
-        console, f"{run} ({checkpoint}, epoch {result['epoch']}) on split {result['split']}", result
+        console,
+        f"{run} ({checkpoint.value}, epoch {result['epoch']}) on split {result['split']}",
+        result,
     )
     from rich.table import Table
 
@@ -462,12 +524,14 @@ def export(
     ] = None,
     region: RegionOpt = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
-    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    checkpoint: Annotated[Checkpoint, typer.Option(help="Checkpoint to export.")] = Checkpoint.best,
     quantize: Annotated[
-        str,
-        typer.Option(help="none, int8 (static, calibrated on the run's or --data images) or fp16."),
-    ] = "none",
-    exporter: Annotated[str, typer.Option(help="dynamo (torch.export) or torchscript.")] = "dynamo",
+        Quantize,
+        typer.Option(help="int8: static, calibrated on the run's or --data images."),
+    ] = Quantize.none,
+    exporter: Annotated[
+        Exporter, typer.Option(help="dynamo (torch.export) or torchscript.")
+    ] = Exporter.dynamo,
     data: Annotated[
         Optional[Path], typer.Option("--data", help="Also verify on real images of this data.")
     ] = None,
@@ -483,9 +547,9 @@ def export(
             output,
             region or [],
             opset,
-            checkpoint,
-            quantize,
-            exporter,
+            checkpoint.value,
+            quantize.value,
+            exporter.value,
             data,
             overwrite=overwrite,
         )
@@ -510,7 +574,9 @@ def predict(
     ],
     region: RegionOpt = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
-    checkpoint: Annotated[str, typer.Option(help="best or last (run directories).")] = "best",
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help="Checkpoint of a run directory.")
+    ] = Checkpoint.best,
     csv_out: Annotated[
         Optional[Path], typer.Option("--csv", help="Also write predictions as CSV.")
     ] = None,
@@ -524,7 +590,7 @@ def predict(
     with user_errors():
         if csv_out:
             check_new_file(csv_out, "--csv", overwrite)
-        result = run_predict(model, inputs, region or [], batch_size, checkpoint)
+        result = run_predict(model, inputs, region or [], batch_size, checkpoint.value)
         if csv_out:
             write_csv(result, csv_out)
     if as_json:
@@ -552,7 +618,9 @@ def explain(
     out: Annotated[
         Path, typer.Option("--output", "-o", "--out", help="Directory for the PNG overlays.")
     ],
-    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help="Checkpoint to explain.")
+    ] = Checkpoint.best,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -561,7 +629,7 @@ def explain(
 
     with user_errors():
         check_dir(out, "--output")
-        written = run_explain(run, images, region, out, checkpoint, overwrite=overwrite)
+        written = run_explain(run, images, region, out, checkpoint.value, overwrite=overwrite)
     if as_json:
         _print_json(written)
         return
@@ -602,7 +670,14 @@ def sweep(
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Hyperparameter search (Optuna TPE + pruning); any skincls train option fixes that option."""
+    """Hyperparameter search (Optuna TPE + pruning); any skincls train option fixes that option.
+
+    Every `skincls train` option is accepted here as written for train (see `skincls train
+    --help`) and fixes that option in every trial, for example:
+    `skincls sweep DATA --trials 20 --backbone resnet10t --epochs 8 --select macro_f1`.
+    A trial overrides only the searched parameters (lr, dropout, weight decay, ... or those of
+    --config). Progress is printed per trial; the study resumes when run again.
+    """
     from skincls.sweep import load_space, run_sweep, wandb_sweep_config
 
     with user_errors():
@@ -620,8 +695,18 @@ def sweep(
             _stdout().print(f"wrote {wandb_config}; start it with: wandb sweep {wandb_config}")
             return
         base.setdefault("quiet", True)
+        check_dir(output, "--output")
+        err = _stderr()
         result = run_sweep(
-            base, output, trials, space, storage, study, timeout, base.get("seed", 0)
+            base,
+            output,
+            trials,
+            space,
+            storage,
+            study,
+            timeout,
+            base.get("seed", 0),
+            progress=lambda line: err.print(line),
         )
     if as_json:
         _print_json(result)
@@ -630,8 +715,8 @@ def sweep(
 
     names = sorted({k for t in result["trials"] for k in t["params"]})
     table = Table(title=f"study {result['study']}: {len(result['trials'])} trials")
-    for col in ("#", "state", "value", *names):
-        table.add_column(col)
+    for col in ("#", "state", f"val {result['metric']}", *names):
+        table.add_column(col, no_wrap=True)
     for t in result["trials"]:
         value = "" if t["value"] is None else f"{t['value']:.4f}"
         table.add_row(
@@ -642,8 +727,9 @@ def sweep(
     if result["best"]:
         b = result["best"]
         console.print(
-            f"best: trial {b['number']} value {b['value']:.4f}; config {b['config']} "
-            f"(skincls train --config {b['config']})"
+            f"best: trial {b['number']} with validation {result['metric']} {b['value']:.4f}; "
+            f"its run: {b['run_dir']}; retrain it with: skincls train --config "
+            f"{shlex.quote(b['config'])}"
         )
 
 

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from skincls.errors import SkinclsError
 from skincls.regions import LossName, SamplerName
 
-Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+SourceKind = Literal["auto", "aihub", "folder", "csv"]
+DeviceKind = Literal["auto", "cpu", "cuda"]
+AmpKind = Literal["auto", "bf16", "fp16", "off"]
+RegionBalanceName = Literal["none", "sqrt", "equal"]
+MetricName = Literal["balanced_accuracy", "macro_f1", "qwk"]
+NanPolicy = Literal["skip", "stop"]
+WandbMode = Literal["online", "offline", "disabled"]
 
 # Options that may differ when resuming; everything else must match the saved run.
 RESUME_MUTABLE = {
@@ -43,71 +49,114 @@ def default_wandb_mode() -> str:
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    data: str
-    regions_dir: list[str] = Field(default_factory=list)
-    region: list[str] = Field(default_factory=list)
-    source: Literal["auto", "aihub", "folder", "csv"] = "auto"
-    group_column: str | None = None
-    skip_bad: bool = False
-    output: str | None = None
-    overwrite: bool = False
-    seed: int = 0
-    split_seed: int | None = Field(None, description="seed of the split; default: --seed")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    workers: Annotated[int, Field(ge=0)] = 2
+    data: Annotated[
+        str, Field(description="Training data (CSV manifest, image folder, AI Hub tree).")
+    ]
+    regions_dir: Annotated[
+        list[str], Field(description="Extra directory of region YAML files (repeatable).")
+    ] = Field(default_factory=list)
+    region: Annotated[
+        list[str],
+        Field(description="Region to train (repeatable); default: every region with data."),
+    ] = Field(default_factory=list)
+    source: Annotated[SourceKind, Field(description="Data source type.")] = "auto"
+    group_column: Annotated[
+        str | None, Field(description="CSV column that groups samples (subject, lesion).")
+    ] = None
+    skip_bad: Annotated[
+        bool, Field(description="Skip and count bad records instead of stopping.")
+    ] = False
+    output: Annotated[
+        str | None, Field(description="Run directory to create (default: runs/<time>-<backbone>).")
+    ] = None
+    overwrite: Annotated[bool, Field(description="Replace an existing run directory.")] = False
+    seed: Annotated[int, Field(description="Random seed (split, sampling, initialisation).")] = 0
+    split_seed: Annotated[
+        int | None, Field(description="Seed of the split only (default: --seed).")
+    ] = None
+    device: Annotated[DeviceKind, Field(description="Where to train.")] = "auto"
+    workers: Annotated[int, Field(ge=0, description="Data loader processes.")] = 2
 
-    backbone: str = "resnet50"
-    pretrained: str = Field(
-        "hub", description="'hub' (timm weights for the backbone name), 'none', or a file path"
+    backbone: Annotated[str, Field(description="Any timm model name.")] = "resnet50"
+    pretrained: Annotated[
+        str,
+        Field(
+            description="Backbone weights: 'hub' (timm's for the name), 'none', or a local file."
+        ),
+    ] = "hub"
+    image_size: Annotated[
+        int, Field(ge=16, le=2048, description="Network input size in pixels.")
+    ] = 224
+    batch_size: Annotated[int, Field(ge=1, description="Batch size per process.")] = 32
+    epochs: Annotated[int, Field(ge=1, description="Epochs.")] = 20
+    lr: Annotated[float, Field(gt=0, le=1, description="Peak learning rate (AdamW).")] = 3e-4
+    weight_decay: Annotated[float, Field(ge=0, description="Weight decay.")] = 1e-4
+    dropout: Annotated[float, Field(ge=0, lt=1, description="Dropout before each head.")] = 0.3
+    eta_min: Annotated[float, Field(ge=0, description="Final learning rate of the cosine.")] = 1e-6
+    warmup_epochs: Annotated[int, Field(ge=0, description="Linear warm-up epochs.")] = 1
+    grad_clip: Annotated[float, Field(ge=0, description="Gradient norm clip (0: off).")] = 1.0
+    accum_steps: Annotated[int, Field(ge=1, description="Micro-batches per optimizer step.")] = 1
+    sync_bn: Annotated[bool, Field(description="SyncBatchNorm across ranks (torchrun).")] = False
+    amp: Annotated[
+        AmpKind, Field(description="Mixed precision on CUDA (auto: bf16 if supported).")
+    ] = "auto"
+    channels_last: Annotated[bool, Field(description="channels_last memory format on CUDA.")] = True
+
+    loss: Annotated[LossName, Field(description="Loss of every head (a region's loss: wins).")] = (
+        "ce"
     )
-    image_size: Annotated[int, Field(ge=16, le=2048)] = 224
-    batch_size: Annotated[int, Field(ge=1)] = 32
-    epochs: Annotated[int, Field(ge=1)] = 20
-    lr: Annotated[float, Field(gt=0, le=1)] = 3e-4
-    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
-    eta_min: Annotated[float, Field(ge=0)] = 1e-6
-    warmup_epochs: Annotated[int, Field(ge=0)] = 1
-    grad_clip: Annotated[float, Field(ge=0)] = 1.0
-    accum_steps: Annotated[int, Field(ge=1)] = 1
-    sync_bn: bool = False
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
-    channels_last: bool = True
+    beta: Annotated[float, Field(ge=0, lt=1, description="Class-balanced beta (cb_* losses).")] = (
+        0.999
+    )
+    gamma: Annotated[float, Field(ge=0, description="Focal gamma (focal, cb_focal).")] = 2.0
+    tau: Annotated[float, Field(ge=0, description="Logit adjustment tau (logit_adjust).")] = 1.0
+    label_smoothing: Annotated[
+        float, Field(ge=0.0, lt=1.0, description="Label smoothing (ce, cb_softmax).")
+    ] = 0.0
+    sampler: Annotated[
+        SamplerName, Field(description="Sampling within a region (a region's sampler: wins).")
+    ] = "class_balanced"
+    region_balance: Annotated[RegionBalanceName, Field(description="Sampling across regions.")] = (
+        "sqrt"
+    )
+    select: Annotated[
+        MetricName, Field(description="Validation metric that picks the best checkpoint.")
+    ] = "balanced_accuracy"
+    val_fraction: Annotated[float, Field(ge=0.0, lt=1.0, description="Validation share.")] = 0.15
+    test_fraction: Annotated[float, Field(ge=0.0, lt=1.0, description="Test share.")] = 0.15
+    max_steps_per_epoch: Annotated[
+        int | None, Field(ge=1, description="Cap on steps per epoch (quick trials).")
+    ] = None
+    on_nan: Annotated[NanPolicy, Field(description="What a non-finite loss does.")] = "skip"
+    max_bad_fraction: Annotated[
+        float,
+        Field(ge=0, le=1, description="Stop when a larger share of images cannot be decoded."),
+    ] = 0.01
 
-    loss: LossName = "ce"
-    beta: Annotated[float, Field(ge=0, lt=1)] = 0.999
-    gamma: Annotated[float, Field(ge=0)] = 2.0
-    tau: Annotated[float, Field(ge=0)] = 1.0
-    label_smoothing: Fraction = 0.0
-    sampler: SamplerName = "class_balanced"
-    region_balance: Literal["none", "sqrt", "equal"] = "sqrt"
-    select: Literal["balanced_accuracy", "macro_f1", "qwk"] = "balanced_accuracy"
-    val_fraction: Fraction = 0.15
-    test_fraction: Fraction = 0.15
-    max_steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
-    on_nan: Literal["skip", "stop"] = "skip"
-    max_bad_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
-
-    wandb: Literal["online", "offline", "disabled"] = Field(default_factory=default_wandb_mode)  # type: ignore[arg-type]
-    wandb_project: str = "skincls"
-    wandb_entity: str | None = None
-    wandb_name: str | None = None
-    wandb_tags: list[str] = Field(default_factory=list)
-    resume: str | None = None
-    quiet: bool = False
+    wandb: Annotated[WandbMode, Field(description="wandb mode.")] = Field(
+        default_factory=default_wandb_mode  # type: ignore[arg-type]
+    )
+    wandb_project: Annotated[str, Field(description="wandb project.")] = "skincls"
+    wandb_entity: Annotated[str | None, Field(description="wandb entity.")] = None
+    wandb_name: Annotated[str | None, Field(description="wandb run name.")] = None
+    wandb_tags: Annotated[list[str], Field(description="wandb tag (repeatable).")] = Field(
+        default_factory=list
+    )
+    resume: Annotated[str | None, Field(description="Continue the run in this directory.")] = None
+    quiet: Annotated[bool, Field(description="Print less.")] = False
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError(
-                f"val_fraction + test_fraction must be < 1, got {self.val_fraction} + "
+                f"--val-fraction + --test-fraction must be < 1, got {self.val_fraction} + "
                 f"{self.test_fraction}"
             )
         if self.eta_min > self.lr:
-            raise ValueError(f"eta_min ({self.eta_min}) must not exceed lr ({self.lr})")
+            raise ValueError(f"--eta-min ({self.eta_min}) must not exceed --lr ({self.lr})")
         if self.warmup_epochs >= self.epochs and self.epochs > 1:
             raise ValueError(
-                f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})"
+                f"--warmup-epochs ({self.warmup_epochs}) must be smaller than --epochs ({self.epochs})"
             )
         return self
 
@@ -120,6 +169,8 @@ def _format(err: ValidationError, origin: str) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "config"
+        if origin == "options" and e["loc"]:
+            loc = "--" + str(e["loc"][0]).replace("_", "-")
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown option"

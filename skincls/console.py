@@ -10,8 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
+PIPE_WIDTH = 160
+"""Width of tables written to a pipe or file (a terminal's own width is used otherwise), so a
+redirected table never cuts or wraps a region name or an option."""
+
 
 def make_console(stderr: bool = False, quiet: bool = False) -> Any:
+    import os
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, quiet=quiet, markup=False, highlight=False, soft_wrap=stderr)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ:
+        width = PIPE_WIDTH
+    return Console(
+        stderr=stderr, quiet=quiet, markup=False, highlight=False, soft_wrap=stderr, width=width
+    )

@@ -57,7 +57,7 @@ def run_demo(
             "wandb": "disabled",
         }
     )
-    result = train(config, console=console)
+    result = train(config, console=console, show_test=False)
     console.rule("4/5 skincls evaluate (test split, best checkpoint)")
     metrics = evaluate(result.run_dir, workers=0)
     _print_eval(console, "test", metrics)
@@ -73,8 +73,18 @@ def run_demo(
     chance = sum(1 / len(m["per_class"]) for m in metrics["regions"].values()) / len(
         metrics["regions"]
     )
+    import shlex
+
+    run = shlex.quote(str(result.run_dir))
+    data = shlex.quote(str(manifest.parent))
     console.print(
         f"\nbalanced accuracy on test: {metrics['mean']['balanced_accuracy']:.3f} "
-        f"(chance {chance:.3f}); run directory: {result.run_dir}"
+        f"(chance {chance:.3f}); run directory: {result.run_dir}\n\n"
+        "try next:\n"
+        f"  skincls predict {shlex.quote(str(onnx_path))} "
+        f"{shlex.quote(str(manifest.parent / 'images'))}   # grades of images, from the ONNX file\n"
+        f"  skincls evaluate {run} --json        # every figure, per class, as JSON\n"
+        f"  skincls train {data} --epochs 20 -o runs/longer   # a longer run on the same data\n"
+        "  skincls train YOUR_DATA --no-pretrained --backbone resnet10t   # your own data"
     )
     return {"run_dir": result.run_dir, "metrics": metrics, "onnx": onnx_path, "chance": chance}

@@ -87,6 +87,7 @@ def evaluate(
         source if source != "auto" or not same_data else config.source,  # type: ignore[arg-type]
         group_column if group_column or not same_data else config.group_column,
         skip_bad,
+        skip_unknown_regions=True,
     )
     samples = dataset.samples
     if split != "all":

@@ -295,13 +295,12 @@ def export_onnx(
     method = "fp32"
     real_images = None
     calibration_source = data if data is not None else config.data
-    if quantize == "int8" or data is not None:
-        try:
-            real_images = _real_batch(calibration_source, registry, names, meta, limit=192)
-        except SkinclsError:
-            if data is not None:
-                raise
-            real_images = None  # the run's data is gone: fall back to dynamic quantization
+    try:
+        real_images = _real_batch(calibration_source, registry, names, meta, limit=192)
+    except SkinclsError:
+        if data is not None:
+            raise
+        real_images = None  # the run's data is gone: random inputs only (int8: dynamic)
     if quantize != "none":
         qtmp = output.with_name(f".{output.name}.tmp{os.getpid()}.onnx")
         try:
@@ -353,7 +352,7 @@ def _real_batch(data, registry, names, meta, limit: int):
     from skincls.data.images import ImageReadError, read_image
     from skincls.data.sources import load_data
 
-    dataset = load_data(data, registry, names)
+    dataset = load_data(data, registry, names, skip_unknown_regions=True)
     transform = build_transform(
         [], int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"])
     )

@@ -13,6 +13,27 @@ from torch import nn
 from skincls.errors import SkinclsError
 
 
+def use_hub_offline_when_unreachable(timeout: float = 2.0) -> bool:
+    """Put the Hugging Face Hub client in offline mode when the hub cannot be reached, so that
+    pretrained weights come from the local cache or fail at once instead of after ~50 s of
+    retries. Honours ``HF_HUB_OFFLINE``/``HF_ENDPOINT``; returns True when offline."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    try:
+        socket.create_connection((host or "huggingface.co", 443), timeout=timeout).close()
+        return False
+    except OSError:
+        constants.HF_HUB_OFFLINE = True
+        return True
+
+
 class MultiHeadNet(nn.Module):
     """``forward`` returns one logits tensor per region, in the order of ``region_names``."""
 
@@ -28,6 +49,8 @@ class MultiHeadNet(nn.Module):
         super().__init__()
         import timm
 
+        if pretrained:
+            use_hub_offline_when_unreachable()
         try:
             self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0)
         except RuntimeError as err:

@@ -157,7 +157,11 @@ def prepare(
     if tasks:
         from rich.progress import Progress
 
-        with Progress(disable=not progress, transient=True) as bar:
+        from skincls.console import make_console
+
+        with Progress(
+            console=make_console(stderr=True), disable=not progress, transient=True
+        ) as bar:
             job = bar.add_task("cropping", total=len(tasks))
             if n_workers > 1 and len(tasks) > 1:
                 with ProcessPoolExecutor(n_workers) as pool:

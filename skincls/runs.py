@@ -21,6 +21,13 @@ TRAINER = "trainer.pt"
 LOCK = ".lock"
 
 
+def file_mode() -> int:
+    """Permissions a new file gets from the user's umask (0o644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_error(path: Path, err: OSError, kept: str = "") -> SkinclsError:
     """A failed write as one clear message (disk full, read-only, permission)."""
     import errno
@@ -89,7 +96,9 @@ def _save_checkpoint(directory: Path, tmp: Path, state_dict, meta, trainer_state
     (tmp / META).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     if trainer_state is not None:
         torch.save(trainer_state, tmp / TRAINER)
+    mode = file_mode()
     for f in tmp.iterdir():
+        os.chmod(f, mode)  # safetensors writes 0600; weights are as readable as every other file
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     if directory.exists():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -174,11 +176,13 @@ def run_sweep(
     study_name: str = "skincls",
     timeout: float | None = None,
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run trials until the study holds ``trials`` finished ones; return the results summary.
 
     ``base`` holds the fixed train options (as ``skincls train`` takes them); a trial overrides
-    only the searched parameters.
+    only the searched parameters. ``progress`` receives one line when a trial starts and one
+    when it ends (its metric, the best so far, elapsed time and an estimate of the rest).
     """
     import logging
 
@@ -206,9 +210,13 @@ def run_sweep(
     # a rerun continues the study with fresh but reproducible suggestions
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     todo = max(0, trials - len(_finished(optuna, study)))
+    metric = str(base.get("select", "balanced_accuracy"))
+    say = progress or (lambda line: None)
+    clock = {"start": time.perf_counter(), "done": 0}
 
     def objective(trial) -> float:
         params = {name: _suggest(trial, name, p) for name, p in space.parameters.items()}
+        say(f"trial {clock['done'] + 1}/{todo} (#{trial.number}) started: {_params(params)}")
         run_dir = output / f"trial-{trial.number:04d}"
         values = {**base, **params, "output": str(run_dir), "overwrite": True}
         config = build_config(values, f"trial {trial.number}")
@@ -224,9 +232,35 @@ def run_sweep(
         result = train(config, on_epoch_end=report, wandb_group=study_name)
         return result.best_metric
 
+    def after(study, trial) -> None:
+        clock["done"] += 1
+        elapsed = time.perf_counter() - clock["start"]
+        left = elapsed / clock["done"] * (todo - clock["done"])
+        value = "" if trial.value is None else f" val {metric} {trial.value:.4f}"
+        try:
+            best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
+        except ValueError:
+            best = "no complete trial yet"
+        say(
+            f"trial {clock['done']}/{todo} (#{trial.number}) {trial.state.name.lower()}:{value}"
+            f" | {best} | {_clock(elapsed)} elapsed, eta {_clock(left)}"
+        )
+
     if todo:
-        study.optimize(objective, n_trials=todo, timeout=timeout, catch=())
+        study.optimize(objective, n_trials=todo, timeout=timeout, catch=(), callbacks=[after])
     return summarize(study, base, output)
+
+
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def _finished(optuna, study) -> list:
@@ -249,7 +283,13 @@ def summarize(study, base: dict[str, Any], output: Path) -> dict[str, Any]:
         }
         for t in study.trials
     ]
-    result: dict[str, Any] = {"study": study.study_name, "trials": rows, "best": None}
+    metric = str(base.get("select", "balanced_accuracy"))
+    result: dict[str, Any] = {
+        "study": study.study_name,
+        "metric": metric,
+        "trials": rows,
+        "best": None,
+    }
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
@@ -265,12 +305,12 @@ def summarize(study, base: dict[str, Any], output: Path) -> dict[str, Any]:
             "config": str(path),
             "run_dir": best.user_attrs.get("run_dir"),
         }
-        _plots(study, output, result)
+        _plots(study, output, result, metric)
     (output / "results.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
-def _plots(study, output: Path, result: dict[str, Any]) -> None:
+def _plots(study, output: Path, result: dict[str, Any], metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,7 +321,7 @@ def _plots(study, output: Path, result: dict[str, Any]) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ax = vm.plot_optimization_history(study)
+        ax = vm.plot_optimization_history(study, target_name=f"validation {metric}")
         fig: Any = ax.figure
         fig.set_size_inches(7, 4)
         fig.tight_layout()
@@ -289,7 +329,7 @@ def _plots(study, output: Path, result: dict[str, Any]) -> None:
         plt.close(fig)
         result["plots"] = [str(output / "history.png")]
         try:
-            ax = vm.plot_param_importances(study)
+            ax = vm.plot_param_importances(study, target_name=f"validation {metric}")
             fig = ax.figure
             fig.set_size_inches(7, 4)
             fig.tight_layout()

@@ -70,6 +70,36 @@ class RunResult:
     best_metric: float
     history: list[dict[str, Any]] = field(default_factory=list)
     test: dict[str, Any] | None = None
+    select: str = "balanced_accuracy"
+    wandb: str = "disabled"
+
+    def next_steps(self) -> list[str]:
+        """What the end of ``skincls train`` prints: the selected epoch, where the weights are,
+        and the commands to run next (shell-quoted, ready to paste)."""
+        import shlex
+
+        run = shlex.quote(str(self.run_dir))
+        if self.best_epoch > 0:
+            lines = [
+                f"best epoch {self.best_epoch} of {len(self.history)} by validation "
+                f"{self.select} = {self.best_metric:.4f}; weights in {self.run_dir / 'best'}"
+            ]
+        else:
+            lines = [
+                f"no epoch was selected (no validation data); weights in {self.run_dir / 'last'}"
+            ]
+        lines += [
+            "next:",
+            f"  skincls evaluate {run}            # figures on the held-out test split",
+            f"  skincls export {run}              # one verified ONNX file for apps",
+            f"  skincls predict {run} IMAGE...    # grades of new images",
+        ]
+        offline = sorted((self.run_dir / "wandb").glob("offline-run-*"))
+        if self.wandb == "offline" and offline:
+            lines.append(
+                f"  wandb sync {shlex.quote(str(offline[-1]))}   # upload the offline wandb run"
+            )
+        return lines
 
 
 def resolve_device(device: str) -> torch.device:
@@ -177,6 +207,8 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
 
 def _check_output(config: TrainConfig) -> None:
     """Refuse an existing, non-empty --output early, before any data is read."""
+    if config.output and Path(config.output).exists() and not Path(config.output).is_dir():
+        raise SkinclsError(f"--output {config.output}: is a file; give a directory for the run")
     if config.output and not config.overwrite:
         run_dir = Path(config.output)
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -232,8 +264,9 @@ def build_model(
     except Exception as err:
         if hub:
             raise SkinclsError(
-                f"--backbone {config.backbone}: cannot get pretrained weights from the hub ({err}); "
-                "pass --pretrained FILE for a local weights file or --no-pretrained"
+                f"--backbone {config.backbone}: cannot get pretrained weights from the hub "
+                f"({str(err).split('.')[0][:160]}); pass --pretrained FILE for a local weights "
+                "file or --no-pretrained"
             ) from None
         raise
     if config.pretrained not in ("hub", "none"):
@@ -464,8 +497,10 @@ def train(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     console: Any = None,
     wandb_group: str | None = None,
+    show_test: bool = True,
 ) -> RunResult:
-    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test.
+    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test
+    (its table is printed unless ``show_test`` is False, as ``skincls demo`` prints it itself).
 
     Under ``torchrun`` every rank trains on its share of each epoch's draw, predictions are
     gathered before metrics are computed, and only rank 0 writes files and logs to wandb.
@@ -473,7 +508,7 @@ def train(
     dctx = D.init_distributed(config.device)
     held: list[RunLock] = []
     try:
-        return _train(config, dctx, on_epoch_end, console, wandb_group, held)
+        return _train(config, dctx, on_epoch_end, console, wandb_group, held, show_test)
     finally:
         for lock in held:
             lock.release()
@@ -487,12 +522,14 @@ def _train(
     console: Any,
     wandb_group: str | None,
     held: list[RunLock],
+    show_test: bool = True,
 ) -> RunResult:
     from skincls.console import make_console
 
     if not dctx.is_main:
-        console = make_console(stderr=True, quiet=True)
-    console = console or make_console(stderr=True, quiet=config.quiet)
+        console = make_console(quiet=True)
+    console = console or make_console(quiet=config.quiet)  # results: stdout
+    notes = make_console(stderr=True, quiet=config.quiet or not dctx.is_main)  # progress, warnings
     if dctx.backend == "nccl":
         device = torch.device("cuda", dctx.local_rank)
     else:
@@ -710,13 +747,14 @@ def _train(
         for s in previous:
             signal.signal(s, _on_signal)
     exit_code = 0
+    epoch_times: list[float] = []
     try:
         for epoch in range(start_epoch, config.epochs):
             sampler.set_epoch(epoch)
             net.train()
             t0 = time.perf_counter()
             seen, loss_sum, loss_n, skipped_nan = 0, 0.0, 0, 0
-            progress = _progress(console, config.quiet)
+            progress = _progress(notes, config.quiet)
             optimizer.zero_grad(set_to_none=True)
             with progress:
                 task = progress.add_task(
@@ -772,7 +810,7 @@ def _train(
             train_time = time.perf_counter() - t0
             total_loss, total_n, total_seen = D.reduce_sum([loss_sum, loss_n, seen], dctx, device)
             if skipped_nan:
-                console.print(
+                notes.print(
                     f"epoch {epoch + 1}: skipped {skipped_nan} step(s) with a non-finite loss",
                     style="yellow",
                 )
@@ -833,16 +871,25 @@ def _train(
                 {k: v for k, v in record.items() if k != "epoch"} | {"epoch": epoch + 1},
                 step=epoch + 1,
             )
-            _print_epoch(console, epoch + 1, config, record, val, improved)
+            epoch_times.append(time.perf_counter() - t0)
+            remaining = (config.epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)
+            _print_epoch(console, epoch + 1, config, record, val, improved, remaining)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, record)
     except KeyboardInterrupt:
         exit_code = 130
         if write:
             atomic_write_json(run_info_path, {**_read_json(run_info_path), "status": "interrupted"})
+        import shlex
+
+        kept = (
+            f"{run_dir / 'last'} holds the last completed epoch ({len(history)})"
+            if history
+            else "no epoch was completed"
+        )
         raise TrainingInterrupted(
-            f"interrupted; {run_dir}/last holds the last completed epoch "
-            f"({len(history)}). Continue with: skincls train --resume {run_dir}"
+            f"interrupted; {kept}. Continue with: skincls train --resume "
+            f"{shlex.quote(str(run_dir))}"
         ) from None
     except BaseException as err:
         exit_code = 1
@@ -858,7 +905,7 @@ def _train(
                 signal.signal(s, h)
         if bad_paths and write:
             _write_bad_images(run_dir, bad_paths)
-            console.print(_bad_summary(bad_paths, run_dir), style="yellow")
+            notes.print(_bad_summary(bad_paths, run_dir), style="yellow")
         if exit_code:
             tracker.finish(exit_code=1)
 
@@ -879,7 +926,8 @@ def _train(
             r = next(x for x in regions if x.name == name)
             tracker.log_confusion(name, r.classes, m["confusion_matrix"], step=len(history))
         tracker.summary({f"test/{k}": v for k, v in test_result["mean"].items()})
-        _print_eval(console, "test (best checkpoint)", test_result)
+        if show_test:
+            _print_eval(console, "test (best checkpoint)", test_result)
     if write:
         atomic_write_json(
             run_info_path,
@@ -891,7 +939,9 @@ def _train(
             },
         )
     tracker.finish()
-    return RunResult(run_dir, best_epoch, best_metric, history, test_result)
+    return RunResult(
+        run_dir, best_epoch, best_metric, history, test_result, config.select, config.wandb
+    )
 
 
 def _has_checkpoint(directory: Path) -> bool:
@@ -990,8 +1040,22 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
 def _progress(console, quiet):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"),
@@ -999,25 +1063,28 @@ def _progress(console, quiet):
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
         disable=quiet or not console.is_terminal,
     )
 
 
-def _print_epoch(console, epoch, config, record, val, improved) -> None:
+def _print_epoch(console, epoch, config, record, val, improved, remaining: float = 0.0) -> None:
     from rich.table import Table
 
     title = (
         f"epoch {epoch}/{config.epochs}  loss {record['train_loss']:.4f}  "
         f"{record['train_images_per_s']:.1f} img/s  lr {record['lr']:.2e}"
         + ("  new best" if improved else "")
+        + (f"  run eta {_duration(remaining)}" if remaining > 0 else "")
     )
     if not val:
         console.print(title)
         return
     table = Table(title=title, title_justify="left")
-    table.add_column("val region")
+    table.add_column("val region", min_width=max(map(len, val["regions"]), default=4), no_wrap=True)
     for k in EPOCH_METRICS:
         table.add_column(SHORT[k], justify="right")
     for name, m in val["regions"].items():
@@ -1030,7 +1097,7 @@ def _print_eval(console, title, result) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    table.add_column("region")
+    table.add_column("region", min_width=max(map(len, result["regions"]), default=4), no_wrap=True)
     table.add_column("n", justify="right")
     for k in EPOCH_METRICS:
         table.add_column(SHORT[k], justify="right")

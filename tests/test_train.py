@@ -209,7 +209,8 @@ def test_cli_reports_bad_options_without_traceback(tmp_path, tiny_data, tiny_reg
         ],
     )
     assert result.exit_code == 2
-    assert "loss: Input should be 'ce', 'focal'" in result.stderr
+    assert "Invalid value for '--loss'" in result.stderr
+    assert "'hinge' is not one of 'ce', 'focal'" in result.stderr
     assert "Traceback" not in result.output
 
 

@@ -178,12 +178,22 @@ def index_records(
     if todo:
         n_workers = workers or min(os.cpu_count() or 1, 8)
         if n_workers > 1 and len(todo) > 2000:
+            from rich.progress import Progress
+
+            from skincls.console import make_console
+
             chunk = max(256, len(todo) // (n_workers * 8))
             chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-            with ProcessPoolExecutor(n_workers) as pool:
+            err = make_console(stderr=True)
+            with (
+                Progress(console=err, transient=True, disable=not err.is_terminal) as bar,
+                ProcessPoolExecutor(n_workers) as pool,
+            ):
+                task = bar.add_task(f"reading {len(todo)} label files", total=len(todo))
                 for part in pool.map(_parse_many, chunks):
                     for rec in part:
                         records[rec.json_path] = rec
+                    bar.advance(task, len(part))
         else:
             for rec in _parse_many(todo):
                 records[rec.json_path] = rec

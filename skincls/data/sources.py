@@ -203,6 +203,7 @@ def load_csv(
     skip_bad: bool = False,
     group_column: str | None = None,
     default_region: str | None = None,
+    skip_unknown_regions: bool = False,
 ) -> list[Sample]:
     """Rows ``path,label[,region][,group][,x1,y1,x2,y2][,mirror]``; paths relative to the CSV.
 
@@ -231,7 +232,7 @@ def load_csv(
                 names,
                 registry,
                 report,
-                skip_bad,
+                skip_bad or skip_unknown_regions and _region_of(row, columns) not in registry,
                 group_col,
                 default_region,
                 columns,
@@ -254,6 +255,10 @@ def load_csv(
         tail = [f"{manifest}: ... and {more} more bad line(s)"] if more > 0 else []
         raise DataError("\n".join(problems[:MAX_REPORTED_LINES] + tail))
     return [dataclasses.replace(s, group=groups.find(s.group)) for s in samples]
+
+
+def _region_of(row: dict[str, str], columns: list[str]) -> str:
+    return (row.get("region") or "").strip() if "region" in columns else ""
 
 
 def _row_sample(
@@ -349,11 +354,14 @@ def load_data(
     group_column: str | None = None,
     skip_bad: bool = False,
     workers: int | None = None,
+    skip_unknown_regions: bool = False,
 ) -> Dataset:
     """Read ``data`` into samples of the selected regions (default: every region with data).
 
     For a CSV without a ``region`` column, exactly one ``--region`` says which region the rows
-    belong to. A named region that ends up with no sample is an error.
+    belong to. A named region that ends up with no sample is an error. With
+    ``skip_unknown_regions`` (a run's own regions: evaluate, export) rows of regions the registry
+    does not know are counted and skipped instead of being an error.
     """
     root = Path(data)
     kind = detect_source(root) if source == "auto" else source
@@ -377,7 +385,14 @@ def load_data(
                     )
                 default_region = explicit[0]
         samples = load_csv(
-            _manifest_path(root), registry, selected, report, skip_bad, group_column, default_region
+            _manifest_path(root),
+            registry,
+            selected,
+            report,
+            skip_bad,
+            group_column,
+            default_region,
+            skip_unknown_regions,
         )
     elif kind == "aihub":
         if not root.is_dir():
