@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from skincls.errors import SkinclsError
 from skincls.outputs import check_dir, check_new_file
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -84,7 +85,6 @@ def _stdout():
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a user mistake into one message on stderr and a non-zero exit, without a traceback."""
-    from skincls.errors import SkinclsError
 
     try:
         yield
@@ -194,8 +194,9 @@ def regions_list(
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} regions")
-    for col in ("name", "classes", "sources", "origin"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4))
+    for col in ("classes", "sources", "origin"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         sources = ", ".join(
             f"{s.get('facepart', '*')}:{s['key']}" + (" (mirrored)" if s.get("mirror") else "")
@@ -235,7 +236,9 @@ def analyze(
     seed: SeedOpt = 0,
     skip_bad: SkipBadOpt = False,
     as_json: JsonOpt = False,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart PNG.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a bar chart (.png, .pdf or .svg).")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Class distribution per region: counts, shares, imbalance ratio, CB weights."""
@@ -244,6 +247,10 @@ def analyze(
     with user_errors():
         if plot:
             check_new_file(plot, "--plot", overwrite)
+            if plot.suffix.lower() not in (".png", ".pdf", ".svg"):
+                raise SkinclsError(
+                    f"--plot {plot}: expected a file name ending in .png, .pdf or .svg"
+                )
         summary = lib.analyze(
             data,
             regions_dir or [],
@@ -599,8 +606,11 @@ def predict(
         from rich.table import Table
 
         table = Table(title=f"{len(result['predictions'])} predictions")
-        for col in ("image", "region", "class", "p"):
-            table.add_column(col)
+        names = [n for p in result["predictions"] for n in p["regions"]]
+        table.add_column("image", overflow="fold")
+        table.add_column("region", no_wrap=True, min_width=max(map(len, names), default=6))
+        table.add_column("class", no_wrap=True)
+        table.add_column("p", no_wrap=True)
         for p in result["predictions"]:
             for name, r in p["regions"].items():
                 table.add_row(p["path"], name, r["class"], f"{r['probs'][r['class']]:.3f}")
@@ -735,7 +745,6 @@ def sweep(
 
 def _clean_train_params(params: dict[str, Any]) -> dict[str, Any]:
     """Train options that were given (not None), as TrainConfig field values."""
-    from skincls.errors import SkinclsError
 
     skip = ("config", "no_pretrained")
     options = {k: v for k, v in params.items() if v is not None and k not in skip}
@@ -763,8 +772,6 @@ def _fmt(v: Any) -> str:
 def _parse_train_args(ctx: typer.Context, args: list[str]) -> dict[str, Any]:
     """Parse ARGS exactly as skincls train would, returning only the options given."""
     import click
-
-    from skincls.errors import SkinclsError
 
     group = ctx.parent.command if ctx.parent else None
     train_cmd = group.get_command(ctx.parent, "train") if group else None  # type: ignore[attr-defined]

@@ -26,5 +26,5 @@ def make_console(stderr: bool = False, quiet: bool = False) -> Any:
     if not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ:
         width = PIPE_WIDTH
     return Console(
-        stderr=stderr, quiet=quiet, markup=False, highlight=False, soft_wrap=stderr, width=width
+        stderr=stderr, quiet=quiet, markup=False, highlight=False, soft_wrap=True, width=width
     )

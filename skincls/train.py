@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -76,8 +77,6 @@ class RunResult:
     def next_steps(self) -> list[str]:
         """What the end of ``skincls train`` prints: the selected epoch, where the weights are,
         and the commands to run next (shell-quoted, ready to paste)."""
-        import shlex
-
         run = shlex.quote(str(self.run_dir))
         if self.best_epoch > 0:
             lines = [
@@ -214,7 +213,7 @@ def _check_output(config: TrainConfig) -> None:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise SkinclsError(
                 f"--output {run_dir}: directory exists and is not empty; pass --overwrite to "
-                f"replace it or --resume {run_dir} to continue it"
+                f"replace it or --resume {shlex.quote(str(run_dir))} to continue it"
             )
 
 
@@ -230,7 +229,7 @@ def _new_run_dir(config: TrainConfig) -> Path:
         if not config.overwrite:
             raise SkinclsError(
                 f"--output {run_dir}: directory exists and is not empty; pass --overwrite to "
-                f"replace it or --resume {run_dir} to continue it"
+                f"replace it or --resume {shlex.quote(str(run_dir))} to continue it"
             )
         import shutil
 
@@ -880,8 +879,6 @@ def _train(
         exit_code = 130
         if write:
             atomic_write_json(run_info_path, {**_read_json(run_info_path), "status": "interrupted"})
-        import shlex
-
         kept = (
             f"{run_dir / 'last'} holds the last completed epoch ({len(history)})"
             if history
@@ -1083,7 +1080,8 @@ def _print_epoch(console, epoch, config, record, val, improved, remaining: float
     if not val:
         console.print(title)
         return
-    table = Table(title=title, title_justify="left")
+    console.print(title)
+    table = Table()
     table.add_column("val region", min_width=max(map(len, val["regions"]), default=4), no_wrap=True)
     for k in EPOCH_METRICS:
         table.add_column(SHORT[k], justify="right")

@@ -1,0 +1,392 @@
+"""A new user's first hour: no lost files, no circles, no silence (issue 18)."""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from skincls.cli import app
+from skincls.config import TrainConfig, build_config
+from skincls.errors import SkinclsError
+
+from .conftest import tiny_cli_args, tiny_values
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def image(path: Path) -> Path:
+    Image.new("RGB", (40, 40), (150, 90, 70)).save(path)
+    return path
+
+
+# 1. Nothing a user made is replaced silently --------------------------------------------------
+
+
+def test_every_writing_command_refuses_an_existing_file(
+    tmp_path, tiny_run, tiny_data, tiny_regions
+):
+    mine = "my own notes\n"
+    x = image(tmp_path / "x.png")
+    cases = {
+        "analyze --plot": ["analyze", str(tiny_data), "--regions-dir", str(tiny_regions), "--plot"],
+        "predict --csv": ["predict", str(tiny_run), str(x), "--csv"],
+        "sweep --wandb-config": [
+            "sweep",
+            *tiny_cli_args(tiny_data, tiny_regions),
+            "--wandb-config",
+        ],
+        "export -o": ["export", str(tiny_run), "-o"],
+    }
+    for name, args in cases.items():
+        suffix = {"export": ".onnx", "analyze": ".png", "sweep": ".yaml"}.get(
+            name.split()[0], ".csv"
+        )
+        target = tmp_path / (name.split()[0] + suffix)
+        target.write_text(mine)
+        result = runner.invoke(app, [*args, str(target)])
+        assert result.exit_code == 2, (name, result.output)
+        assert "exists; pass --overwrite" in result.stderr, (name, result.stderr)
+        assert target.read_text() == mine, name
+    plot = tmp_path / "analyze.png"
+    ok = runner.invoke(app, [*cases["analyze --plot"], str(plot), "--overwrite"])
+    assert ok.exit_code == 0 and plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_explain_and_prepare_refuse_what_exists(tmp_path, tiny_run):
+    from skincls.data.synthetic import make_aihub_tree
+
+    x = image(tmp_path / "face.png")
+    out = tmp_path / "cams"
+    out.mkdir()
+    region = json.loads((tiny_run / "best" / "meta.json").read_text())["regions"][0]["name"]
+    target = out / f"face_{region}_gradcam.png"
+    target.write_text("mine")
+    args = ["explain", str(tiny_run), str(x), "--region", region, "--output", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "1 file(s) exist" in result.stderr
+    assert target.read_text() == "mine"
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+    assert target.read_bytes().startswith(b"\x89PNG")
+
+    root = tmp_path / "aihub"
+    make_aihub_tree(root, n_subjects=1, image_size=(200, 240))
+    cache = tmp_path / "my folder"
+    cache.mkdir()
+    (cache / "manifest.csv").write_text("path,label\nmine.png,1\n")
+    result = runner.invoke(app, ["prepare", str(root), "--out", str(cache)])
+    assert result.exit_code == 2 and "not a skincls prepare cache" in result.stderr
+    assert (cache / "manifest.csv").read_text() == "path,label\nmine.png,1\n"
+
+
+def test_a_file_where_a_directory_is_expected_and_the_reverse(
+    tmp_path, tiny_run, tiny_data, tiny_regions
+):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    x = image(tmp_path / "x.png")
+    region = json.loads((tiny_run / "best" / "meta.json").read_text())["regions"][0]["name"]
+    cases = [
+        (["train", *tiny_cli_args(tiny_data, tiny_regions), "-o", str(a_file)], "is a file"),
+        (["prepare", str(tmp_path), "-o", str(a_file)], "expected a directory, found a file"),
+        (
+            ["explain", str(tiny_run), str(x), "--region", region, "-o", str(a_file / "sub")],
+            "expected a directory, found a file",
+        ),
+        (
+            ["sweep", *tiny_cli_args(tiny_data, tiny_regions), "-o", str(a_file)],
+            "expected a directory, found a file",
+        ),
+        (["predict", str(tiny_run), str(x), "--csv", str(tmp_path)], "is a directory"),
+        (
+            [
+                "analyze",
+                str(tiny_data),
+                "--regions-dir",
+                str(tiny_regions),
+                "--plot",
+                str(tmp_path),
+            ],
+            "is a directory",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr and "Traceback" not in result.output, result.stderr
+
+
+# 2. No circles --------------------------------------------------------------------------------
+
+
+def test_interrupt_in_the_first_epoch_then_the_printed_command_works(
+    tmp_path, tiny_data, tiny_regions, monkeypatch
+):
+    from skincls import train as T
+
+    out = tmp_path / "my runs" / "first try"
+    real = T.training_step
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "training_step", interrupted)
+    result = runner.invoke(app, ["train", *tiny_cli_args(tiny_data, tiny_regions), "-o", str(out)])
+    assert result.exit_code == 130
+    assert "no epoch was completed" in result.stderr
+    hint = re.search(r"Continue with: (skincls train .*)$", result.stderr.strip()).group(1)
+    monkeypatch.setattr(T, "training_step", real)
+    argv = shlex.split(hint)[1:]
+    assert argv == ["train", "--resume", str(out)]
+    resumed = runner.invoke(app, argv)
+    assert resumed.exit_code == 0, resumed.output
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == list(range(1, 21))[: len(history)] and history
+
+
+def test_the_end_of_train_names_the_metric_and_the_next_commands(tmp_path, tiny_data, tiny_regions):
+    out = tmp_path / "run dir"
+    args = [
+        "train",
+        *tiny_cli_args(tiny_data, tiny_regions),
+        "-o",
+        str(out),
+        "--epochs",
+        "1",
+        "--select",
+        "macro_f1",
+        "--max-steps-per-epoch",
+        "2",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "by validation macro_f1 = " in result.stdout
+    assert f"weights in {out / 'best'}" in result.stdout
+    commands = [
+        line.split("#")[0].strip()
+        for line in result.stdout.splitlines()
+        if line.startswith("  skincls ")
+    ]
+    assert commands[:2] == [
+        f"skincls evaluate {shlex.quote(str(out))}",
+        f"skincls export {shlex.quote(str(out))}",
+    ]
+    evaluated = runner.invoke(app, [*shlex.split(commands[0])[1:], "--json"])
+    assert evaluated.exit_code == 0 and "regions" in json.loads(evaluated.stdout)
+
+
+def test_the_suggested_retrain_command_of_a_sweep_works(tmp_path, tiny_data, tiny_regions):
+    out = tmp_path / "my sweep"
+    args = [
+        "sweep",
+        *tiny_cli_args(tiny_data, tiny_regions, "--max-steps-per-epoch", "2", "--epochs", "1"),
+        "--trials",
+        "2",
+        "-o",
+        str(out),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # 5. never silent: one line per trial start and end, with the metric, best and ETA
+    assert result.stderr.count("started: lr=") == 2
+    assert re.search(
+        r"trial 2/2 \(#1\) complete: val balanced_accuracy \d\.\d{4} \| best \d\.\d{4} \(#\d\) \| \d+m\d\ds elapsed, eta 0m00s",
+        result.stderr,
+    )
+    assert "val balanced_accuracy" in result.stdout  # the table names its metric
+    hint = re.search(r"retrain it with: (skincls train .*)$", result.stdout.strip()).group(1)
+    argv = shlex.split(hint)[1:] + ["-o", str(tmp_path / "retrained")]
+    retrained = runner.invoke(app, argv)
+    assert retrained.exit_code == 0, retrained.output
+
+
+# 3. Caches know their settings ---------------------------------------------------------------
+
+
+def test_prepare_refuses_other_settings_and_redoes_changed_photos(tmp_path):
+    from skincls.data.synthetic import make_aihub_tree
+    from skincls.prepare import prepare
+
+    root = tmp_path / "aihub"
+    make_aihub_tree(root, n_subjects=2, image_size=(300, 360))
+    out = tmp_path / "cache"
+    first = prepare(root, out, max_side=64, workers=1, progress=False)
+    with pytest.raises(
+        SkinclsError, match=r"cache made with other settings: max_side 64 \(now 96\)"
+    ):
+        prepare(root, out, max_side=96, workers=1, progress=False)
+    photo = next(p for p in root.rglob("*.jpg"))
+    Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo)
+    os.utime(photo, ns=(time.time_ns(), time.time_ns() + 10**9))
+    again = prepare(root, out, max_side=64, workers=1, progress=False)
+    assert (
+        0 < again["written"] < first["crops"]
+        and again["reused"] == first["crops"] - again["written"]
+    )
+    redone = prepare(root, out, max_side=96, workers=1, progress=False, overwrite=True)
+    assert redone["written"] == first["crops"]
+    crop = next((out / "crops").rglob("*.jpg"))
+    assert max(Image.open(crop).size) <= 96
+
+
+# 4. Commands accept what other commands accept --------------------------------------------------
+
+
+def test_evaluate_on_a_csv_with_regions_the_run_lacks(tmp_path, tiny_run, tiny_data):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    manifest = data / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    extra = [
+        line.replace(",wrinkle,", ",lip_dryness,") for line in lines[1:6] if ",wrinkle," in line
+    ]
+    manifest.write_text("\n".join(lines + extra) + "\n")
+    result = runner.invoke(app, ["evaluate", str(tiny_run), str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc["regions"]) == {"wrinkle", "pore"}
+
+
+def test_export_without_data_verifies_on_the_runs_own_images(tmp_path, tiny_run):
+    from skincls.export import export_onnx
+
+    report = export_onnx(tiny_run, tmp_path / "m.onnx")
+    assert report["real_images"] > 0 and report["argmax_agreement"] >= 0.99
+
+
+# 6. Offline is normal ---------------------------------------------------------------------------
+
+
+def test_offline_hub_fails_within_seconds_with_the_helpful_line(
+    tmp_path, tiny_data, tiny_regions, monkeypatch
+):
+    import socket
+
+    from huggingface_hub import constants
+
+    from skincls.train import build_model
+
+    def no_network(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty hf cache"))
+    config = build_config(
+        tiny_values(tiny_data, tiny_regions, backbone="resnet10t", pretrained="hub")
+    )
+    regions = [type("R", (), {"name": "wrinkle", "num_classes": 4})()]
+    t0 = time.perf_counter()
+    with pytest.raises(
+        SkinclsError, match="--pretrained FILE for a local weights file or --no-pretrained"
+    ):
+        build_model(config, regions, {"wrinkle": "ce"})
+    assert time.perf_counter() - t0 < 10
+
+
+# 7. Output that reads well anywhere ---------------------------------------------------------
+
+
+def test_tables_never_cut_region_names_at_80_columns(tmp_path, monkeypatch):
+    from skincls.regions import discover_regions
+
+    monkeypatch.setenv("COLUMNS", "80")
+    names = discover_regions(include_entry_points=False).names()
+    result = runner.invoke(app, ["regions", "list"])
+    assert result.exit_code == 0
+    for name in names:
+        assert name in result.stdout, name
+    helptext = runner.invoke(app, ["train", "--help"]).stdout
+    for option in (
+        "--no-channels-last",
+        "--max-steps-per-epoch",
+        "--region-balance",
+        "--label-smoothing",
+    ):
+        assert option in helptext
+
+
+def test_weights_are_written_with_the_users_umask(tiny_run):
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tiny_run / "best").iterdir()}
+    assert modes["model.safetensors"] == modes["meta.json"] == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# 8. Help that answers ---------------------------------------------------------------------------
+
+
+def test_help_shows_every_default_and_choice_and_the_version():
+    from pydantic_core import PydanticUndefined
+
+    from skincls import __version__
+
+    helptext = " ".join(runner.invoke(app, ["train", "--help"]).stdout.split())
+    assert "<ce|focal|cb_softmax|cb_sigmoid|cb_focal|logit_adjust|balanced_softmax>" in helptext
+    assert "<none|class_balanced|sqrt>" in helptext and "<auto|bf16|fp16|off>" in helptext
+    assert "<balanced_accuracy|macro_f1|qwk>" in helptext
+    assert "--skip-bad Skip" in helptext  # a flag, no <bool> value
+    for field, info in TrainConfig.model_fields.items():
+        flag = {"wandb_tags": "--wandb-tag"}.get(field, "--" + field.replace("_", "-"))
+        if field == "data":
+            continue
+        assert flag in helptext, field
+        shown = info.default not in (None, PydanticUndefined) and not isinstance(info.default, bool)
+        if shown and field != "wandb":
+            assert f"[default: ({info.default})]" in helptext, field
+    for command in ("evaluate", "export", "predict", "explain"):
+        text = " ".join(runner.invoke(app, [command, "--help"]).stdout.split())
+        assert "<best|last>" in text, command
+    sweep_help = " ".join(runner.invoke(app, ["sweep", "--help"]).stdout.split())
+    assert "Every `skincls train` option is accepted here" in sweep_help
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout.strip() == f"skincls {__version__}"
+
+
+def test_train_options_and_trainconfig_fields_are_one_list():
+    from typer.main import get_command
+
+    train = get_command(app).commands["train"]
+    params = {p.name for p in train.params} - {"config", "no_pretrained"}
+    assert params == set(TrainConfig.model_fields)
+
+
+def test_messages_use_option_names(tmp_path, tiny_data, tiny_regions):
+    result = runner.invoke(
+        app, ["train", *tiny_cli_args(tiny_data, tiny_regions), "--batch-size", "0"]
+    )
+    assert (
+        result.exit_code == 2
+        and "--batch-size: Input should be greater than or equal to 1" in result.stderr
+    )
+    result = runner.invoke(
+        app,
+        ["train", *tiny_cli_args(tiny_data, tiny_regions), "--epochs", "2", "--warmup-epochs", "2"],
+    )
+    assert "--warmup-epochs (2) must be smaller than --epochs (2)" in result.stderr
+
+
+# 9. README quick start works in a new terminal --------------------------------------------------
+
+
+def test_readme_quick_start_second_command_needs_no_activated_venv():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", quick, re.S)
+    assert len(blocks) == 2
+    first, second = (b.strip() for b in blocks)
+    assert first.startswith("python3 -m venv .venv") and "skincls demo" in first
+    assert second.startswith(".venv/bin/") and "pytest" in second  # works in a fresh shell
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pytest -q" in ci
