@@ -726,7 +726,7 @@ def sweep(
     names = sorted({k for t in result["trials"] for k in t["params"]})
     table = Table(title=f"study {result['study']}: {len(result['trials'])} trials")
     for col in ("#", "state", f"val {result['metric']}", *names):
-        table.add_column(col, no_wrap=True)
+        table.add_column(col, overflow="fold")
     for t in result["trials"]:
         value = "" if t["value"] is None else f"{t['value']:.4f}"
         table.add_row(

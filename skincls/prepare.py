@@ -159,8 +159,9 @@ def prepare(
 
         from skincls.console import make_console
 
+        err = make_console(stderr=True)
         with Progress(
-            console=make_console(stderr=True), disable=not progress, transient=True
+            console=err, disable=not (progress and err.is_terminal), transient=True
         ) as bar:
             job = bar.add_task("cropping", total=len(tasks))
             if n_workers > 1 and len(tasks) > 1:

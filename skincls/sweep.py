@@ -253,7 +253,7 @@ def run_sweep(
 
 def _params(params: dict[str, Any]) -> str:
     return " ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
     )
 
 
