@@ -476,10 +476,10 @@ def evaluate(
     if as_json:
         _print_json(result)
         return
-    from skincls.train import _print_eval
+    from skincls.console import print_eval
 
     console = _stdout()
-    _print_eval(
+    print_eval(
         console,
         f"{run} ({checkpoint.value}, epoch {result['epoch']}) on split {result['split']}",
         result,

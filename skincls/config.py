@@ -1,5 +1,9 @@
 """TrainConfig: every ``skincls train`` option, validated; saved resolved in each run directory.
 
+The names of losses, samplers, region balances and selection metrics are defined here once (as
+``Literal`` types); the region spec, the CLI (help and choices), the losses, the sampler and the
+sweep space take them from here.
+
 Precedence: defaults < ``--config FILE`` < options given on the command line.
 """
 
@@ -13,8 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from skincls.errors import SkinclsError
-from skincls.regions import LossName, SamplerName
 
+LossName = Literal[
+    "ce", "focal", "cb_softmax", "cb_sigmoid", "cb_focal", "logit_adjust", "balanced_softmax"
+]
+SamplerName = Literal["none", "class_balanced", "sqrt"]
 SourceKind = Literal["auto", "aihub", "folder", "csv"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 AmpKind = Literal["auto", "bf16", "fp16", "off"]
@@ -199,6 +206,6 @@ def build_config(values: dict[str, Any], origin: str = "options") -> TrainConfig
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    from skincls.runs import atomic_write_text
+    from skincls.checkpoints import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -28,3 +28,95 @@ def make_console(stderr: bool = False, quiet: bool = False) -> Any:
     return Console(
         stderr=stderr, quiet=quiet, markup=False, highlight=False, soft_wrap=True, width=width
     )
+
+
+SHORT = {
+    "accuracy": "acc",
+    "balanced_accuracy": "bal_acc",
+    "macro_f1": "macro_f1",
+    "qwk": "qwk",
+    "grade_mae": "grade_mae",
+}
+"""Column headings of the metric tables (``skincls.metrics.METRICS`` in order)."""
+
+
+def duration(seconds: float) -> str:
+    """``1h05m`` or ``3m07s``."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def print_epoch(
+    console: Any,
+    epoch: int,
+    epochs: int,
+    record: dict[str, Any],
+    val: dict[str, Any] | None,
+    improved: bool,
+    remaining: float = 0.0,
+) -> None:
+    """The epoch line (loss, speed, learning rate, best, ETA) and the validation table."""
+    console.print(
+        f"epoch {epoch}/{epochs}  loss {record['train_loss']:.4f}  "
+        f"{record['train_images_per_s']:.1f} img/s  lr {record['lr']:.2e}"
+        + ("  new best" if improved else "")
+        + (f"  run eta {duration(remaining)}" if remaining > 0 else "")
+    )
+    if val:
+        console.print(metrics_table(val, "val region"))
+
+
+def print_eval(console: Any, title: str, result: dict[str, Any]) -> None:
+    """A title line and the per-region table of an evaluation (with sample counts)."""
+    console.print(title)
+    console.print(metrics_table(result, "region", counts=True))
+
+
+def metrics_table(result: dict[str, Any], first: str, counts: bool = False) -> Any:
+    """One row per region and a bold mean row; region names are never cut."""
+    from rich.table import Table
+
+    from skincls.metrics import METRICS
+
+    regions = result["regions"]
+    table = Table()
+    table.add_column(first, min_width=max(map(len, regions), default=4), no_wrap=True)
+    if counts:
+        table.add_column("n", justify="right")
+    for k in METRICS:
+        table.add_column(SHORT[k], justify="right")
+    for name, m in regions.items():
+        table.add_row(name, *([str(m["n"])] if counts else []), *(f"{m[k]:.3f}" for k in METRICS))
+    table.add_row(
+        "mean",
+        *([""] if counts else []),
+        *(f"{result['mean'][k]:.3f}" for k in METRICS),
+        style="bold",
+    )
+    return table
+
+
+def progress_bar(console: Any, quiet: bool = False) -> Any:
+    """A transient bar (terminals only): description, bar, n/N, an info field, elapsed, ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    )

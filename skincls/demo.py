@@ -22,10 +22,10 @@ def run_demo(
     """Each step prints what it does; returns the run directory and the test metrics."""
     from skincls.analyze import analyze, render
     from skincls.config import build_config
-    from skincls.console import make_console
+    from skincls.console import make_console, print_eval
     from skincls.data.synthetic import make_demo_data
     from skincls.evaluate import evaluate
-    from skincls.train import _print_eval, train
+    from skincls.train import train
 
     console = console or make_console()
     output = Path(output)
@@ -60,7 +60,7 @@ def run_demo(
     result = train(config, console=console, show_test=False)
     console.rule("4/5 skincls evaluate (test split, best checkpoint)")
     metrics = evaluate(result.run_dir, workers=0)
-    _print_eval(console, "test", metrics)
+    print_eval(console, "test", metrics)
     from skincls.export import export_onnx
 
     console.rule("5/5 skincls export (ONNX, verified with onnxruntime)")

@@ -112,3 +112,17 @@ def merge_dicts(part: dict[str, Any], ctx: DistContext) -> dict[str, Any]:
     for d in everything:
         merged.update(d or {})
     return merged
+
+
+def sync_buffers(model: torch.nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (batch-norm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each training forward, so after the last step every
+    rank holds the statistics of its own last batch. Validation on each rank's share must use
+    the statistics that rank 0 saves in the checkpoint, or the gathered metrics would not be
+    those of the saved model.
+    """
+    if not ctx.enabled:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)

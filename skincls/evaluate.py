@@ -11,18 +11,21 @@ from skincls.errors import SkinclsError
 
 def load_run_model(run_dir: Path, checkpoint: str = "best"):
     """The run's MultiHeadNet with the checkpoint's weights, its config, specs and meta."""
+    from skincls.checkpoints import check_state_matches, load_checkpoint, resolve_checkpoint
     from skincls.model import MultiHeadNet
-    from skincls.runs import check_meta, check_state_matches, load_checkpoint, resolve_checkpoint
-    from skincls.train import read_run_config, registry_from_run
+    from skincls.regions import RegionRegistry
+    from skincls.runs import RunDir, check_meta
 
-    run_dir = Path(run_dir)
+    run = RunDir.open(run_dir, lock=False)
     if checkpoint not in ("best", "last"):
         raise SkinclsError(f"--checkpoint: expected best or last, got {checkpoint!r}")
-    config = read_run_config(run_dir)
-    registry = registry_from_run(run_dir)
-    ckpt_dir = resolve_checkpoint(run_dir / checkpoint)
+    config = run.config()
+    specs = run.regions()
+    registry = RegionRegistry()
+    for spec in specs:
+        registry.add(spec, str(run.path / "regions" / f"{spec.name}.yaml"))
+    ckpt_dir = resolve_checkpoint(run.path / checkpoint)
     weights, meta = load_checkpoint(ckpt_dir)
-    specs = [registry[n] for n in registry.names()]
     check_meta(meta, str(ckpt_dir), config.model_dump(), specs)
     names = [s.name for s in specs]
     model = MultiHeadNet(
@@ -58,7 +61,8 @@ def evaluate(
     from skincls.data.sampler import EvalSampler
     from skincls.data.sources import load_data
     from skincls.data.split import load_split, partition
-    from skincls.train import amp_dtype, make_loader, resolve_device, score
+    from skincls.engine.runtime import amp_dtype, resolve_device
+    from skincls.inference import make_loader, score
 
     run_dir = Path(run_dir)
     model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
@@ -104,12 +108,9 @@ def evaluate(
         build_transforms(specs, "eval", meta["image_size"], meta["mean"], meta["std"]),
         meta["image_size"],
     )
-    cfg = config.model_copy(
-        update={"workers": workers, "batch_size": batch_size or config.batch_size}
-    )
-    loader = make_loader(ds, EvalSampler(len(ds)), cfg, dev)
+    loader = make_loader(ds, EvalSampler(len(ds)), batch_size or config.batch_size, workers, dev)
     with torch.inference_mode():
-        result = score(model, loader, specs, dev, amp_dtype(cfg, dev), False)
+        result = score(model, loader, specs, dev, amp_dtype(config.amp, dev), False)
     bad = result.pop("bad_indices", [])
     result["regions"] = {
         k: v for k, v in result["regions"].items() if k in {s.name for s in chosen}

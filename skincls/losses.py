@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skincls.config import LossName
 from skincls.imbalance import class_balanced_weights
 
-LOSSES = ("ce", "focal", "cb_softmax", "cb_sigmoid", "cb_focal", "logit_adjust", "balanced_softmax")
+LOSSES: tuple[str, ...] = get_args(LossName)
 SIGMOID_LOSSES = ("cb_sigmoid", "cb_focal")
+"""Losses whose heads start with the bias -log(C - 1) (Cui et al.)."""
+REWEIGHTING_LOSSES = ("cb_softmax", "cb_sigmoid", "cb_focal")
+"""Losses that weight classes by their effective number."""
+PRIOR_LOSSES = ("logit_adjust", "balanced_softmax")
+"""Losses that shift logits by the log class prior."""
 
 
 class CrossEntropy(nn.Module):
@@ -100,6 +107,11 @@ class LogitAdjusted(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float() + self.tau * self.log_prior, target)
+
+
+def loss_of(region: Any, default: str) -> str:
+    """The loss a region trains with: its own ``loss:`` or the run's ``--loss``."""
+    return region.loss or default
 
 
 def create_loss(

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "qwk", "grade_mae")
-SELECTABLE = ("balanced_accuracy", "macro_f1", "qwk")
+"""The figures of every region and their mean; ``--select`` picks among them
+(``skincls.config.MetricName``)."""
 
 
 def region_metrics(

@@ -126,3 +126,33 @@ def load_backbone_weights(model: MultiHeadNet, path: str | Path) -> dict[str, in
         )
     model.backbone.load_state_dict(usable, strict=True)
     return {"loaded": len(usable), "ignored": len(state) - len(usable)}
+
+
+def create_model(config: Any, regions: Sequence[Any]) -> MultiHeadNet:
+    """The run's MultiHeadNet: ``config.backbone`` with one head per region, weights from the hub
+    (``pretrained: hub``), a local file, or none. Sigmoid-family heads get the CB bias init."""
+    from skincls.losses import SIGMOID_LOSSES, loss_of
+
+    hub = config.pretrained == "hub"
+    try:
+        model = MultiHeadNet(
+            config.backbone,
+            [r.name for r in regions],
+            [r.num_classes for r in regions],
+            dropout=config.dropout,
+            pretrained=hub,
+            sigmoid_regions=[r.name for r in regions if loss_of(r, config.loss) in SIGMOID_LOSSES],
+        )
+    except SkinclsError:
+        raise
+    except Exception as err:
+        if hub:
+            raise SkinclsError(
+                f"--backbone {config.backbone}: cannot get pretrained weights from the hub "
+                f"({str(err).split('.')[0][:160]}); pass --pretrained FILE for a local weights "
+                "file or --no-pretrained"
+            ) from None
+        raise
+    if config.pretrained not in ("hub", "none"):
+        load_backbone_weights(model, config.pretrained)
+    return model

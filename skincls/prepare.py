@@ -178,7 +178,7 @@ def prepare(
         raise SkinclsError(
             f"{len(failed)} crop(s) failed, first: {first[0]}: {first[1]} (use --skip-bad to go on)"
         )
-    from skincls.runs import atomic_write_json
+    from skincls.checkpoints import atomic_write_json
 
     ok = {k: v for k, v in record.items() if str(out / k) not in failed}
     atomic_write_json(out / CACHE_FILE, {**settings, "crops": ok})

@@ -10,20 +10,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from skincls.augment import OP_NAMES, AugmentOp
+from skincls.config import LossName, SamplerName
 from skincls.errors import RegionSpecError
 
 ENTRY_POINT_GROUP = "skincls.regions"
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-
-LossName = Literal[
-    "ce", "focal", "cb_softmax", "cb_sigmoid", "cb_focal", "logit_adjust", "balanced_softmax"
-]
-SamplerName = Literal["none", "class_balanced", "sqrt"]
 
 
 def _scalar_to_str(value: Any) -> Any:

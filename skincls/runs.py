@@ -1,176 +1,27 @@
-"""Run directories: atomic writes, checkpoints (safetensors + JSON + weights-only trainer state).
+"""Run directories: one home for everything a run writes and reads back.
 
-A checkpoint directory is written beside its final name and renamed into place; the previous
-version is kept as ``<name>.old`` until the new one is complete, so a kill at any moment leaves
-a checkpoint that loads (``resolve_checkpoint`` falls back to ``.old``).
+``RunDir`` creates a run (refusing to replace what is not a run, or a run another process is
+writing), holds the OS lock while training, writes the config, region specs, split, history,
+status and bad-image list atomically, reads them back, and checks on resume that the files of the
+run still agree with each other. Checkpoint files themselves are in :mod:`skincls.checkpoints`.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import shlex
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from skincls.checkpoints import META, atomic_write_json, atomic_write_text
 from skincls.errors import SkinclsError
 
-WEIGHTS = "model.safetensors"
-META = "meta.json"
-TRAINER = "trainer.pt"
 LOCK = ".lock"
-
-
-def file_mode() -> int:
-    """Permissions a new file gets from the user's umask (0o644 under the usual 022)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_error(path: Path, err: OSError, kept: str = "") -> SkinclsError:
-    """A failed write as one clear message (disk full, read-only, permission)."""
-    import errno
-
-    reason = {
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.EROFS: "the file system is read-only",
-        errno.EACCES: "permission denied",
-    }.get(err.errno or 0, err.strerror or str(err))
-    return SkinclsError(f"{path}: cannot write: {reason}" + (f"; {kept}" if kept else ""))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` all or nothing; a failure leaves the previous file intact."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise write_error(path, err, "the previous version is intact") from None
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def save_checkpoint(
-    directory: Path,
-    state_dict: dict[str, Any],
-    meta: dict[str, Any],
-    trainer_state: dict[str, Any] | None = None,
-) -> None:
-    """Write weights, meta and trainer state to ``directory`` as one atomic unit; on a failed
-    write (disk full) the temporary copy is removed and the previous checkpoint stays."""
-    directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp{os.getpid()}")
-    try:
-        _save_checkpoint(directory, tmp, state_dict, meta, trainer_state)
-    except (OSError, RuntimeError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, RuntimeError) and "writ" not in str(err).lower():
-            raise
-        if not isinstance(err, OSError):
-            err = OSError(getattr(err, "errno", None), str(err))
-        raise write_error(
-            directory, err, f"the previous {directory.name}/ checkpoint is intact"
-        ) from None
-
-
-def _save_checkpoint(directory: Path, tmp: Path, state_dict, meta, trainer_state) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    old = directory.with_name(f"{directory.name}.old")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(tmp / WEIGHTS))
-    (tmp / META).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-    if trainer_state is not None:
-        torch.save(trainer_state, tmp / TRAINER)
-    mode = file_mode()
-    for f in tmp.iterdir():
-        os.chmod(f, mode)  # safetensors writes 0600; weights are as readable as every other file
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if directory.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def resolve_checkpoint(directory: Path) -> Path:
-    """``directory`` if complete, else its ``.old`` twin left by an interrupted save."""
-    for candidate in (directory, directory.with_name(f"{directory.name}.old")):
-        if (candidate / WEIGHTS).is_file() and (candidate / META).is_file():
-            return candidate
-    raise SkinclsError(f"{directory}: no complete checkpoint ({WEIGHTS} and {META}) found")
-
-
-def load_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Weights (safetensors) and meta (JSON); never unpickles."""
-    from safetensors.torch import load_file
-
-    directory = resolve_checkpoint(Path(directory))
-    try:
-        weights = load_file(str(directory / WEIGHTS))
-        meta = json.loads((directory / META).read_text(encoding="utf-8"))
-    except Exception as err:
-        raise SkinclsError(f"{directory}: damaged checkpoint: {err}") from None
-    return weights, meta
-
-
-def load_trainer_state(directory: Path) -> dict[str, Any]:
-    import torch
-
-    directory = resolve_checkpoint(Path(directory))
-    path = directory / TRAINER
-    if not path.is_file():
-        raise SkinclsError(f"{directory}: no trainer state ({TRAINER}); cannot resume from it")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise SkinclsError(f"{path}: damaged trainer state: {err}") from None
-    missing = [k for k in TRAINER_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise SkinclsError(f"{path}: damaged trainer state: missing {', '.join(missing)}")
-    return state
-
-
-def check_state_matches(model_state: dict[str, Any], weights: dict[str, Any], origin: str) -> None:
-    """Raise a clear error listing the differences between a model and a checkpoint."""
-    missing = sorted(set(model_state) - set(weights))
-    extra = sorted(set(weights) - set(model_state))
-    shapes = sorted(
-        k
-        for k in set(model_state) & set(weights)
-        if tuple(model_state[k].shape) != tuple(weights[k].shape)
-    )
-    if missing or extra or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} tensor(s) missing (e.g. {missing[:3]})")
-        if extra:
-            parts.append(f"{len(extra)} unexpected tensor(s) (e.g. {extra[:3]})")
-        if shapes:
-            k = shapes[0]
-            parts.append(
-                f"{len(shapes)} shape mismatch(es) (e.g. {k}: checkpoint "
-                f"{tuple(weights[k].shape)} vs model {tuple(model_state[k].shape)})"
-            )
-        raise SkinclsError(f"{origin}: checkpoint does not fit the model: " + "; ".join(parts))
-
 
 RUN_ENTRIES = {
     "config.yaml",
@@ -261,6 +112,154 @@ class RunLock:
         self.release()
 
 
+class RunDir:
+    """A run directory. ``create`` makes a new one, ``open`` an existing one; both lock it
+    when ``lock`` is true (rank 0 of a distributed run), and :meth:`close` releases the lock."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock: RunLock | None = None
+
+    # ---- creation and locking -----------------------------------------------------------------
+
+    @staticmethod
+    def check_new(output: str | None, overwrite: bool) -> None:
+        """Refuse an --output that is a file, or a non-empty directory without --overwrite."""
+        if not output:
+            return
+        path = Path(output)
+        if path.exists() and not path.is_dir():
+            raise SkinclsError(f"--output {path}: is a file; give a directory for the run")
+        if path.is_dir() and any(path.iterdir()):
+            if not overwrite:
+                raise SkinclsError(
+                    f"--output {path}: directory exists and is not empty; pass --overwrite to "
+                    f"replace it or --resume {shlex.quote(str(path))} to continue it"
+                )
+            if not looks_like_run(path):
+                raise SkinclsError(
+                    f"--output {path}: --overwrite only replaces a skincls run directory; "
+                    "this one holds other files"
+                )
+
+    @classmethod
+    def create(cls, output: str | None, backbone: str, overwrite: bool) -> RunDir:
+        """A new, empty, locked run directory (default ``runs/<time>-<backbone>``)."""
+        path = (
+            Path(output)
+            if output
+            else Path("runs") / (f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{backbone}")
+        )
+        cls.check_new(str(path), overwrite)
+        if path.is_dir() and any(path.iterdir()):
+            with RunLock(path):  # refuses a directory a running process is writing
+                pass
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path).lock()
+
+    @classmethod
+    def open(cls, path: str | Path, lock: bool = True) -> RunDir:
+        """An existing run; with ``lock``, also removes what a killed save left behind."""
+        run = cls(Path(path))
+        if not (run.path / "config.yaml").is_file():
+            raise SkinclsError(f"{path}: not a skincls run directory (no config.yaml)")
+        if lock:
+            run.lock()
+            remove_temp_entries(run.path)
+        return run
+
+    def lock(self) -> RunDir:
+        self._lock = RunLock(self.path).acquire()
+        return self
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # ---- what a run is made of -------------------------------------------------------------------
+
+    def write_setup(self, config: Any, regions: list[Any], samples: list[Any], assignment) -> None:
+        """The resolved config, the region specs with their head order, and the split."""
+        import yaml
+
+        from skincls.config import save_config
+        from skincls.data.split import save_split
+
+        save_config(config, self.path / "config.yaml")
+        for r in regions:
+            atomic_write_text(
+                self.path / "regions" / f"{r.name}.yaml",
+                yaml.safe_dump(
+                    r.model_dump(mode="json", exclude_none=True),
+                    sort_keys=False,
+                    allow_unicode=True,
+                ),
+            )
+        atomic_write_text(
+            self.path / "regions" / "order.txt", "".join(f"{r.name}\n" for r in regions)
+        )
+        save_split(self.path / "split.csv", samples, assignment)
+
+    def config(self) -> Any:
+        from skincls.config import build_config, load_config_file
+
+        path = self.path / "config.yaml"
+        if not path.is_file():
+            raise SkinclsError(f"{self.path}: not a skincls run directory (no config.yaml)")
+        return build_config(load_config_file(path), str(path))
+
+    def regions(self) -> list[Any]:
+        return run_regions(self.path)
+
+    def split(self, samples: list[Any]) -> dict[str, str]:
+        from skincls.data.split import load_split
+
+        return load_split(self.path / "split.csv", samples)
+
+    # ---- what a run writes as it goes ----------------------------------------------------------
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        """``metrics.jsonl`` (one JSON object per epoch) and the same as ``metrics.csv``."""
+        atomic_write_text(
+            self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history)
+        )
+        columns: list[str] = []
+        for r in history:
+            columns += [k for k in r if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+
+    def history(self) -> list[dict[str, Any]]:
+        return read_history(self.path)
+
+    def status(self) -> dict[str, Any]:
+        """``run.json`` (status, wandb id, device...); {} when missing or unreadable."""
+        try:
+            return json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def update_status(self, **fields: Any) -> None:
+        atomic_write_json(self.path / "run.json", {**self.status(), **fields})
+
+    def write_bad_images(self, bad: dict[str, str]) -> None:
+        """``bad_images.txt``: one ``path<TAB>reason`` line per image that gave no pixels."""
+        atomic_write_text(
+            self.path / "bad_images.txt", "".join(f"{p}\t{bad[p]}\n" for p in sorted(bad))
+        )
+
+    # ---- resume ----------------------------------------------------------------------------------
+
+    def has_checkpoint(self, name: str = "last") -> bool:
+        d = self.path / name
+        return d.exists() or d.with_name(f"{name}.old").exists()
+
+
 def run_regions(run_dir: Path) -> list[Any]:
     """The run's own region specs (``regions/*.yaml``) in head order (``regions/order.txt``)."""
     from skincls.errors import RegionSpecError
@@ -314,7 +313,25 @@ def check_meta(meta: Any, origin: str, config: dict[str, Any], specs: list[Any])
         )
 
 
-TRAINER_KEYS = ("optimizer", "scheduler", "scaler", "rng", "epoch", "best_metric", "best_epoch")
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> Any:
+    """The saved config of ``run_dir`` with the allowed ``overrides``; others must not differ."""
+    from skincls.config import RESUME_MUTABLE, build_config
+
+    saved = RunDir(Path(run_dir)).config()
+    values = saved.model_dump()
+    changed = [k for k, v in overrides.items() if k not in RESUME_MUTABLE and values.get(k) != v]
+    if changed:
+        raise SkinclsError(
+            f"--resume {run_dir}: these options differ from the run and cannot change on resume: "
+            + ", ".join(
+                f"--{k.replace('_', '-')} (run: {values.get(k)!r}, given: {overrides[k]!r})"
+                for k in changed
+            )
+        )
+    values.update({k: v for k, v in overrides.items() if k in RESUME_MUTABLE})
+    values["resume"] = str(run_dir)
+    values["output"] = str(run_dir)
+    return build_config(values)
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:

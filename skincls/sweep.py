@@ -12,12 +12,13 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from skincls.config import TrainConfig, build_config
+from skincls.config import SamplerName, TrainConfig, build_config
+from skincls.console import duration
 from skincls.errors import SkinclsError
 
 SEARCHABLE = {
@@ -129,7 +130,7 @@ def default_space() -> SearchSpace:
                     "type": "categorical",
                     "choices": ["ce", "cb_softmax", "cb_focal", "logit_adjust"],
                 },
-                "sampler": {"type": "categorical", "choices": ["none", "class_balanced", "sqrt"]},
+                "sampler": {"type": "categorical", "choices": list(get_args(SamplerName))},
             }
         }
     )
@@ -243,7 +244,7 @@ def run_sweep(
             best = "no complete trial yet"
         say(
             f"trial {clock['done']}/{todo} (#{trial.number}) {trial.state.name.lower()}:{value}"
-            f" | {best} | {_clock(elapsed)} elapsed, eta {_clock(left)}"
+            f" | {best} | {duration(elapsed)} elapsed, eta {duration(left)}"
         )
 
     if todo:
@@ -255,12 +256,6 @@ def _params(params: dict[str, Any]) -> str:
     return " ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
     )
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def _finished(optuna, study) -> list:

@@ -1,63 +1,58 @@
-"""Multi-task training: shared backbone, a head and a loss per region, checkpoint and resume.
+"""Multi-task training: ``train(config)`` is the plain function behind ``skincls train``.
 
-``train(config)`` is the plain function behind ``skincls train``. Resuming restores the split,
-sampler epoch, optimizer, scheduler, scaler, RNG states, epoch and best metric, so on CPU an
-interrupted and resumed run ends with the same weights as an uninterrupted one.
+It reads as a table of contents: load the data, build the model (before anything is written, so
+a failure leaves nothing behind), split and create (or reopen) the run directory, build the
+components, restore a resumed run, fit epoch by epoch with callbacks, and test the best
+checkpoint. Resuming restores the split, sampler epoch, optimizer, scheduler, scaler, RNG states
+and ``TrainState``, so on CPU an interrupted and resumed run ends with the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import math
-import random
 import shlex
-import signal
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from skincls import distributed as D
-from skincls.config import RESUME_MUTABLE, TrainConfig, build_config, save_config
-from skincls.data.dataset import SampleDataset, build_transforms
-from skincls.data.sampler import EpochSampler, EvalSampler, sample_weights
-from skincls.data.samples import Dataset
-from skincls.data.sources import load_data
-from skincls.data.split import load_split, partition, save_split, split_samples
-from skincls.errors import SkinclsError
-from skincls.losses import SIGMOID_LOSSES, create_loss
-from skincls.metrics import evaluate_predictions
-from skincls.model import MultiHeadNet, load_backbone_weights
-from skincls.regions import RegionRegistry, RegionSpec, discover_regions
-from skincls.runs import (
-    RunLock,
-    atomic_write_json,
-    check_meta,
+from skincls.checkpoints import (
+    TRAINER_FORMAT,
     check_state_matches,
     load_checkpoint,
     load_trainer_state,
-    looks_like_run,
-    read_history,
-    remove_temp_entries,
     resolve_checkpoint,
-    run_regions,
-    save_checkpoint,
 )
-
-EPOCH_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "qwk", "grade_mae")
-SHORT = {
-    "accuracy": "acc",
-    "balanced_accuracy": "bal_acc",
-    "macro_f1": "macro_f1",
-    "qwk": "qwk",
-    "grade_mae": "grade_mae",
-}
+from skincls.config import TrainConfig, build_config
+from skincls.data.samples import Dataset
+from skincls.engine.callbacks import (
+    Callback,
+    CheckpointSaver,
+    ConsoleReporter,
+    EpochEnd,
+    EpochHook,
+    HistoryWriter,
+    WandbLogger,
+)
+from skincls.engine.loop import Engine, TrainState
+from skincls.engine.runtime import (
+    GracefulStop,
+    amp_dtype,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from skincls.errors import SkinclsError
+from skincls.metrics import METRICS
+from skincls.regions import RegionSpec
+from skincls.runs import RunDir, check_meta, resume_config
 
 
 class TrainingInterrupted(SkinclsError):
@@ -84,9 +79,7 @@ class RunResult:
                 f"{self.select} = {self.best_metric:.4f}; weights in {self.run_dir / 'best'}"
             ]
         else:
-            lines = [
-                f"no epoch was selected (no validation data); weights in {self.run_dir / 'last'}"
-            ]
+            lines = [f"no epoch was selected; weights in {self.run_dir / 'last'}"]
         lines += [
             "next:",
             f"  skincls evaluate {run}            # figures on the held-out test split",
@@ -95,400 +88,25 @@ class RunResult:
         ]
         offline = sorted((self.run_dir / "wandb").glob("offline-run-*"))
         if self.wandb == "offline" and offline:
-            lines.append(
-                f"  wandb sync {shlex.quote(str(offline[-1]))}   # upload the offline wandb run"
-            )
+            sync = shlex.quote(str(offline[-1]))
+            lines.append(f"  wandb sync {sync}   # upload the offline wandb run")
         return lines
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SkinclsError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+@dataclass
+class Kit:
+    """Everything the fit loop needs, built once."""
 
-
-def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with a grad scaler); no AMP on CPU."""
-    if device.type != "cuda" or config.amp == "off":
-        return None
-    if config.amp == "fp16":
-        return torch.float16
-    if config.amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": list(random.getstate()[1]),
-        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    pos = state.get("python_pos", -1)
-    random.setstate((3, tuple(state["python"]), None if pos == -1 else pos))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int, eta_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine down to ``eta_ratio`` = eta_min / lr at the last step."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    span = max(total_steps - warmup_steps, 1)
-    progress = min((step - warmup_steps) / span, 1.0)
-    return eta_ratio + (1 - eta_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases and normalisation weights (1-d tensors), as timm and the CB code."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for _, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def registry_from_run(run_dir: Path) -> RegionRegistry:
-    """The region specs a run was trained with (its own copy, not the current files)."""
-    registry = RegionRegistry()
-    for spec in run_regions(run_dir):
-        registry.add(spec, str(run_dir / "regions" / f"{spec.name}.yaml"))
-    return registry
-
-
-def read_run_config(run_dir: Path) -> TrainConfig:
-    from skincls.config import load_config_file
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise SkinclsError(f"{run_dir}: not a skincls run directory (no config.yaml)")
-    return build_config(load_config_file(path), str(path))
-
-
-def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
-    """The saved config of ``run_dir`` with the allowed ``overrides``; others must not differ."""
-    saved = read_run_config(run_dir)
-    values = saved.model_dump()
-    changed = [k for k, v in overrides.items() if k not in RESUME_MUTABLE and values.get(k) != v]
-    if changed:
-        raise SkinclsError(
-            f"--resume {run_dir}: these options differ from the run and cannot change on resume: "
-            + ", ".join(
-                f"--{k.replace('_', '-')} (run: {values.get(k)!r}, given: {overrides[k]!r})"
-                for k in changed
-            )
-        )
-    values.update({k: v for k, v in overrides.items() if k in RESUME_MUTABLE})
-    values["resume"] = str(run_dir)
-    values["output"] = str(run_dir)
-    return build_config(values)
-
-
-def _check_output(config: TrainConfig) -> None:
-    """Refuse an existing, non-empty --output early, before any data is read."""
-    if config.output and Path(config.output).exists() and not Path(config.output).is_dir():
-        raise SkinclsError(f"--output {config.output}: is a file; give a directory for the run")
-    if config.output and not config.overwrite:
-        run_dir = Path(config.output)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise SkinclsError(
-                f"--output {run_dir}: directory exists and is not empty; pass --overwrite to "
-                f"replace it or --resume {shlex.quote(str(run_dir))} to continue it"
-            )
-
-
-def _new_run_dir(config: TrainConfig) -> Path:
-    if config.output:
-        run_dir = Path(config.output)
-    else:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / f"{stamp}-{config.backbone}"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SkinclsError(f"--output {run_dir}: is a file; give a directory for the run")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not config.overwrite:
-            raise SkinclsError(
-                f"--output {run_dir}: directory exists and is not empty; pass --overwrite to "
-                f"replace it or --resume {shlex.quote(str(run_dir))} to continue it"
-            )
-        import shutil
-
-        if not looks_like_run(run_dir):
-            raise SkinclsError(
-                f"--output {run_dir}: --overwrite only replaces a skincls run directory; "
-                "this one holds other files"
-            )
-        with RunLock(run_dir):  # refuses a directory a running process is writing
-            pass
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def build_model(
-    config: TrainConfig, regions: list[RegionSpec], losses: dict[str, str]
-) -> MultiHeadNet:
-    hub = config.pretrained == "hub"
-    try:
-        model = MultiHeadNet(
-            config.backbone,
-            [r.name for r in regions],
-            [r.num_classes for r in regions],
-            dropout=config.dropout,
-            pretrained=hub,
-            sigmoid_regions=[r.name for r in regions if losses[r.name] in SIGMOID_LOSSES],
-        )
-    except SkinclsError:
-        raise
-    except Exception as err:
-        if hub:
-            raise SkinclsError(
-                f"--backbone {config.backbone}: cannot get pretrained weights from the hub "
-                f"({str(err).split('.')[0][:160]}); pass --pretrained FILE for a local weights "
-                "file or --no-pretrained"
-            ) from None
-        raise
-    if config.pretrained not in ("hub", "none"):
-        load_backbone_weights(model, config.pretrained)
-    return model
-
-
-def _loss_of(config: TrainConfig, spec: RegionSpec) -> str:
-    return spec.loss or config.loss
-
-
-def _sampler_of(config: TrainConfig, spec: RegionSpec) -> str:
-    return spec.sampler or config.sampler
-
-
-def multitask_loss(
-    logits: tuple[torch.Tensor, ...],
-    region_idx: torch.Tensor,
-    labels: torch.Tensor,
-    ok: torch.Tensor,
-    loss_fns: nn.ModuleDict,
-    region_names: list[str],
-    touch_all: bool = False,
-) -> torch.Tensor:
-    """Sum over regions of each head's loss on its own (decodable) samples only.
-
-    A region with no sample in the batch adds nothing, so its head gets no gradient. With
-    ``touch_all`` (DistributedDataParallel) every head joins the graph with weight zero, so
-    all ranks reduce the same parameters.
-    """
-    loss = torch.zeros((), device=labels.device)
-    if touch_all:
-        loss = loss + sum(lg.float().sum() for lg in logits) * 0.0
-    for i, name in enumerate(region_names):
-        mask = (region_idx == i) & ok
-        n = int(mask.sum())
-        if n == mask.numel():  # the whole batch belongs to this head: no gather needed
-            loss = loss + loss_fns[name](logits[i], labels)
-        elif n:
-            loss = loss + loss_fns[name](logits[i][mask], labels[mask])
-    return loss
-
-
-def training_step(
-    net: nn.Module,
-    model: nn.Module,
-    images: torch.Tensor,
-    region_idx: torch.Tensor,
-    labels: torch.Tensor,
-    ok: torch.Tensor,
-    loss_fns: nn.ModuleDict,
-    names: list[str],
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    scheduler: Any,
-    dtype: torch.dtype | None,
-    grad_clip: float,
-    accum: int = 1,
-    last_micro: bool = True,
-    dctx: D.DistContext | None = None,
-) -> tuple[torch.Tensor, bool]:
-    """One micro-batch: forward under autocast, masked multi-task loss, backward, and on the last
-    micro-batch of an accumulation group an optimizer and scheduler step (with clipping).
-
-    Returns the loss and whether it was finite on every rank; a non-finite loss changes no weight.
-    """
-    dctx = dctx or D.DistContext()
-    device = images.device
-    with D.no_sync(net, skip=not last_micro):
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = net(images)
-        loss = multitask_loss(
-            logits, region_idx, labels, ok, loss_fns, names, touch_all=dctx.enabled
-        )
-        finite = D.all_true(bool(torch.isfinite(loss)), dctx, device)
-        if not finite:
-            optimizer.zero_grad(set_to_none=True)
-            if last_micro:
-                scheduler.step()
-            return loss, False
-        if loss.requires_grad:
-            scaler.scale(loss / accum).backward()
-    if last_micro and not any(p.grad is not None for p in model.parameters()):
-        # no decodable image in the whole accumulation group: nothing to step (and a GradScaler
-        # would fail with "no inf checks were recorded")
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        return loss, True
-    if last_micro:
-        if grad_clip > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-    return loss, True
-
-
-def _collate_to(batch, device, channels_last):
-    images, regions, labels, ok, index = batch
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, regions.to(device), labels.to(device), ok.to(device), index
-
-
-def predict_loader(
-    model: MultiHeadNet, loader, device, dtype, channels_last
-) -> dict[str, np.ndarray]:
-    """Logits of each sample's own region head, plus its region index, label and decode flag."""
-    model.eval()
-    out: dict[str, list] = {
-        "region": [],
-        "label": [],
-        "pred": [],
-        "ok": [],
-        "index": [],
-        "probs": [],
-    }
-    with torch.inference_mode():
-        for batch in loader:
-            images, regions, labels, ok, index = _collate_to(batch, device, channels_last)
-            with torch.autocast(
-                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
-                logits = model(images)
-            preds = torch.zeros_like(labels)
-            for i, lg in enumerate(logits):
-                mask = regions == i
-                if mask.any():
-                    preds[mask] = lg[mask].float().argmax(1)
-            out["region"].append(regions.cpu())
-            out["label"].append(labels.cpu())
-            out["pred"].append(preds.cpu())
-            out["ok"].append(ok.cpu())
-            out["index"].append(index)
-    return {k: torch.cat(v).numpy() for k, v in out.items() if v}
-
-
-def score(
-    model, loader, regions: list[RegionSpec], device, dtype, channels_last, dctx=None
-) -> dict[str, Any]:
-    """Metrics over every sample of ``loader``; under torch.distributed the predictions of all
-    ranks are gathered first, so the figures are those of the whole split on every rank."""
-    p = predict_loader(model, loader, device, dtype, channels_last)
-    if dctx is not None:
-        p = D.gather_predictions(p, dctx)
-    if not p:
-        return {"regions": {}, "mean": {}, "bad": 0}
-    keep = p["ok"].astype(bool)
-    result = evaluate_predictions(
-        [r.name for r in regions],
-        {r.name: r.classes for r in regions},
-        p["region"][keep],
-        p["label"][keep],
-        p["pred"][keep],
-    )
-    result["bad_indices"] = p["index"][~keep].tolist()
-    return result
-
-
-def make_loader(dataset, sampler, config: TrainConfig, device, drop_last: bool = False):
-    """A DataLoader over ``(index, seed)`` items; ``drop_last`` avoids a final batch of one,
-    which batch normalisation cannot train on."""
-    from torch.utils.data import DataLoader
-
-    return DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        sampler=sampler,
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-        drop_last=drop_last,
-        persistent_workers=False,
-    )
-
-
-def _create_run(
-    config: TrainConfig, regions: list[RegionSpec], dataset: Dataset, assignment
-) -> Path:
-    """Make the run directory with the resolved config, region specs and split."""
-    import yaml
-
-    run_dir = _new_run_dir(config)
-    config = config.model_copy(update={"output": str(run_dir)})
-    save_config(config, run_dir / "config.yaml")
-    (run_dir / "regions").mkdir(exist_ok=True)
-    for r in regions:
-        (run_dir / "regions" / f"{r.name}.yaml").write_text(
-            yaml.safe_dump(
-                r.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
-            ),
-            encoding="utf-8",
-        )
-    (run_dir / "regions" / "order.txt").write_text("\n".join(r.name for r in regions) + "\n")
-    save_split(run_dir / "split.csv", dataset.samples, assignment)
-    return run_dir
-
-
-def _summary_lines(
-    config: TrainConfig, regions: list[RegionSpec], counts: dict[str, list[int]]
-) -> list[str]:
-    lines = []
-    for r in regions:
-        loss = _loss_of(config, r)
-        sampler = _sampler_of(config, r)
-        reweight = loss in ("cb_softmax", "cb_sigmoid", "cb_focal")
-        adjust = loss in ("logit_adjust", "balanced_softmax")
-        corrections = []
-        if sampler != "none":
-            corrections.append(f"sampler={sampler}")
-        if reweight:
-            corrections.append(f"loss weights (CB, beta={config.beta})")
-        if adjust:
-            corrections.append(f"logit prior ({loss})")
-        warn = " [double correction]" if sampler != "none" and (reweight or adjust) else ""
-        lines.append(
-            f"{r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}, "
-            f"imbalance corrections: {', '.join(corrections) or 'none'}{warn}"
-        )
-    lines.append(f"region balance across regions: {config.region_balance}")
-    return lines
+    engine: Engine
+    regions: list[RegionSpec]
+    sampler: Any
+    train_loader: Any
+    val_loader: Any
+    eval_transforms: dict[str, Any]
+    steps_per_epoch: int
+    mean: list[float]
+    std: list[float]
+    interpolation: str
 
 
 def train(
@@ -497,112 +115,159 @@ def train(
     console: Any = None,
     wandb_group: str | None = None,
     show_test: bool = True,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
-    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test
-    (its table is printed unless ``show_test`` is False, as ``skincls demo`` prints it itself).
+    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test (its
+    table is printed unless ``show_test`` is False). ``on_epoch_end(epoch, record)`` and
+    ``callbacks`` run after the built-in callbacks; what they raise stops the run.
 
     Under ``torchrun`` every rank trains on its share of each epoch's draw, predictions are
     gathered before metrics are computed, and only rank 0 writes files and logs to wandb.
     """
+    from skincls.console import make_console
+    from skincls.model import create_model
+
     dctx = D.init_distributed(config.device)
-    held: list[RunLock] = []
+    run: RunDir | None = None
+    console = (
+        console
+        if dctx.is_main and console
+        else make_console(quiet=config.quiet or not dctx.is_main)
+    )
     try:
-        return _train(config, dctx, on_epoch_end, console, wandb_group, held, show_test)
+        config, run, dataset = _load_data(config, dctx)
+        device = _device(config, dctx)
+        seed_everything(config.seed, device=device)
+        model = create_model(config, dataset.regions)
+        run, parts = _split(config, run, dataset, dctx)
+        config = config.model_copy(update={"output": str(run.path)})
+        kit = _build(config, model, dataset.regions, parts, device, dctx)
+        state = _restore(run, kit, config, dataset.regions, console)
+        hooks = [*callbacks, *([EpochHook(on_epoch_end)] if on_epoch_end else [])]
+        tracker = _start(run, config, kit, dctx, state, wandb_group)
+        _print_summary(console, run, config, dataset, parts, kit, dctx)
+        _fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
+        test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)
+        if test is not None and show_test:
+            from skincls.console import print_eval
+
+            print_eval(console, "test (best checkpoint)", test)
+        if dctx.is_main:
+            run.update_status(
+                status="finished", best_epoch=state.best_epoch, best_metric=state.best_metric
+            )
+        tracker.finish()
+        return RunResult(
+            run.path,
+            state.best_epoch,
+            state.best_metric,
+            state.history,
+            test,
+            config.select,
+            config.wandb,
+        )
     finally:
-        for lock in held:
-            lock.release()
+        if run is not None:
+            run.close()
         D.cleanup(dctx)
 
 
-def _train(
-    config: TrainConfig,
-    dctx: D.DistContext,
-    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
-    console: Any,
-    wandb_group: str | None,
-    held: list[RunLock],
-    show_test: bool = True,
-) -> RunResult:
-    from skincls.console import make_console
+def _load_data(config: TrainConfig, dctx) -> tuple[TrainConfig, RunDir | None, Dataset]:
+    """The samples of the run's regions; a resumed run is opened (and locked) first."""
+    from skincls.data.sources import load_data
+    from skincls.regions import RegionRegistry, discover_regions
 
-    if not dctx.is_main:
-        console = make_console(quiet=True)
-    console = console or make_console(quiet=config.quiet)  # results: stdout
-    notes = make_console(stderr=True, quiet=config.quiet or not dctx.is_main)  # progress, warnings
-    if dctx.backend == "nccl":
-        device = torch.device("cuda", dctx.local_rank)
-    else:
-        device = resolve_device("cpu" if dctx.enabled else config.device)
-    dtype = amp_dtype(config, device)
-    channels_last = config.channels_last and device.type == "cuda"
-    resuming = config.resume is not None
-
-    if not resuming:
-        if dctx.is_main:
-            _check_output(config)
-        # absolute paths keep the run usable from any working directory
-        config = config.model_copy(
-            update={
-                "data": str(Path(config.data).resolve()),
-                "regions_dir": [str(Path(d).resolve()) for d in config.regions_dir],
-                "pretrained": config.pretrained
-                if config.pretrained in ("hub", "none")
-                else str(Path(config.pretrained).resolve()),
-            }
-        )
-    if resuming:
-        run_dir = Path(config.resume)  # type: ignore[arg-type]
-        if dctx.is_main:
-            held.append(RunLock(run_dir).acquire())
-            remove_temp_entries(run_dir)
-        registry = registry_from_run(run_dir)
+    run = None
+    if config.resume:
+        run = RunDir.open(config.resume, lock=dctx.is_main)
+        registry = RegionRegistry()
+        for spec in run.regions():
+            registry.add(spec, str(run.path / "regions" / f"{spec.name}.yaml"))
         selected = registry.names()
     else:
+        if dctx.is_main:
+            RunDir.check_new(config.output, config.overwrite)
+        config = _absolute_paths(config)
         registry = discover_regions(config.regions_dir)
         selected = config.region
-        run_dir = None  # created once the data has loaded
-    dataset: Dataset = load_data(
+    dataset = load_data(
         config.data, registry, selected, config.source, config.group_column, config.skip_bad
     )
-    regions = dataset.regions
-    # the model is built before the run directory exists, so a failure (e.g. no hub access)
-    # leaves nothing behind
-    seed_everything(config.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    losses_of = {r.name: _loss_of(config, r) for r in regions}
-    model = build_model(config, regions, losses_of)
-    if resuming:
-        assert run_dir is not None
-        assignment = load_split(run_dir / "split.csv", dataset.samples)
+    return config, run, dataset
+
+
+def _absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Absolute data, regions and weights paths keep the run usable from any directory."""
+    pretrained = config.pretrained
+    if pretrained not in ("hub", "none"):
+        pretrained = str(Path(pretrained).resolve())
+    return config.model_copy(
+        update={
+            "data": str(Path(config.data).resolve()),
+            "regions_dir": [str(Path(d).resolve()) for d in config.regions_dir],
+            "pretrained": pretrained,
+        }
+    )
+
+
+def _device(config: TrainConfig, dctx) -> torch.device:
+    if dctx.backend == "nccl":
+        return torch.device("cuda", dctx.local_rank)
+    return resolve_device("cpu" if dctx.enabled else config.device)
+
+
+def _split(config, run, dataset, dctx) -> tuple[RunDir, dict[str, list[Any]]]:
+    """The train/val/test parts: the saved split of a resumed run, or a new split written into
+    a new run directory (created by rank 0; other ranks learn its path or its error)."""
+    from skincls.data.split import partition, split_samples
+
+    if run is not None:
+        assignment = run.split(dataset.samples)
     else:
         split_seed = config.seed if config.split_seed is None else config.split_seed
         assignment = split_samples(dataset.samples, config.fractions, split_seed)
         created: tuple[str, str] | None = None
         if dctx.is_main:
             try:
-                created = ("ok", str(_create_run(config, regions, dataset, assignment)))
+                run = RunDir.create(config.output, config.backbone, config.overwrite)
+                run.write_setup(
+                    config.model_copy(update={"output": str(run.path)}),
+                    dataset.regions,
+                    dataset.samples,
+                    assignment,
+                )
+                created = ("ok", str(run.path))
             except SkinclsError as err:
                 created = ("error", str(err))
         created = D.broadcast(created, dctx)
         assert created is not None
         if created[0] == "error":
             raise SkinclsError(created[1])
-        run_dir = Path(created[1])
-        if dctx.is_main:
-            held.append(RunLock(run_dir).acquire())
-        config = config.model_copy(update={"output": str(run_dir)})
-    assert run_dir is not None
+        run = run or RunDir(Path(created[1]))
     parts = partition(dataset.samples, assignment)
-    train_samples, val_samples = parts["train"], parts["val"]
-    if not train_samples:
+    if not parts["train"]:
         raise SkinclsError(f"{config.data}: the training split is empty")
-    counts = dataset.counts(train_samples)
+    return run, parts
 
+
+def _build(config, model, regions, parts, device, dctx) -> Kit:
+    """Losses from the training counts, datasets and loaders, optimizer, schedule, engine."""
+    from skincls.data.dataset import SampleDataset, build_transforms
+    from skincls.data.sampler import EpochSampler, EvalSampler, sample_weights
+    from skincls.engine.optim import create_optimizer, create_scheduler
+    from skincls.inference import make_loader
+    from skincls.losses import create_loss, loss_of
+
+    names = [r.name for r in regions]
+    counts = {r.name: [0] * r.num_classes for r in regions}
+    for s in parts["train"]:
+        counts[s.region][s.label] += 1
     data_cfg = model.data_config
-    mean, std = data_cfg["mean"], data_cfg["std"]
+    mean, std = list(data_cfg["mean"]), list(data_cfg["std"])
     if dctx.enabled and config.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    dtype = amp_dtype(config.amp, device)
+    channels_last = config.channels_last and device.type == "cuda"
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -616,7 +281,7 @@ def _train(
     loss_fns = nn.ModuleDict(
         {
             r.name: create_loss(
-                losses_of[r.name],
+                loss_of(r, config.loss),
                 counts[r.name],
                 config.beta,
                 config.gamma,
@@ -626,344 +291,359 @@ def _train(
             for r in regions
         }
     ).to(device)
-
     train_ds = SampleDataset(
-        train_samples,
-        [r.name for r in regions],
+        parts["train"],
+        names,
         build_transforms(regions, "train", config.image_size, mean, std),
         config.image_size,
     )
     eval_tf = build_transforms(regions, "eval", config.image_size, mean, std)
-    val_ds = SampleDataset(val_samples, [r.name for r in regions], eval_tf, config.image_size)
+    val_ds = SampleDataset(parts["val"], names, eval_tf, config.image_size)
     weights = sample_weights(
-        train_samples, {r.name: _sampler_of(config, r) for r in regions}, config.region_balance
+        parts["train"],
+        {r.name: r.sampler or config.sampler for r in regions},
+        config.region_balance,
     )
     sampler = EpochSampler(
-        len(train_samples), weights, config.seed, rank=dctx.rank, world_size=dctx.world_size
+        len(train_ds), weights, config.seed, rank=dctx.rank, world_size=dctx.world_size
     )
     if len(sampler) < 2:
         raise SkinclsError(
             f"{config.data}: the training split has {len(sampler)} sample(s); need 2+"
         )
-    train_loader = make_loader(
-        train_ds, sampler, config, device, drop_last=len(sampler) >= config.batch_size
-    )
-    val_loader = make_loader(
-        val_ds, EvalSampler(len(val_ds), dctx.rank, dctx.world_size), config, device
-    )
-
-    steps_per_epoch = len(train_loader)
+    bs, workers = config.batch_size, config.workers
+    train_loader = make_loader(train_ds, sampler, bs, workers, device, len(sampler) >= bs)
+    val_sampler = EvalSampler(len(val_ds), dctx.rank, dctx.world_size)
+    val_loader = make_loader(val_ds, val_sampler, bs, workers, device) if len(val_ds) else None
+    steps = len(train_loader)
     if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    accum = config.accum_steps
-    updates_per_epoch = math.ceil(steps_per_epoch / accum)
-    total_steps = updates_per_epoch * config.epochs
-    warmup_steps = updates_per_epoch * config.warmup_epochs
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
-    eta_ratio = config.eta_min / config.lr
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, warmup_steps, total_steps, eta_ratio)
+        steps = min(steps, config.max_steps_per_epoch)
+    updates_per_epoch = math.ceil(steps / config.accum_steps)
+    optimizer = create_optimizer(model, config.lr, config.weight_decay)
+    scheduler = create_scheduler(
+        optimizer,
+        config.lr,
+        config.eta_min,
+        updates_per_epoch * config.epochs,
+        updates_per_epoch * config.warmup_epochs,
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    engine = Engine(
+        net=net,
+        model=model,
+        loss_fns=loss_fns,
+        names=names,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        device=device,
+        dtype=dtype,
+        grad_clip=config.grad_clip,
+        accum=config.accum_steps,
+        channels_last=channels_last,
+        on_nan=config.on_nan,
+        dctx=dctx,
+    )
+    interpolation = str(data_cfg.get("interpolation", "bilinear"))
+    return Kit(
+        engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std, interpolation
+    )
 
-    start_epoch, best_metric, best_epoch, wandb_id = 0, -math.inf, -1, None
-    history: list[dict[str, Any]] = []
-    run_info_path = run_dir / "run.json"
-    write = dctx.is_main
-    last = run_dir / "last"
-    if resuming and not _has_checkpoint(last):
-        console.print(f"{run_dir}: no epoch was completed before; starting from epoch 1")
-    elif resuming:
-        weights_state, meta = load_checkpoint(last)
-        check_meta(meta, str(resolve_checkpoint(last)), config.model_dump(), regions)
-        check_state_matches(model.state_dict(), weights_state, str(resolve_checkpoint(last)))
-        model.load_state_dict(weights_state)
-        state = load_trainer_state(last)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        start_epoch = int(state["epoch"]) + 1
-        best_metric = float(state["best_metric"])
-        best_epoch = int(state["best_epoch"])
-        history = read_history(run_dir)[:start_epoch]
-        wandb_id = _read_json(run_info_path).get("wandb_id")
-        if start_epoch >= config.epochs:
-            console.print(f"{run_dir}: already trained {start_epoch} of {config.epochs} epochs")
 
+def _restore(run: RunDir, kit: Kit, config, regions, console) -> TrainState:
+    """A fresh state, or a resumed run's state after checking that its files agree."""
+    state = TrainState()
+    if not config.resume:
+        return state
+    last = run.path / "last"
+    if not run.has_checkpoint("last"):
+        console.print(f"{run.path}: no epoch was completed before; starting from epoch 1")
+        return state
+    weights, meta = load_checkpoint(last)
+    origin = str(resolve_checkpoint(last))
+    check_meta(meta, origin, config.model_dump(), regions)
+    e = kit.engine
+    check_state_matches(e.model.state_dict(), weights, origin)
+    e.model.load_state_dict(weights)
+    saved = load_trainer_state(last)
+    try:
+        e.optimizer.load_state_dict(saved["optimizer"])
+    except ValueError as err:
+        raise SkinclsError(f"{origin}: optimizer state does not fit the model: {err}") from None
+    e.scheduler.load_state_dict(saved["scheduler"])
+    e.scaler.load_state_dict(saved["scaler"])
+    set_rng_state(saved["rng"])
+    state.load_state_dict(saved["train_state"])
+    state.history = run.history()[: state.epoch]
+    if state.epoch >= config.epochs:
+        console.print(f"{run.path}: already trained {state.epoch} of {config.epochs} epochs")
+    return state
+
+
+def _start(run: RunDir, config, kit: Kit, dctx, state: TrainState, group: str | None) -> Any:
+    """The wandb tracker (rank 0 only; same id on resume) and the run's status file."""
+    from skincls import __version__
     from skincls.tracking import Tracker
 
     tracker = Tracker(
-        config.wandb if write else "disabled",
-        run_dir,
+        config.wandb if dctx.is_main else "disabled",
+        run.path,
         config.model_dump(mode="json"),
         config.wandb_project,
         config.wandb_entity,
         config.wandb_name,
         config.wandb_tags,
-        run_id=wandb_id,
-        group=wandb_group,
+        run_id=run.status().get("wandb_id") if config.resume else None,
+        group=group,
     )
-    if write:
-        atomic_write_json(
-            run_info_path,
-            {
-                "wandb_id": tracker.run_id,
-                "wandb_mode": config.wandb,
-                "status": "running",
-                "device": str(device),
-                "world_size": dctx.world_size,
-                "amp": str(dtype) if dtype else "off",
-                "skincls_version": _version(),
-                "torch_version": torch.__version__,
-            },
+    if dctx.is_main:
+        e = kit.engine
+        run.update_status(
+            wandb_id=tracker.run_id,
+            wandb_mode=config.wandb,
+            status="running",
+            device=str(e.device),
+            world_size=dctx.world_size,
+            amp=str(e.dtype) if e.dtype else "off",
+            skincls_version=__version__,
+            torch_version=torch.__version__,
         )
+    return tracker
 
+
+def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None:
+    from skincls.losses import PRIOR_LOSSES, REWEIGHTING_LOSSES, loss_of
+
+    e = kit.engine
     console.print(
-        f"run {run_dir}  device={device} amp={dtype or 'off'} "
-        f"backbone={config.backbone} train={len(train_samples)} val={len(val_samples)} "
-        f"test={len(parts['test'])}"
+        f"run {run.path}  device={e.device} amp={e.dtype or 'off'} backbone={config.backbone} "
+        f"train={len(parts['train'])} val={len(parts['val'])} test={len(parts['test'])}"
     )
-    for line in _summary_lines(config, regions, counts):
-        console.print("  " + line)
+    counts = dataset.counts(parts["train"])
+    for r in dataset.regions:
+        loss, sampler = loss_of(r, config.loss), r.sampler or config.sampler
+        fixes = [f"sampler={sampler}"] if sampler != "none" else []
+        if loss in REWEIGHTING_LOSSES:
+            fixes.append(f"loss weights (CB, beta={config.beta})")
+        if loss in PRIOR_LOSSES:
+            fixes.append(f"logit prior ({loss})")
+        double = sampler != "none" and loss in REWEIGHTING_LOSSES + PRIOR_LOSSES
+        console.print(
+            f"  {r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}, "
+            f"imbalance corrections: {', '.join(fixes) or 'none'}"
+            + (" [double correction]" if double else "")
+        )
+    console.print(f"  region balance across regions: {config.region_balance}")
     console.print(
-        f"  batch: {config.batch_size} per rank x {dctx.world_size} rank(s) x {accum} "
-        f"accumulation step(s) = global batch {config.batch_size * dctx.world_size * accum}"
+        f"  batch: {config.batch_size} per rank x {dctx.world_size} rank(s) x "
+        f"{config.accum_steps} accumulation step(s) = global batch "
+        f"{config.batch_size * dctx.world_size * config.accum_steps}"
     )
 
-    bad_paths: dict[str, str] = {}
-    names = [r.name for r in regions]
-    interrupted = {"flag": False}
 
-    def _on_signal(signum, frame):  # first signal: finish cleanly at the next step boundary
-        if interrupted["flag"]:
-            raise KeyboardInterrupt
-        interrupted["flag"] = True
+def _fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> None:
+    """Epochs until ``config.epochs``; the run's status says how it ended."""
+    from skincls.console import make_console
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    in_main_thread = _is_main_thread()
-    if in_main_thread:
-        for s in previous:
-            signal.signal(s, _on_signal)
-    exit_code = 0
-    epoch_times: list[float] = []
+    notes = make_console(stderr=True, quiet=config.quiet or not dctx.is_main)
+    write = dctx.is_main
+    regions = kit.regions
+    callbacks: list[Callback] = []
+    if write:
+        callbacks.append(HistoryWriter(run))
+    callbacks += [
+        CheckpointSaver(
+            run,
+            weights=kit.engine.model.state_dict,
+            meta=lambda end: _meta(config, regions, kit, end),
+            trainer_state=lambda: _trainer_state(kit, state, dctx),
+            write=write,
+            dctx=dctx,
+        ),
+        WandbLogger(tracker),
+        ConsoleReporter(console, config.epochs),
+        *hooks,
+    ]
+    bad: dict[str, str] = {}
+    times: list[float] = []
+    status = "failed"
     try:
-        for epoch in range(start_epoch, config.epochs):
-            sampler.set_epoch(epoch)
-            net.train()
-            t0 = time.perf_counter()
-            seen, loss_sum, loss_n, skipped_nan = 0, 0.0, 0, 0
-            progress = _progress(notes, config.quiet)
-            optimizer.zero_grad(set_to_none=True)
-            with progress:
-                task = progress.add_task(
-                    f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, info=""
-                )
-                for step, batch in enumerate(train_loader):
-                    if step >= steps_per_epoch:
-                        break
-                    if interrupted["flag"]:
-                        raise KeyboardInterrupt
-                    images, region_idx, labels, ok, index = _collate_to(
-                        batch, device, channels_last
-                    )
-                    if not bool(ok.all()):
-                        for i in index[~ok.cpu()].tolist():
-                            _note_bad(bad_paths, train_samples[i])
-                        if not dctx.enabled:  # under torchrun: decided on the global count
-                            _check_bad_fraction(bad_paths, len(train_samples), config)
-                    last_micro = (step + 1) % accum == 0 or step + 1 == steps_per_epoch
-                    loss, finite = training_step(
-                        net,
-                        model,
-                        images,
-                        region_idx,
-                        labels,
-                        ok,
-                        loss_fns,
-                        names,
-                        optimizer,
-                        scaler,
-                        scheduler,
-                        dtype,
-                        config.grad_clip,
-                        accum,
-                        last_micro,
-                        dctx,
-                    )
-                    if not finite:
-                        if config.on_nan == "stop":
-                            raise SkinclsError(
-                                f"epoch {epoch + 1} step {step + 1}: loss is {loss.item()}; "
-                                "stopping (--on-nan stop). Lower --lr or check the data."
-                            )
-                        skipped_nan += 1
-                        continue
-                    seen += images.shape[0]
-                    loss_sum += float(loss.detach())
-                    loss_n += 1
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    progress.update(
-                        task, advance=1, info=f"loss {loss_sum / loss_n:.4f}  {rate:.1f} img/s"
-                    )
-            train_time = time.perf_counter() - t0
-            total_loss, total_n, total_seen = D.reduce_sum([loss_sum, loss_n, seen], dctx, device)
-            if skipped_nan:
-                notes.print(
-                    f"epoch {epoch + 1}: skipped {skipped_nan} step(s) with a non-finite loss",
-                    style="yellow",
-                )
-            val = (
-                score(model, val_loader, regions, device, dtype, channels_last, dctx)
-                if len(val_ds)
-                else None
-            )
-            for i in (val or {}).get("bad_indices", []):
-                _note_bad(bad_paths, val_samples[i])
-            bad_paths.update(D.merge_dicts(bad_paths, dctx))
-            _check_bad_fraction(bad_paths, len(train_samples), config)
-            selected_value = (
-                val["mean"][config.select]
-                if val and not math.isnan(val["mean"][config.select])
-                else float(epoch)
-            )
-            record = {
-                "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": total_loss / max(total_n, 1),
-                "train_images_per_s": total_seen / max(train_time, 1e-9),
-                "skipped_nan_steps": skipped_nan,
-                "select": selected_value,
-            }
-            if val:
-                for k in EPOCH_METRICS:
-                    record[f"val_{k}"] = val["mean"][k]
-                for name, m in val["regions"].items():
-                    for k in EPOCH_METRICS:
-                        record[f"val_{name}_{k}"] = m[k]
-            improved = selected_value > best_metric
-            if improved:
-                best_metric, best_epoch = selected_value, epoch + 1
-            history.append(record)
-            if write:
-                _write_history(run_dir, history)
-                meta = _meta(config, regions, mean, std, epoch + 1, record, data_cfg)
-                trainer_state = {
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": _rng_state(),
-                    "epoch": epoch,
-                    "best_metric": best_metric,
-                    "best_epoch": best_epoch,
-                    "sampler": sampler.state_dict(),
-                    "world_size": dctx.world_size,
-                }
-                state_dict = model.state_dict()
-                if improved:
-                    save_checkpoint(
-                        run_dir / "best", state_dict, {**meta, "best": True}, trainer_state
-                    )
-                save_checkpoint(run_dir / "last", state_dict, meta, trainer_state)
-            D.barrier(dctx)
-            tracker.log(
-                {k: v for k, v in record.items() if k != "epoch"} | {"epoch": epoch + 1},
-                step=epoch + 1,
-            )
-            epoch_times.append(time.perf_counter() - t0)
-            remaining = (config.epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)
-            _print_epoch(console, epoch + 1, config, record, val, improved, remaining)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, record)
+        with GracefulStop() as stop:
+            while state.epoch < config.epochs:
+                end = _epoch(config, kit, state, parts, regions, stop, bad, notes, dctx)
+                times.append(end.seconds)
+                end.remaining = (config.epochs - state.epoch) * sum(times) / len(times)
+                for cb in callbacks:
+                    cb.on_epoch_end(end)
+        status = "finished"
     except KeyboardInterrupt:
-        exit_code = 130
+        status = "interrupted"
         if write:
-            atomic_write_json(run_info_path, {**_read_json(run_info_path), "status": "interrupted"})
+            run.update_status(status=status)
         kept = (
-            f"{run_dir / 'last'} holds the last completed epoch ({len(history)})"
-            if history
+            f"{run.path / 'last'} holds the last completed epoch ({state.epoch})"
+            if state.history
             else "no epoch was completed"
         )
         raise TrainingInterrupted(
             f"interrupted; {kept}. Continue with: skincls train --resume "
-            f"{shlex.quote(str(run_dir))}"
+            f"{shlex.quote(str(run.path))}"
         ) from None
     except BaseException as err:
-        exit_code = 1
         status = "pruned" if type(err).__name__ == "TrialPruned" else "failed"
         if write:
-            atomic_write_json(
-                run_info_path, {**_read_json(run_info_path), "status": status, "error": str(err)}
-            )
+            with contextlib.suppress(SkinclsError):  # a full disk: the error raised says so
+                run.update_status(status=status, error=str(err))
         raise
     finally:
-        if in_main_thread:
-            for s, h in previous.items():
-                signal.signal(s, h)
-        if bad_paths and write:
-            _write_bad_images(run_dir, bad_paths)
-            notes.print(_bad_summary(bad_paths, run_dir), style="yellow")
-        if exit_code:
+        if bad and write:
+            run.write_bad_images(bad)
+            notes.print(_bad_summary(bad, run.path), style="yellow")
+        if status != "finished":
             tracker.finish(exit_code=1)
 
-    test_result = None
-    test_samples = parts["test"]
-    if test_samples and best_epoch > 0:
-        weights_state, _ = load_checkpoint(run_dir / "best")
-        model.load_state_dict(weights_state)
-        test_ds = SampleDataset(test_samples, names, eval_tf, config.image_size)
-        test_sampler = EvalSampler(len(test_ds), dctx.rank, dctx.world_size)
-        test_loader = make_loader(test_ds, test_sampler, config, device)
-        test_result = score(model, test_loader, regions, device, dtype, channels_last, dctx)
-        test_result.pop("bad_indices", None)
-        test_result.update({"split": "test", "checkpoint": "best", "epoch": best_epoch})
-        if write:
-            atomic_write_json(run_dir / "evaluation.json", test_result)
-        for name, m in test_result["regions"].items():
-            r = next(x for x in regions if x.name == name)
-            tracker.log_confusion(name, r.classes, m["confusion_matrix"], step=len(history))
-        tracker.summary({f"test/{k}": v for k, v in test_result["mean"].items()})
-        if show_test:
-            _print_eval(console, "test (best checkpoint)", test_result)
-    if write:
-        atomic_write_json(
-            run_info_path,
-            {
-                **_read_json(run_info_path),
-                "status": "finished",
-                "best_epoch": best_epoch,
-                "best_metric": best_metric,
-            },
+
+def _epoch(config, kit: Kit, state: TrainState, parts, regions, stop, bad, notes, dctx) -> EpochEnd:
+    """One epoch of training and validation; returns what the callbacks are given."""
+    import time
+
+    from skincls.inference import score
+
+    t0 = time.perf_counter()
+    kit.sampler.set_epoch(state.epoch)
+    with _progress(notes, config, state, kit.steps_per_epoch) as update:
+        stats = kit.engine.train_epoch(
+            kit.train_loader,
+            kit.steps_per_epoch,
+            state,
+            stop,
+            on_bad=lambda idx: _on_bad(idx, parts["train"], bad, config, dctx),
+            progress=update,
         )
-    tracker.finish()
-    return RunResult(
-        run_dir, best_epoch, best_metric, history, test_result, config.select, config.wandb
-    )
+    if stats.skipped_nan_steps:
+        notes.print(
+            f"epoch {state.epoch + 1}: skipped {stats.skipped_nan_steps} step(s) with a "
+            "non-finite loss",
+            style="yellow",
+        )
+    e = kit.engine
+    val = None
+    D.sync_buffers(e.model, dctx)  # the statistics rank 0 saves are the ones validated
+    if kit.val_loader is not None:
+        val = score(e.model, kit.val_loader, regions, e.device, e.dtype, e.channels_last, dctx)
+        for i in val.pop("bad_indices", []):
+            _note_bad(bad, parts["val"][i])
+    bad.update(D.merge_dicts(bad, dctx))
+    _check_bad_fraction(bad, len(parts["train"]), config)
+    value = val["mean"][config.select] if val else math.nan
+    record: dict[str, Any] = {
+        "epoch": state.epoch + 1,
+        "lr": e.optimizer.param_groups[0]["lr"],
+        "train_loss": stats.train_loss,
+        "train_images_per_s": stats.images_per_s,
+        "skipped_nan_steps": stats.skipped_nan_steps,
+        "select": float(state.epoch) if math.isnan(value) else value,
+    }
+    if val:
+        record.update({f"val_{k}": val["mean"][k] for k in METRICS})
+        for name, m in val["regions"].items():
+            record.update({f"val_{name}_{k}": m[k] for k in METRICS})
+    state.epoch += 1
+    improved = state.improve(record["select"])
+    state.history.append(record)
+    return EpochEnd(state.epoch, record, val, improved, state, time.perf_counter() - t0)
 
 
-def _has_checkpoint(directory: Path) -> bool:
-    return any(p.exists() for p in (directory, directory.with_name(f"{directory.name}.old")))
+class _progress:
+    """A transient progress bar on stderr (terminals only) with loss, img/s and ETA."""
+
+    def __init__(self, console, config, state: TrainState, steps: int):
+        from skincls.console import progress_bar
+
+        self.bar = progress_bar(console, config.quiet)
+        self.title = f"epoch {state.epoch + 1}/{config.epochs}"
+        self.steps = steps
+
+    def __enter__(self) -> Callable[[float, float], None]:
+        self.bar.__enter__()
+        task = self.bar.add_task(self.title, total=self.steps, info="")
+
+        def update(loss: float, rate: float) -> None:
+            self.bar.update(task, advance=1, info=f"loss {loss:.4f}  {rate:.1f} img/s")
+
+        return update
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
 
 
-def _version() -> str:
+def _trainer_state(kit: Kit, state: TrainState, dctx) -> dict[str, Any]:
+    e = kit.engine
+    return {
+        "format": TRAINER_FORMAT,
+        "optimizer": e.optimizer.state_dict(),
+        "scheduler": e.scheduler.state_dict(),
+        "scaler": e.scaler.state_dict(),
+        "rng": rng_state(),
+        "train_state": state.state_dict(),
+        "sampler": kit.sampler.state_dict(),
+        "world_size": dctx.world_size,
+    }
+
+
+def _meta(config, regions, kit: Kit, end: EpochEnd) -> dict[str, Any]:
+    """``meta.json`` of a checkpoint: what inference needs without the config."""
     from skincls import __version__
+    from skincls.losses import loss_of
 
-    return __version__
+    return {
+        "skincls_version": __version__,
+        "backbone": config.backbone,
+        "image_size": config.image_size,
+        "mean": kit.mean,
+        "std": kit.std,
+        "interpolation": kit.interpolation,
+        "regions": [{"name": r.name, "classes": r.classes, "ordinal": r.ordinal} for r in regions],
+        "losses": {r.name: loss_of(r, config.loss) for r in regions},
+        "epoch": end.epoch,
+        "select": config.select,
+        "metric": end.record["select"],
+        "dropout": config.dropout,
+    }
 
 
-def _is_main_thread() -> bool:
-    import threading
+def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
+    """Scores of the best checkpoint on the test split (never used for selection)."""
+    from skincls.checkpoints import atomic_write_json
+    from skincls.data.dataset import SampleDataset
+    from skincls.data.sampler import EvalSampler
+    from skincls.inference import make_loader, score
 
-    return threading.current_thread() is threading.main_thread()
+    if not samples or state.best_epoch <= 0:
+        return None
+    e = kit.engine
+    weights, _ = load_checkpoint(run.path / "best")
+    e.model.load_state_dict(weights)
+    names = [r.name for r in regions]
+    ds = SampleDataset(samples, names, kit.eval_transforms, config.image_size)
+    sampler = EvalSampler(len(ds), dctx.rank, dctx.world_size)
+    loader = make_loader(ds, sampler, config.batch_size, config.workers, e.device)
+    result = score(e.model, loader, regions, e.device, e.dtype, e.channels_last, dctx)
+    result.pop("bad_indices", None)
+    result.update({"split": "test", "checkpoint": "best", "epoch": state.best_epoch})
+    if dctx.is_main:
+        atomic_write_json(run.path / "evaluation.json", result)
+    for name, m in result["regions"].items():
+        classes = next(r.classes for r in regions if r.name == name)
+        tracker.log_confusion(name, classes, m["confusion_matrix"], step=len(state.history))
+    tracker.summary({f"test/{k}": v for k, v in result["mean"].items()})
+    return result
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+def _on_bad(indices: list[int], samples, bad: dict[str, str], config, dctx) -> None:
+    for i in indices:
+        _note_bad(bad, samples[i])
+    if not dctx.enabled:  # under torchrun the limit is decided on the global count
+        _check_bad_fraction(bad, len(samples), config)
 
 
 def _note_bad(bad: dict[str, str], sample: Any) -> None:
@@ -979,130 +659,23 @@ def _note_bad(bad: dict[str, str], sample: Any) -> None:
         bad[sample.path] = str(err)
 
 
-def _write_bad_images(run_dir: Path, bad: dict[str, str]) -> None:
-    from skincls.runs import atomic_write_text
-
-    atomic_write_text(run_dir / "bad_images.txt", "".join(f"{p}\t{bad[p]}\n" for p in sorted(bad)))
-
-
 def _bad_summary(bad: dict[str, str], run_dir: Path) -> str:
     from collections import Counter
 
     reasons = Counter(r.split(":", 1)[0] for r in bad.values())
     parts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-    return f"skipped {len(bad)} image(s) that give no pixels ({parts}); list in {run_dir / 'bad_images.txt'}"
+    where = run_dir / "bad_images.txt"
+    return f"skipped {len(bad)} image(s) that give no pixels ({parts}); list in {where}"
 
 
 def _check_bad_fraction(bad: dict[str, str], total: int, config: TrainConfig) -> None:
     """Stop the run (every rank alike: ``bad`` is global under torchrun) over the limit; the
-    list is written by the caller's ``finally``."""
+    list is written when the run ends."""
     if len(bad) > config.max_bad_fraction * total:
         raise SkinclsError(
             f"{len(bad)} of {total} training images cannot be decoded, more than "
             f"--max-bad-fraction {config.max_bad_fraction}; list in {config.output}/bad_images.txt"
         )
-
-
-def _meta(config, regions, mean, std, epoch, record, data_cfg) -> dict[str, Any]:
-    return {
-        "skincls_version": _version(),
-        "backbone": config.backbone,
-        "image_size": config.image_size,
-        "mean": list(mean),
-        "std": list(std),
-        "interpolation": data_cfg.get("interpolation", "bilinear"),
-        "regions": [{"name": r.name, "classes": r.classes, "ordinal": r.ordinal} for r in regions],
-        "losses": {r.name: _loss_of(config, r) for r in regions},
-        "epoch": epoch,
-        "select": config.select,
-        "metric": record["select"],
-        "dropout": config.dropout,
-    }
-
-
-def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    import io
-    import json
-
-    from skincls.runs import atomic_write_text
-
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    columns: list[str] = []
-    for r in history:
-        columns += [k for k in r if k not in columns]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns)
-    w.writeheader()
-    w.writerows(history)
-    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
-def _progress(console, quiet):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=quiet or not console.is_terminal,
-    )
-
-
-def _print_epoch(console, epoch, config, record, val, improved, remaining: float = 0.0) -> None:
-    from rich.table import Table
-
-    title = (
-        f"epoch {epoch}/{config.epochs}  loss {record['train_loss']:.4f}  "
-        f"{record['train_images_per_s']:.1f} img/s  lr {record['lr']:.2e}"
-        + ("  new best" if improved else "")
-        + (f"  run eta {_duration(remaining)}" if remaining > 0 else "")
-    )
-    if not val:
-        console.print(title)
-        return
-    console.print(title)
-    table = Table()
-    table.add_column("val region", min_width=max(map(len, val["regions"]), default=4), no_wrap=True)
-    for k in EPOCH_METRICS:
-        table.add_column(SHORT[k], justify="right")
-    for name, m in val["regions"].items():
-        table.add_row(name, *(f"{m[k]:.3f}" for k in EPOCH_METRICS))
-    table.add_row("mean", *(f"{val['mean'][k]:.3f}" for k in EPOCH_METRICS), style="bold")
-    console.print(table)
-
-
-def _print_eval(console, title, result) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("region", min_width=max(map(len, result["regions"]), default=4), no_wrap=True)
-    table.add_column("n", justify="right")
-    for k in EPOCH_METRICS:
-        table.add_column(SHORT[k], justify="right")
-    for name, m in result["regions"].items():
-        table.add_row(name, str(m["n"]), *(f"{m[k]:.3f}" for k in EPOCH_METRICS))
-    table.add_row("mean", "", *(f"{result['mean'][k]:.3f}" for k in EPOCH_METRICS), style="bold")
-    console.print(table)
 
 
 def train_from_options(options: dict[str, Any], config_file: str | None = None) -> RunResult:

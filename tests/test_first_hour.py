@@ -129,20 +129,20 @@ def test_a_file_where_a_directory_is_expected_and_the_reverse(
 def test_interrupt_in_the_first_epoch_then_the_printed_command_works(
     tmp_path, tiny_data, tiny_regions, monkeypatch
 ):
-    from skincls import train as T
+    from skincls.engine.loop import Engine
 
     out = tmp_path / "my runs" / "first try"
-    real = T.training_step
+    real = Engine.train_step
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "training_step", interrupted)
+    monkeypatch.setattr(Engine, "train_step", interrupted)
     result = runner.invoke(app, ["train", *tiny_cli_args(tiny_data, tiny_regions), "-o", str(out)])
     assert result.exit_code == 130
     assert "no epoch was completed" in result.stderr
     hint = re.search(r"Continue with: (skincls train .*)$", result.stderr.strip()).group(1)
-    monkeypatch.setattr(T, "training_step", real)
+    monkeypatch.setattr(Engine, "train_step", real)
     argv = shlex.split(hint)[1:]
     assert argv == ["train", "--resume", str(out)]
     resumed = runner.invoke(app, argv)
@@ -271,7 +271,7 @@ def test_offline_hub_fails_within_seconds_with_the_helpful_line(
 
     from huggingface_hub import constants
 
-    from skincls.train import build_model
+    from skincls.model import create_model as build_model
 
     def no_network(*args, **kwargs):
         raise OSError("Network is unreachable")
@@ -282,12 +282,12 @@ def test_offline_hub_fails_within_seconds_with_the_helpful_line(
     config = build_config(
         tiny_values(tiny_data, tiny_regions, backbone="resnet10t", pretrained="hub")
     )
-    regions = [type("R", (), {"name": "wrinkle", "num_classes": 4})()]
+    regions = [type("R", (), {"name": "wrinkle", "num_classes": 4, "loss": None})()]
     t0 = time.perf_counter()
     with pytest.raises(
         SkinclsError, match="--pretrained FILE for a local weights file or --no-pretrained"
     ):
-        build_model(config, regions, {"wrinkle": "ce"})
+        build_model(config, regions)
     assert time.perf_counter() - t0 < 10
 
 

@@ -459,7 +459,7 @@ def test_disk_full_is_one_error_and_keeps_the_previous_checkpoint(
 
     import safetensors.torch
 
-    from skincls.runs import load_checkpoint
+    from skincls.checkpoints import load_checkpoint
     from skincls.train import train
 
     real = safetensors.torch.save_file
@@ -537,10 +537,10 @@ def test_edited_onnx_metadata_is_explained_in_one_line(tiny_run, tmp_path):
 
 
 def test_a_micro_batch_without_decoded_images_does_not_crash_the_grad_scaler():
-    import timm
     import torch
 
-    from skincls.train import training_step
+    from skincls.engine.loop import Engine, TrainState
+    from skincls.engine.optim import create_scheduler
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
@@ -555,31 +555,25 @@ def test_a_micro_batch_without_decoded_images_does_not_crash_the_grad_scaler():
 
     net = Net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=True)
-    losses = torch.nn.ModuleDict({"r": torch.nn.CrossEntropyLoss()})
-    before = [p.detach().clone() for p in net.parameters()]
-    images = torch.randn(4, 3, 2, 2)
-    zeros = torch.zeros(4, dtype=torch.long)
-    loss, finite = training_step(
-        net,
-        net,
-        images,
-        zeros,
-        zeros,
-        torch.zeros(4, dtype=torch.bool),
-        losses,
-        ["r"],
-        opt,
-        scaler,
-        sched,
-        None,
-        1.0,
+    engine = Engine(
+        net=net,
+        model=net,
+        loss_fns=torch.nn.ModuleDict({"r": torch.nn.CrossEntropyLoss()}),
+        names=["r"],
+        optimizer=opt,
+        scheduler=create_scheduler(opt, 0.1, 0.0, total=10, warmup=0),
+        scaler=torch.amp.GradScaler("cpu", enabled=True),
+        device=torch.device("cpu"),
+        grad_clip=1.0,
     )
+    before = [p.detach().clone() for p in net.parameters()]
+    zeros = torch.zeros(4, dtype=torch.long)
+    state = TrainState()
+    no_image = torch.zeros(4, dtype=torch.bool)
+    loss, finite = engine.train_step(torch.randn(4, 3, 2, 2), zeros, zeros, no_image, state)
     assert finite and float(loss) == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
-    assert sched.last_epoch == 1  # the schedule still advances by one update
-    del timm
+    assert state.updates == 1  # the schedule still advances by one update
 
 
 # 10. Overflow values and missing folders ------------------------------------------------------

@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from skincls.checkpoints import load_checkpoint, resolve_checkpoint, save_checkpoint
 from skincls.config import build_config
 from skincls.data.images import ImageReadError, read_image
 from skincls.data.samples import LoadReport
 from skincls.data.sources import load_csv, load_data
 from skincls.errors import DataError, RegionSpecError, SkinclsError
 from skincls.regions import discover_regions, parse_region
-from skincls.runs import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 from .conftest import tiny_cli_args, tiny_values
 
@@ -104,8 +104,9 @@ def test_too_many_bad_images_stop_the_run_with_a_clear_error(tmp_path, tiny_regi
 
 def test_non_finite_loss_is_skipped_or_stops(tmp_path, tiny_data, tiny_regions, monkeypatch):
     from skincls import train as T
+    from skincls.engine import loop
 
-    real = T.multitask_loss
+    real = loop.multitask_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -113,7 +114,7 @@ def test_non_finite_loss_is_skipped_or_stops(tmp_path, tiny_data, tiny_regions, 
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(T, "multitask_loss", poisoned)
+    monkeypatch.setattr(loop, "multitask_loss", poisoned)
     base = tiny_values(tiny_data, tiny_regions, warmup_epochs=0)
     result = T.train(build_config({**base, "output": str(tmp_path / "skip")}))
     assert result.history[0]["skipped_nan_steps"] == 1
@@ -191,13 +192,13 @@ def test_checkpoint_of_other_regions_gives_a_mismatch_error(tiny_run, tmp_path):
 
 def test_trainer_state_loads_with_weights_only(tiny_run):
     state = torch.load(tiny_run / "last" / "trainer.pt", weights_only=True)
-    assert {"optimizer", "scheduler", "rng", "epoch"} <= set(state)
+    assert {"optimizer", "scheduler", "rng", "train_state"} <= set(state)
 
 
 KILLER = """
 import sys, time, torch
 from pathlib import Path
-from skincls.runs import save_checkpoint
+from skincls.checkpoints import save_checkpoint
 target = Path(sys.argv[1])
 i = 0
 while True:

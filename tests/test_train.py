@@ -5,13 +5,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from skincls.checkpoints import load_checkpoint
 from skincls.cli import app
 from skincls.config import build_config
+from skincls.engine.loop import multitask_loss
 from skincls.errors import SkinclsError
 from skincls.losses import create_loss
 from skincls.model import MultiHeadNet
-from skincls.runs import load_checkpoint
-from skincls.train import TrainingInterrupted, multitask_loss, train
+from skincls.train import TrainingInterrupted, train
 
 from .conftest import tiny_values
 
@@ -101,7 +102,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_da
     assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "interrupted"
     _, meta = load_checkpoint(tmp_path / "cut" / "last")
     assert meta["epoch"] == 2
-    from skincls.train import resume_config
+    from skincls.runs import resume_config
 
     resumed = train(resume_config(tmp_path / "cut", {}))
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
@@ -117,7 +118,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_da
 
 def test_resume_refuses_changed_options(tmp_path, tiny_data, tiny_regions):
     train(tiny_config(tiny_data, tiny_regions, tmp_path / "r", epochs=1))
-    from skincls.train import resume_config
+    from skincls.runs import resume_config
 
     with pytest.raises(SkinclsError, match=r"--lr \(run: 0.003, given: 0.1\)"):
         resume_config(tmp_path / "r", {"lr": 0.1})
@@ -145,7 +146,7 @@ def test_best_checkpoint_is_the_best_validation_epoch(tmp_path, tiny_data, tiny_
         "run.json",
     } <= {p.name for p in result.run_dir.iterdir()}
     state = torch.load(result.run_dir / "last" / "trainer.pt", weights_only=True)
-    assert state["epoch"] == 2 and "optimizer" in state
+    assert state["train_state"]["epoch"] == 3 and "optimizer" in state  # after the 3rd epoch
 
 
 def test_existing_output_is_not_overwritten(tmp_path, tiny_data, tiny_regions):
@@ -228,7 +229,7 @@ def test_wandb_offline_run_is_written_and_resumed_under_the_same_id(
             tiny_config(tiny_data, tiny_regions, out, epochs=2, wandb="offline"), on_epoch_end=stop
         )
     run_id = json.loads((out / "run.json").read_text())["wandb_id"]
-    from skincls.train import resume_config
+    from skincls.runs import resume_config
 
     train(resume_config(out, {}))
     assert json.loads((out / "run.json").read_text())["wandb_id"] == run_id

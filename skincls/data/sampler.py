@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Literal
 
 import torch
 from torch.utils.data import Sampler
 
 from skincls.data.samples import Sample
-
-SamplerKind = Literal["none", "class_balanced", "sqrt"]
-RegionBalance = Literal["none", "sqrt", "equal"]
 
 
 def sample_weights(
