@@ -2,8 +2,8 @@
 
 Both loops train the same backbone on the same in-memory batches (no data loading), alternating
 blocks of steps in one process so that machine noise hits both alike. The skincls step is the one
-``skincls train`` runs (``skincls.train.training_step``): masked per-region losses, gradient
-clipping, scheduler. Also reports images per second and peak RSS.
+``skincls train`` runs (``skincls.engine.loop.Engine.train_step``): masked per-region losses,
+gradient clipping, timm's scheduler stepped per update. Also reports images per second and peak RSS.
 
     python benchmarks/train_step.py --backbone resnet50 --image-size 128 --batch-size 16
 """
@@ -31,9 +31,10 @@ def main() -> int:
     args = p.parse_args()
     import timm
 
+    from skincls.engine.loop import Engine, TrainState
+    from skincls.engine.optim import create_optimizer, create_scheduler
     from skincls.losses import create_loss
     from skincls.model import MultiHeadNet
-    from skincls.train import lr_factor, param_groups, training_step
 
     torch.manual_seed(0)
     n_classes = 7
@@ -59,19 +60,26 @@ def main() -> int:
 
     # skincls: MultiHeadNet with one region head, the real training step
     net = MultiHeadNet(args.backbone, ["lesion"], [n_classes], dropout=0.3)
-    opt = torch.optim.AdamW(param_groups(net, 1e-4), lr=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 10, 1000, 0.01))
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    fns = nn.ModuleDict({"lesion": create_loss("ce", [1] * n_classes)})
+    opt = create_optimizer(net, 1e-4, 1e-4)
+    engine = Engine(
+        net=net,
+        model=net,
+        loss_fns=nn.ModuleDict({"lesion": create_loss("ce", [1] * n_classes)}),
+        names=["lesion"],
+        optimizer=opt,
+        scheduler=create_scheduler(opt, 1e-4, 1e-6, total=1000, warmup=10),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        device=torch.device("cpu"),
+        grad_clip=1.0,
+    )
+    state = TrainState()
     region = torch.zeros(args.batch_size, dtype=torch.long)
     ok = torch.ones(args.batch_size, dtype=torch.bool)
 
     def skincls_block() -> None:
         net.train()
         for x, y in batches:
-            training_step(
-                net, net, x, region, y, ok, fns, ["lesion"], opt, scaler, sched, None, 1.0
-            )
+            engine.train_step(x, region, y, ok, state)
 
     plain_block()  # warm-up both
     skincls_block()

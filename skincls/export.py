@@ -184,149 +184,43 @@ def export_onnx(
     verify_samples: int = 8,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Export, embed metadata, run ``onnx.checker`` and compare onnxruntime with PyTorch.
+    """Export, embed metadata, run ``onnx.checker``, quantize if asked, and compare onnxruntime
+    with PyTorch; a model that fails the comparison is removed.
 
     Fails when max |logit difference| exceeds 1e-4 (fp32) or argmax agreement drops below 99%
-    (int8, fp16). With ``data``, real images through the real preprocessing join the random ones.
+    (int8, fp16). Real images through the real preprocessing join the random ones: from ``data``,
+    else from the run's own data (when it is still there; ``real_images`` says how many).
     """
     import numpy as np
-    import onnx
-    import torch
 
-    from skincls import __version__
     from skincls.evaluate import load_run_model
 
     run_dir = Path(run_dir)
     model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
     names = [s.name for s in specs]
     keep = list(regions) or names
-    for r in keep:
-        if r not in names:
-            raise SkinclsError(f"--region {r}: not a region of this run ({', '.join(names)})")
-    output = Path(output) if output else run_dir / "model.onnx"
-    if output.suffix != ".onnx":
-        raise SkinclsError(f"--output {output}: expected a file name ending in .onnx")
-    if output.exists() and not overwrite:
-        raise SkinclsError(f"--output {output}: exists; pass --overwrite to replace it")
-    if quantize not in ("none", "int8", "fp16"):
-        raise SkinclsError(f"--quantize: expected none, int8 or fp16, got {quantize!r}")
-    if exporter not in ("dynamo", "torchscript"):
-        raise SkinclsError(f"--exporter: expected dynamo or torchscript, got {exporter!r}")
+    output = _check_request(run_dir, output, keep, names, quantize, exporter, overwrite)
     wrapper = _Exportable.build(model, keep)
+    kept = [s for s in specs if s.name in keep]
+    props = metadata_props(run_dir, checkpoint, quantize, meta, kept)
     size = int(meta["image_size"])
-    example = torch.randn(2, 3, size, size)
     output_names = [f"{r}_{kind}" for r in keep for kind in ("logits", "probs")]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fp32_path = output if quantize == "none" else output.with_name(output.stem + ".fp32.tmp.onnx")
-    tmp = fp32_path.with_name(f".{fp32_path.name}.tmp{os.getpid()}.onnx")
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            common: dict[str, Any] = dict(
-                input_names=["image"], output_names=output_names, opset_version=opset
-            )
-            if exporter == "dynamo":
-                batch = torch.export.Dim("batch", min=1, max=4096)
-                extra: dict[str, Any] = dict(
-                    dynamo=True,
-                    external_data=False,
-                    dynamic_shapes={"image": {0: batch}},
-                    verbose=False,
-                )
-            else:
-                axes = {"image": {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
-                extra = dict(dynamo=False, dynamic_axes=axes)
-            torch.onnx.export(wrapper, (example,), str(tmp), **common, **extra)
-        leftovers = [p for p in tmp.parent.glob(tmp.name + "*") if p != tmp]
-        if leftovers:
-            raise SkinclsError(f"the exporter wrote side files {leftovers}; expected one file")
-        proto = onnx.load(str(tmp))
-        metadata = {
-            "skincls_version": __version__,
-            "backbone": meta["backbone"],
-            "source_run": str(run_dir.resolve()),
-            "checkpoint": checkpoint,
-            "epoch": meta.get("epoch"),
-            "image_size": size,
-            "mean": meta["mean"],
-            "std": meta["std"],
-            "resize": "shorter side to image_size, then centre crop",
-            "input": "image: float32 NCHW, RGB, normalised with mean/std",
-            "quantize": quantize,
-            "regions": [
-                {
-                    "name": s.name,
-                    "classes": s.classes,
-                    "ordinal": s.ordinal,
-                    "sources": [src.model_dump(exclude_none=True) for src in s.sources],
-                }
-                for s in specs
-                if s.name in keep
-            ],
-        }
-        del proto.metadata_props[:]
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(metadata, ensure_ascii=False)
-        for key, value in (
-            ("regions", ",".join(keep)),
-            ("image_size", str(size)),
-            ("mean", json.dumps(meta["mean"])),
-            ("std", json.dumps(meta["std"])),
-            ("backbone", meta["backbone"]),
-            ("skincls_version", __version__),
-            ("source_run", str(run_dir.resolve())),
-        ):
-            e = proto.metadata_props.add()
-            e.key, e.value = key, value
-        for s in specs:
-            if s.name in keep:
-                e = proto.metadata_props.add()
-                e.key, e.value = f"classes.{s.name}", json.dumps(s.classes, ensure_ascii=False)
-        proto.producer_name = "skincls"
-        proto.producer_version = __version__
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.save(proto, str(tmp), save_as_external_data=False)
-        os.replace(tmp, fp32_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    fp32 = output if quantize == "none" else output.with_name(output.stem + ".fp32.tmp.onnx")
+    export_graph(wrapper, fp32, size, output_names, opset, exporter, props)
+    real_images = _real_images(data, config.data, registry, names, meta)
     method = "fp32"
-    real_images = None
-    calibration_source = data if data is not None else config.data
-    try:
-        real_images = _real_batch(calibration_source, registry, names, meta, limit=192)
-    except SkinclsError:
-        if data is not None:
-            raise
-        real_images = None  # the run's data is gone: random inputs only (int8: dynamic)
     if quantize != "none":
-        qtmp = output.with_name(f".{output.name}.tmp{os.getpid()}.onnx")
-        try:
-            calibration = real_images[::2] if real_images is not None else None
-            method = _quantize(
-                fp32_path, qtmp, quantize, calibration if quantize == "int8" else None
-            )
-            qproto = onnx.load(str(qtmp))
-            qproto.metadata_props.extend(onnx.load(str(fp32_path)).metadata_props)
-            onnx.save(qproto, str(qtmp), save_as_external_data=False)
-            os.replace(qtmp, output)
-        finally:
-            for p in (qtmp, fp32_path):
-                if p.exists():
-                    p.unlink()
-
-    inputs = [
-        np.random.default_rng(0).standard_normal((verify_samples, 3, size, size)).astype(np.float32)
-    ]
+        method = _quantize_file(fp32, output, quantize, real_images, props)
+    inputs = [np.random.default_rng(0).standard_normal((verify_samples, 3, size, size))]
     real = 0
     if real_images is not None:
         held_out = real_images[1::2] if quantize == "int8" and len(real_images) > 1 else real_images
         inputs.append(held_out)  # int8: judged on images not used for calibration
         real = len(held_out)
     try:
-        report = verify(wrapper, output, inputs, keep, quantize, real)
+        report = verify(
+            wrapper, output, [x.astype(np.float32) for x in inputs], keep, quantize, real
+        )
     except SkinclsError:
         output.unlink()  # a model that failed its check must not be left to be shipped
         raise
@@ -343,6 +237,145 @@ def export_onnx(
         }
     )
     return report
+
+
+def _check_request(run_dir, output, keep, names, quantize, exporter, overwrite) -> Path:
+    for r in keep:
+        if r not in names:
+            raise SkinclsError(f"--region {r}: not a region of this run ({', '.join(names)})")
+    output = Path(output) if output else run_dir / "model.onnx"
+    if output.suffix != ".onnx":
+        raise SkinclsError(f"--output {output}: expected a file name ending in .onnx")
+    if output.exists() and not overwrite:
+        raise SkinclsError(f"--output {output}: exists; pass --overwrite to replace it")
+    if quantize not in ("none", "int8", "fp16"):
+        raise SkinclsError(f"--quantize: expected none, int8 or fp16, got {quantize!r}")
+    if exporter not in ("dynamo", "torchscript"):
+        raise SkinclsError(f"--exporter: expected dynamo or torchscript, got {exporter!r}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def metadata_props(
+    run_dir: Path, checkpoint: str, quantize: str, meta, specs
+) -> list[tuple[str, str]]:
+    """The ``metadata_props`` of an exported model: one JSON entry (``skincls``, what predict
+    reads) and flat keys for tools that show metadata. Written once, attached to every file."""
+    from skincls import __version__
+
+    size = int(meta["image_size"])
+    document = {
+        "skincls_version": __version__,
+        "backbone": meta["backbone"],
+        "source_run": str(run_dir.resolve()),
+        "checkpoint": checkpoint,
+        "epoch": meta.get("epoch"),
+        "image_size": size,
+        "mean": meta["mean"],
+        "std": meta["std"],
+        "resize": "shorter side to image_size, then centre crop",
+        "input": "image: float32 NCHW, RGB, normalised with mean/std",
+        "quantize": quantize,
+        "regions": [
+            {
+                "name": s.name,
+                "classes": s.classes,
+                "ordinal": s.ordinal,
+                "sources": [src.model_dump(exclude_none=True) for src in s.sources],
+            }
+            for s in specs
+        ],
+    }
+    return [
+        (METADATA_KEY, json.dumps(document, ensure_ascii=False)),
+        ("regions", ",".join(s.name for s in specs)),
+        ("image_size", str(size)),
+        ("mean", json.dumps(meta["mean"])),
+        ("std", json.dumps(meta["std"])),
+        ("backbone", meta["backbone"]),
+        ("skincls_version", __version__),
+        ("source_run", str(run_dir.resolve())),
+        *((f"classes.{s.name}", json.dumps(s.classes, ensure_ascii=False)) for s in specs),
+    ]
+
+
+def _save_with_metadata(proto, path: Path, props: list[tuple[str, str]]) -> None:
+    """Attach ``props`` (replacing any), check the model fully, and write one file atomically."""
+    import onnx
+
+    from skincls import __version__
+
+    del proto.metadata_props[:]
+    for key, value in props:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "skincls"
+    proto.producer_version = __version__
+    onnx.checker.check_model(proto, full_check=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.onnx")
+    try:
+        onnx.save(proto, str(tmp), save_as_external_data=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_graph(wrapper, path: Path, size: int, output_names, opset: int, exporter: str, props):
+    """Trace ``wrapper`` with the chosen exporter into the single file ``path`` (dynamic batch)."""
+    import warnings
+
+    import onnx
+    import torch
+
+    tmp = path.with_name(f".{path.name}.export{os.getpid()}.onnx")
+    common: dict[str, Any] = dict(
+        input_names=["image"], output_names=output_names, opset_version=opset
+    )
+    if exporter == "dynamo":
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        extra: dict[str, Any] = dict(
+            dynamo=True, external_data=False, dynamic_shapes={"image": {0: batch}}, verbose=False
+        )
+    else:
+        axes = {"image": {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
+        extra = dict(dynamo=False, dynamic_axes=axes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            example = torch.randn(2, 3, size, size)
+            torch.onnx.export(wrapper, (example,), str(tmp), **common, **extra)
+        leftovers = [p for p in tmp.parent.glob(tmp.name + "*") if p != tmp]
+        if leftovers:
+            raise SkinclsError(f"the exporter wrote side files {leftovers}; expected one file")
+        _save_with_metadata(onnx.load(str(tmp)), path, props)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _real_images(data, run_data, registry, names, meta):
+    """Preprocessed real images from ``data``, else from the run's data (None if it is gone)."""
+    try:
+        return _real_batch(data if data is not None else run_data, registry, names, meta, limit=192)
+    except SkinclsError:
+        if data is not None:
+            raise
+        return None  # the run's data is gone: random inputs only (int8: dynamic)
+
+
+def _quantize_file(fp32: Path, output: Path, mode: str, real_images, props) -> str:
+    """Quantize ``fp32`` into ``output`` (int8 calibrated on every other real image) with the
+    same metadata; ``fp32`` is removed."""
+    import onnx
+
+    qtmp = output.with_name(f".{output.name}.tmp{os.getpid()}.q.onnx")
+    try:
+        calibration = real_images[::2] if real_images is not None and mode == "int8" else None
+        method = _quantize(fp32, qtmp, mode, calibration)
+        _save_with_metadata(onnx.load(str(qtmp)), output, props)
+        return method
+    finally:
+        for p in (qtmp, fp32):
+            p.unlink(missing_ok=True)
 
 
 def _real_batch(data, registry, names, meta, limit: int):

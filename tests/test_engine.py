@@ -1,0 +1,186 @@
+"""The engine's pieces, each alone: state, schedule, optimizer groups, callbacks, run directory."""
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from rich.console import Console
+
+from skincls.engine.callbacks import (
+    CheckpointSaver,
+    ConsoleReporter,
+    EpochEnd,
+    EpochHook,
+    HistoryWriter,
+    WandbLogger,
+)
+from skincls.engine.loop import TrainState
+from skincls.engine.optim import create_optimizer, create_scheduler
+from skincls.engine.runtime import GracefulStop
+from skincls.errors import SkinclsError
+from skincls.runs import RunDir
+
+
+def test_train_state_round_trip_and_improvement():
+    state = TrainState()
+    state.epoch, state.updates = 1, 40
+    assert state.improve(0.5) and state.best_epoch == 1
+    state.epoch = 2
+    assert not state.improve(0.5)  # a tie keeps the earlier epoch
+    state.epoch = 3
+    assert state.improve(0.7)
+    copy = TrainState()
+    copy.load_state_dict(json.loads(json.dumps(state.state_dict())))
+    assert copy.state_dict() == {"epoch": 3, "updates": 40, "best_metric": 0.7, "best_epoch": 3}
+
+
+def lrs(total: int, warmup: int, lr: float = 1e-2, eta_min: float = 1e-5) -> list[float]:
+    """The learning rate of each update 0..total-1, then the one after the last update."""
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=lr)
+    sched = create_scheduler(opt, lr, eta_min, total, warmup)
+    seen = [opt.param_groups[0]["lr"]]
+    for n in range(1, total + 1):
+        sched.step_update(num_updates=n)
+        seen.append(opt.param_groups[0]["lr"])
+    return seen
+
+
+def test_schedule_warms_up_then_reaches_eta_min_exactly_after_the_last_update():
+    seen = lrs(total=20, warmup=4)
+    assert seen[0] == pytest.approx(1e-2 / 4)  # first update: lr / warmup
+    assert seen[3] == pytest.approx(1e-2 * (1 / 4 + 3 * (3 / 4) / 4))  # linear ramp
+    assert seen[4] == pytest.approx(1e-2)  # peak at the end of warm-up
+    cosine = seen[4:]
+    assert all(a >= b for a, b in zip(cosine, cosine[1:], strict=False))
+    mid = 4 + 8
+    assert seen[mid] == pytest.approx(1e-5 + 0.5 * (1e-2 - 1e-5))  # half-way down the cosine
+    assert seen[-1] == 1e-5  # eta_min exactly, after the last update
+
+
+def test_schedule_without_warmup_and_one_update():
+    assert lrs(total=10, warmup=0)[0] == pytest.approx(1e-2)
+    assert lrs(total=1, warmup=1)[-1] == 1e-5  # warm-up capped: one update still ends at eta_min
+
+
+def test_optimizer_groups_exclude_biases_and_norms_from_weight_decay():
+    import timm
+
+    model = timm.create_model("test_resnet", num_classes=3)
+    opt = create_optimizer(model, 1e-3, 0.05)
+    decay = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.05 for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert (id(p) in decay) == (p.ndim > 1 and not name.endswith(".bias")), name
+    assert all(g["lr"] == 1e-3 for g in opt.param_groups)
+
+
+def end_of(epoch: int, improved: bool, state: TrainState | None = None) -> EpochEnd:
+    state = state or TrainState()
+    record = {
+        "epoch": epoch,
+        "lr": 1e-3,
+        "train_loss": 0.5,
+        "train_images_per_s": 100.0,
+        "select": 0.1 * epoch,
+    }
+    state.history.append(record)
+    val = {
+        "regions": {
+            "forehead_pigmentation": dict.fromkeys(
+                ("accuracy", "balanced_accuracy", "macro_f1", "qwk", "grade_mae"), 0.25
+            )
+        },
+        "mean": dict.fromkeys(
+            ("accuracy", "balanced_accuracy", "macro_f1", "qwk", "grade_mae"), 0.25
+        ),
+    }
+    return EpochEnd(epoch, record, val, improved, state, seconds=2.0, remaining=125.0)
+
+
+def test_history_writer_writes_jsonl_and_csv(tmp_path):
+    run = RunDir(tmp_path)
+    writer = HistoryWriter(run)
+    state = TrainState()
+    for epoch in (1, 2):
+        writer.on_epoch_end(end_of(epoch, True, state))
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    csv_lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,lr,train_loss") and len(csv_lines) == 3
+    assert run.history() == state.history
+
+
+def test_checkpoint_saver_keeps_best_only_when_improved(tmp_path):
+    from skincls.checkpoints import load_checkpoint
+
+    weights = {"w": torch.zeros(2)}
+    saver = CheckpointSaver(
+        RunDir(tmp_path),
+        weights=lambda: weights,
+        meta=lambda end: {"epoch": end.epoch},
+        trainer_state=lambda: {"format": 2},
+    )
+    saver.on_epoch_end(end_of(1, improved=True))
+    weights = {"w": torch.ones(2)}
+    saver.on_epoch_end(end_of(2, improved=False))
+    best_w, best_meta = load_checkpoint(tmp_path / "best")
+    last_w, last_meta = load_checkpoint(tmp_path / "last")
+    assert best_meta == {"epoch": 1, "best": True} and torch.equal(best_w["w"], torch.zeros(2))
+    assert last_meta == {"epoch": 2} and torch.equal(last_w["w"], torch.ones(2))
+    silent = CheckpointSaver(RunDir(tmp_path / "rank1"), lambda: weights, dict, dict, write=False)
+    silent.on_epoch_end(end_of(3, improved=True))
+    assert not (tmp_path / "rank1").exists()  # only rank 0 writes
+
+
+def test_console_reporter_prints_the_epoch_line_and_whole_region_names():
+    console = Console(record=True, width=80, markup=False, soft_wrap=True)
+    ConsoleReporter(console, epochs=5).on_epoch_end(end_of(2, improved=True))
+    text = console.export_text()
+    assert "epoch 2/5  loss 0.5000  100.0 img/s  lr 1.00e-03  new best  run eta 2m05s" in text
+    assert "forehead_pigmentation" in text and "0.250" in text
+
+
+def test_wandb_logger_and_epoch_hook():
+    logged, called = [], []
+
+    class Tracker:
+        def log(self, values, step):
+            logged.append((values, step))
+
+    WandbLogger(Tracker()).on_epoch_end(end_of(3, improved=False))
+    EpochHook(lambda epoch, record: called.append((epoch, record["select"]))).on_epoch_end(
+        end_of(4, improved=False)
+    )
+    assert logged[0][1] == 3 and logged[0][0]["epoch"] == 3 and logged[0][0]["train_loss"] == 0.5
+    assert called == [(4, pytest.approx(0.4))]
+
+
+def test_graceful_stop_asks_once_then_interrupts_and_restores_handlers():
+    before = signal.getsignal(signal.SIGTERM)
+    with GracefulStop() as stop:
+        stop.check()  # nothing asked yet
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # a second signal interrupts at once
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_run_dir_create_refuses_other_files_and_tracks_status(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    with pytest.raises(SkinclsError, match="--overwrite only replaces a skincls run"):
+        RunDir.create(str(mine), "resnet10t", overwrite=True)
+    run = RunDir.create(str(tmp_path / "run"), "resnet10t", overwrite=False)
+    try:
+        run.update_status(status="running", wandb_id="abc")
+        run.update_status(status="finished")
+        assert run.status() == {"status": "finished", "wandb_id": "abc"}
+        assert not run.has_checkpoint("last") and not math.isnan(0.0)
+    finally:
+        run.close()
