@@ -18,6 +18,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from skincls.cli_options import (
+    choice_enum,
+    clean_train_params,
+    parse_train_args,
+    with_train_options,
+)
 from skincls.errors import SkinclsError
 from skincls.outputs import check_dir, check_new_file
 
@@ -312,127 +318,18 @@ def prepare(
         )
 
 
-def _choice_enum(field: str) -> type[Enum]:
-    """A str Enum of the choices of a ``Literal`` TrainConfig field (click shows and checks them)."""
-    from typing import get_args
-
-    from skincls.config import TrainConfig
-
-    values = get_args(TrainConfig.model_fields[field].annotation)
-    return Enum(f"{field}_choice", {v: v for v in values}, type=str)  # type: ignore[return-value]
-
-
-def _t(field: str, *flags: str) -> Any:
-    """The ``skincls train`` option for a TrainConfig field: help from its description, default
-    shown as TrainConfig has it (the option itself defaults to None = "not given")."""
-    from pydantic_core import PydanticUndefined
-
-    from skincls.config import TrainConfig
-
-    info = TrainConfig.model_fields[field]
-    default = info.default
-    if field == "wandb":
-        shown: Any = "$WANDB_MODE, else offline"
-    elif default is PydanticUndefined or default is None or default == []:
-        shown = False
-    elif isinstance(default, bool):
-        shown = "on" if default else "off"
-    else:
-        shown = str(default)
-    metavar = {"regions_dir": "DIR", "region": "NAME", "wandb_tags": "TAG"}.get(field)
-    return typer.Option(*flags, help=info.description, show_default=shown, metavar=metavar)
-
-
-SourceChoice = _choice_enum("source")
-DeviceChoice = _choice_enum("device")
-AmpChoice = _choice_enum("amp")
-LossChoice = _choice_enum("loss")
-SamplerChoice = _choice_enum("sampler")
-RegionBalanceChoice = _choice_enum("region_balance")
-SelectChoice = _choice_enum("select")
-OnNanChoice = _choice_enum("on_nan")
-WandbChoice = _choice_enum("wandb")
+DeviceChoice = choice_enum("device")
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
-def train(
-    data: Annotated[
-        Optional[str],
-        typer.Argument(
-            help="Training data (CSV manifest, image folder, AI Hub tree).", show_default=False
-        ),
-    ] = None,
-    config: Annotated[
-        Optional[Path],
-        typer.Option("--config", help="YAML file of train options; command-line options win."),
-    ] = None,
-    regions_dir: Annotated[Optional[list[Path]], _t("regions_dir", "--regions-dir")] = None,
-    region: Annotated[Optional[list[str]], _t("region", "--region")] = None,
-    source: Annotated[Optional[SourceChoice], _t("source", "--source")] = None,
-    group_column: Annotated[Optional[str], _t("group_column", "--group-column")] = None,
-    skip_bad: Annotated[Optional[bool], _t("skip_bad", "--skip-bad")] = None,
-    output: Annotated[Optional[str], _t("output", "--output", "-o")] = None,
-    overwrite: Annotated[Optional[bool], _t("overwrite", "--overwrite")] = None,
-    resume: Annotated[Optional[str], _t("resume", "--resume")] = None,
-    seed: Annotated[Optional[int], _t("seed", "--seed")] = None,
-    split_seed: Annotated[Optional[int], _t("split_seed", "--split-seed")] = None,
-    device: Annotated[Optional[DeviceChoice], _t("device", "--device")] = None,
-    workers: Annotated[Optional[int], _t("workers", "--workers")] = None,
-    backbone: Annotated[Optional[str], _t("backbone", "--backbone")] = None,
-    pretrained: Annotated[Optional[str], _t("pretrained", "--pretrained")] = None,
-    no_pretrained: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--no-pretrained", help="Start from random weights (same as --pretrained none)."
-        ),
-    ] = None,
-    image_size: Annotated[Optional[int], _t("image_size", "--image-size")] = None,
-    batch_size: Annotated[Optional[int], _t("batch_size", "--batch-size")] = None,
-    epochs: Annotated[Optional[int], _t("epochs", "--epochs")] = None,
-    lr: Annotated[Optional[float], _t("lr", "--lr")] = None,
-    weight_decay: Annotated[Optional[float], _t("weight_decay", "--weight-decay")] = None,
-    dropout: Annotated[Optional[float], _t("dropout", "--dropout")] = None,
-    eta_min: Annotated[Optional[float], _t("eta_min", "--eta-min")] = None,
-    warmup_epochs: Annotated[Optional[int], _t("warmup_epochs", "--warmup-epochs")] = None,
-    accum_steps: Annotated[Optional[int], _t("accum_steps", "--accum-steps")] = None,
-    sync_bn: Annotated[Optional[bool], _t("sync_bn", "--sync-bn")] = None,
-    grad_clip: Annotated[Optional[float], _t("grad_clip", "--grad-clip")] = None,
-    amp: Annotated[Optional[AmpChoice], _t("amp", "--amp")] = None,
-    loss: Annotated[Optional[LossChoice], _t("loss", "--loss")] = None,
-    beta: Annotated[Optional[float], _t("beta", "--beta")] = None,
-    gamma: Annotated[Optional[float], _t("gamma", "--gamma")] = None,
-    tau: Annotated[Optional[float], _t("tau", "--tau")] = None,
-    label_smoothing: Annotated[Optional[float], _t("label_smoothing", "--label-smoothing")] = None,
-    sampler: Annotated[Optional[SamplerChoice], _t("sampler", "--sampler")] = None,
-    region_balance: Annotated[
-        Optional[RegionBalanceChoice], _t("region_balance", "--region-balance")
-    ] = None,
-    select: Annotated[Optional[SelectChoice], _t("select", "--select")] = None,
-    val_fraction: Annotated[Optional[float], _t("val_fraction", "--val-fraction")] = None,
-    test_fraction: Annotated[Optional[float], _t("test_fraction", "--test-fraction")] = None,
-    max_steps_per_epoch: Annotated[
-        Optional[int], _t("max_steps_per_epoch", "--max-steps-per-epoch")
-    ] = None,
-    on_nan: Annotated[Optional[OnNanChoice], _t("on_nan", "--on-nan")] = None,
-    max_bad_fraction: Annotated[
-        Optional[float], _t("max_bad_fraction", "--max-bad-fraction")
-    ] = None,
-    wandb: Annotated[Optional[WandbChoice], _t("wandb", "--wandb")] = None,
-    wandb_project: Annotated[Optional[str], _t("wandb_project", "--wandb-project")] = None,
-    wandb_entity: Annotated[Optional[str], _t("wandb_entity", "--wandb-entity")] = None,
-    wandb_name: Annotated[Optional[str], _t("wandb_name", "--wandb-name")] = None,
-    wandb_tags: Annotated[Optional[list[str]], _t("wandb_tags", "--wandb-tag")] = None,
-    channels_last: Annotated[
-        Optional[bool], _t("channels_last", "--channels-last/--no-channels-last")
-    ] = None,
-    quiet: Annotated[Optional[bool], _t("quiet", "--quiet", "-q")] = None,
-) -> None:
+@with_train_options
+def train(**given: Any) -> None:
     """Train the shared backbone and one head per region; writes a run directory."""
-    given = dict(locals())
     from skincls.train import train_from_options
 
     with user_errors():
-        options = _clean_train_params(given)
+        options = clean_train_params(given)
+        config = given.get("config")
         result = train_from_options(options, str(config) if config else None)
     console = _stdout()
     for line in result.next_steps():
@@ -692,7 +589,7 @@ def sweep(
 
     with user_errors():
         space = load_space(config)
-        fixed = _parse_train_args(ctx, [data, *ctx.args])
+        fixed = parse_train_args(ctx, [data, *ctx.args])
         base = {**space.fixed, **fixed}
         if wandb_config:
             import yaml
@@ -743,52 +640,10 @@ def sweep(
         )
 
 
-def _clean_train_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Train options that were given (not None), as TrainConfig field values."""
-
-    skip = ("config", "no_pretrained")
-    options = {k: v for k, v in params.items() if v is not None and k not in skip}
-    if params.get("no_pretrained"):
-        if params.get("pretrained"):
-            raise SkinclsError("--pretrained and --no-pretrained contradict each other")
-        options["pretrained"] = "none"
-    for k in ("regions_dir", "region", "wandb_tags"):
-        if k in options and not options[k]:
-            del options[k]
-    for k, v in list(options.items()):
-        if isinstance(v, Enum):
-            options[k] = v.value
-        elif k == "regions_dir":
-            options[k] = [str(p) for p in v]
-    return options
-
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
-
-
-def _parse_train_args(ctx: typer.Context, args: list[str]) -> dict[str, Any]:
-    """Parse ARGS exactly as skincls train would, returning only the options given."""
-    import click
-
-    group = ctx.parent.command if ctx.parent else None
-    train_cmd = group.get_command(ctx.parent, "train") if group else None  # type: ignore[attr-defined]
-    if train_cmd is None:
-        raise SkinclsError("internal: the train command is missing")
-    try:
-        sub = train_cmd.make_context(
-            "train", list(args), parent=ctx.parent, resilient_parsing=False
-        )
-    except click.UsageError as err:
-        raise SkinclsError(f"train option: {err.format_message()}") from None
-    options = _clean_train_params(sub.params)
-    if sub.params.get("config"):
-        from skincls.config import load_config_file
-
-        options = {**load_config_file(sub.params["config"]), **options}
-    return options
 
 
 def main() -> None:

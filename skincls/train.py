@@ -10,8 +10,6 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from skincls import distributed as D
 from skincls.checkpoints import (
-    TRAINER_FORMAT,
     check_state_matches,
     load_checkpoint,
     load_trainer_state,
@@ -31,32 +27,15 @@ from skincls.checkpoints import (
 )
 from skincls.config import TrainConfig, build_config
 from skincls.data.samples import Dataset
-from skincls.engine.callbacks import (
-    Callback,
-    CheckpointSaver,
-    ConsoleReporter,
-    EpochEnd,
-    EpochHook,
-    HistoryWriter,
-    WandbLogger,
-)
-from skincls.engine.loop import Engine, TrainState
-from skincls.engine.runtime import (
-    GracefulStop,
-    amp_dtype,
-    resolve_device,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from skincls.engine.callbacks import Callback, EpochHook
+from skincls.engine.components import Kit, build_kit
+from skincls.engine.fit import TrainingInterrupted, fit
+from skincls.engine.loop import TrainState
+from skincls.engine.runtime import resolve_device, seed_everything, set_rng_state
 from skincls.errors import SkinclsError
-from skincls.metrics import METRICS
-from skincls.regions import RegionSpec
 from skincls.runs import RunDir, check_meta, resume_config
 
-
-class TrainingInterrupted(SkinclsError):
-    exit_code = 130
+__all__ = ["RunResult", "TrainingInterrupted", "train", "train_from_options"]
 
 
 @dataclass
@@ -93,22 +72,6 @@ class RunResult:
         return lines
 
 
-@dataclass
-class Kit:
-    """Everything the fit loop needs, built once."""
-
-    engine: Engine
-    regions: list[RegionSpec]
-    sampler: Any
-    train_loader: Any
-    val_loader: Any
-    eval_transforms: dict[str, Any]
-    steps_per_epoch: int
-    mean: list[float]
-    std: list[float]
-    interpolation: str
-
-
 def train(
     config: TrainConfig,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
@@ -141,12 +104,12 @@ def train(
         model = create_model(config, dataset.regions)
         run, parts = _split(config, run, dataset, dctx)
         config = config.model_copy(update={"output": str(run.path)})
-        kit = _build(config, model, dataset.regions, parts, device, dctx)
+        kit = build_kit(config, model, dataset.regions, parts, device, dctx)
         state = _restore(run, kit, config, dataset.regions, console)
         hooks = [*callbacks, *([EpochHook(on_epoch_end)] if on_epoch_end else [])]
         tracker = _start(run, config, kit, dctx, state, wandb_group)
         _print_summary(console, run, config, dataset, parts, kit, dctx)
-        _fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
+        fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
         test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)
         if test is not None and show_test:
             from skincls.console import print_eval
@@ -250,105 +213,6 @@ def _split(config, run, dataset, dctx) -> tuple[RunDir, dict[str, list[Any]]]:
     return run, parts
 
 
-def _build(config, model, regions, parts, device, dctx) -> Kit:
-    """Losses from the training counts, datasets and loaders, optimizer, schedule, engine."""
-    from skincls.data.dataset import SampleDataset, build_transforms
-    from skincls.data.sampler import EpochSampler, EvalSampler, sample_weights
-    from skincls.engine.optim import create_optimizer, create_scheduler
-    from skincls.inference import make_loader
-    from skincls.losses import create_loss, loss_of
-
-    names = [r.name for r in regions]
-    counts = {r.name: [0] * r.num_classes for r in regions}
-    for s in parts["train"]:
-        counts[s.region][s.label] += 1
-    data_cfg = model.data_config
-    mean, std = list(data_cfg["mean"]), list(data_cfg["std"])
-    if dctx.enabled and config.sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    dtype = amp_dtype(config.amp, device)
-    channels_last = config.channels_last and device.type == "cuda"
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    net: nn.Module = model
-    if dctx.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model, device_ids=[dctx.local_rank] if device.type == "cuda" else None
-        )
-    loss_fns = nn.ModuleDict(
-        {
-            r.name: create_loss(
-                loss_of(r, config.loss),
-                counts[r.name],
-                config.beta,
-                config.gamma,
-                config.label_smoothing,
-                config.tau,
-            )
-            for r in regions
-        }
-    ).to(device)
-    train_ds = SampleDataset(
-        parts["train"],
-        names,
-        build_transforms(regions, "train", config.image_size, mean, std),
-        config.image_size,
-    )
-    eval_tf = build_transforms(regions, "eval", config.image_size, mean, std)
-    val_ds = SampleDataset(parts["val"], names, eval_tf, config.image_size)
-    weights = sample_weights(
-        parts["train"],
-        {r.name: r.sampler or config.sampler for r in regions},
-        config.region_balance,
-    )
-    sampler = EpochSampler(
-        len(train_ds), weights, config.seed, rank=dctx.rank, world_size=dctx.world_size
-    )
-    if len(sampler) < 2:
-        raise SkinclsError(
-            f"{config.data}: the training split has {len(sampler)} sample(s); need 2+"
-        )
-    bs, workers = config.batch_size, config.workers
-    train_loader = make_loader(train_ds, sampler, bs, workers, device, len(sampler) >= bs)
-    val_sampler = EvalSampler(len(val_ds), dctx.rank, dctx.world_size)
-    val_loader = make_loader(val_ds, val_sampler, bs, workers, device) if len(val_ds) else None
-    steps = len(train_loader)
-    if config.max_steps_per_epoch:
-        steps = min(steps, config.max_steps_per_epoch)
-    updates_per_epoch = math.ceil(steps / config.accum_steps)
-    optimizer = create_optimizer(model, config.lr, config.weight_decay)
-    scheduler = create_scheduler(
-        optimizer,
-        config.lr,
-        config.eta_min,
-        updates_per_epoch * config.epochs,
-        updates_per_epoch * config.warmup_epochs,
-    )
-    engine = Engine(
-        net=net,
-        model=model,
-        loss_fns=loss_fns,
-        names=names,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-        device=device,
-        dtype=dtype,
-        grad_clip=config.grad_clip,
-        accum=config.accum_steps,
-        channels_last=channels_last,
-        on_nan=config.on_nan,
-        dctx=dctx,
-    )
-    interpolation = str(data_cfg.get("interpolation", "bilinear"))
-    return Kit(
-        engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std, interpolation
-    )
-
-
 def _restore(run: RunDir, kit: Kit, config, regions, console) -> TrainState:
     """A fresh state, or a resumed run's state after checking that its files agree."""
     state = TrainState()
@@ -440,177 +304,6 @@ def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None
     )
 
 
-def _fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> None:
-    """Epochs until ``config.epochs``; the run's status says how it ended."""
-    from skincls.console import make_console
-
-    notes = make_console(stderr=True, quiet=config.quiet or not dctx.is_main)
-    write = dctx.is_main
-    regions = kit.regions
-    callbacks: list[Callback] = []
-    if write:
-        callbacks.append(HistoryWriter(run))
-    callbacks += [
-        CheckpointSaver(
-            run,
-            weights=kit.engine.model.state_dict,
-            meta=lambda end: _meta(config, regions, kit, end),
-            trainer_state=lambda: _trainer_state(kit, state, dctx),
-            write=write,
-            dctx=dctx,
-        ),
-        WandbLogger(tracker),
-        ConsoleReporter(console, config.epochs),
-        *hooks,
-    ]
-    bad: dict[str, str] = {}
-    times: list[float] = []
-    status = "failed"
-    try:
-        with GracefulStop() as stop:
-            while state.epoch < config.epochs:
-                end = _epoch(config, kit, state, parts, regions, stop, bad, notes, dctx)
-                times.append(end.seconds)
-                end.remaining = (config.epochs - state.epoch) * sum(times) / len(times)
-                for cb in callbacks:
-                    cb.on_epoch_end(end)
-        status = "finished"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        if write:
-            run.update_status(status=status)
-        kept = (
-            f"{run.path / 'last'} holds the last completed epoch ({state.epoch})"
-            if state.history
-            else "no epoch was completed"
-        )
-        raise TrainingInterrupted(
-            f"interrupted; {kept}. Continue with: skincls train --resume "
-            f"{shlex.quote(str(run.path))}"
-        ) from None
-    except BaseException as err:
-        status = "pruned" if type(err).__name__ == "TrialPruned" else "failed"
-        if write:
-            with contextlib.suppress(SkinclsError):  # a full disk: the error raised says so
-                run.update_status(status=status, error=str(err))
-        raise
-    finally:
-        if bad and write:
-            run.write_bad_images(bad)
-            notes.print(_bad_summary(bad, run.path), style="yellow")
-        if status != "finished":
-            tracker.finish(exit_code=1)
-
-
-def _epoch(config, kit: Kit, state: TrainState, parts, regions, stop, bad, notes, dctx) -> EpochEnd:
-    """One epoch of training and validation; returns what the callbacks are given."""
-    import time
-
-    from skincls.inference import score
-
-    t0 = time.perf_counter()
-    kit.sampler.set_epoch(state.epoch)
-    with _progress(notes, config, state, kit.steps_per_epoch) as update:
-        stats = kit.engine.train_epoch(
-            kit.train_loader,
-            kit.steps_per_epoch,
-            state,
-            stop,
-            on_bad=lambda idx: _on_bad(idx, parts["train"], bad, config, dctx),
-            progress=update,
-        )
-    if stats.skipped_nan_steps:
-        notes.print(
-            f"epoch {state.epoch + 1}: skipped {stats.skipped_nan_steps} step(s) with a "
-            "non-finite loss",
-            style="yellow",
-        )
-    e = kit.engine
-    val = None
-    D.sync_buffers(e.model, dctx)  # the statistics rank 0 saves are the ones validated
-    if kit.val_loader is not None:
-        val = score(e.model, kit.val_loader, regions, e.device, e.dtype, e.channels_last, dctx)
-        for i in val.pop("bad_indices", []):
-            _note_bad(bad, parts["val"][i])
-    bad.update(D.merge_dicts(bad, dctx))
-    _check_bad_fraction(bad, len(parts["train"]), config)
-    value = val["mean"][config.select] if val else math.nan
-    record: dict[str, Any] = {
-        "epoch": state.epoch + 1,
-        "lr": e.optimizer.param_groups[0]["lr"],
-        "train_loss": stats.train_loss,
-        "train_images_per_s": stats.images_per_s,
-        "skipped_nan_steps": stats.skipped_nan_steps,
-        "select": float(state.epoch) if math.isnan(value) else value,
-    }
-    if val:
-        record.update({f"val_{k}": val["mean"][k] for k in METRICS})
-        for name, m in val["regions"].items():
-            record.update({f"val_{name}_{k}": m[k] for k in METRICS})
-    state.epoch += 1
-    improved = state.improve(record["select"])
-    state.history.append(record)
-    return EpochEnd(state.epoch, record, val, improved, state, time.perf_counter() - t0)
-
-
-class _progress:
-    """A transient progress bar on stderr (terminals only) with loss, img/s and ETA."""
-
-    def __init__(self, console, config, state: TrainState, steps: int):
-        from skincls.console import progress_bar
-
-        self.bar = progress_bar(console, config.quiet)
-        self.title = f"epoch {state.epoch + 1}/{config.epochs}"
-        self.steps = steps
-
-    def __enter__(self) -> Callable[[float, float], None]:
-        self.bar.__enter__()
-        task = self.bar.add_task(self.title, total=self.steps, info="")
-
-        def update(loss: float, rate: float) -> None:
-            self.bar.update(task, advance=1, info=f"loss {loss:.4f}  {rate:.1f} img/s")
-
-        return update
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
-
-
-def _trainer_state(kit: Kit, state: TrainState, dctx) -> dict[str, Any]:
-    e = kit.engine
-    return {
-        "format": TRAINER_FORMAT,
-        "optimizer": e.optimizer.state_dict(),
-        "scheduler": e.scheduler.state_dict(),
-        "scaler": e.scaler.state_dict(),
-        "rng": rng_state(),
-        "train_state": state.state_dict(),
-        "sampler": kit.sampler.state_dict(),
-        "world_size": dctx.world_size,
-    }
-
-
-def _meta(config, regions, kit: Kit, end: EpochEnd) -> dict[str, Any]:
-    """``meta.json`` of a checkpoint: what inference needs without the config."""
-    from skincls import __version__
-    from skincls.losses import loss_of
-
-    return {
-        "skincls_version": __version__,
-        "backbone": config.backbone,
-        "image_size": config.image_size,
-        "mean": kit.mean,
-        "std": kit.std,
-        "interpolation": kit.interpolation,
-        "regions": [{"name": r.name, "classes": r.classes, "ordinal": r.ordinal} for r in regions],
-        "losses": {r.name: loss_of(r, config.loss) for r in regions},
-        "epoch": end.epoch,
-        "select": config.select,
-        "metric": end.record["select"],
-        "dropout": config.dropout,
-    }
-
-
 def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
     """Scores of the best checkpoint on the test split (never used for selection)."""
     from skincls.checkpoints import atomic_write_json
@@ -637,45 +330,6 @@ def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
         tracker.log_confusion(name, classes, m["confusion_matrix"], step=len(state.history))
     tracker.summary({f"test/{k}": v for k, v in result["mean"].items()})
     return result
-
-
-def _on_bad(indices: list[int], samples, bad: dict[str, str], config, dctx) -> None:
-    for i in indices:
-        _note_bad(bad, samples[i])
-    if not dctx.enabled:  # under torchrun the limit is decided on the global count
-        _check_bad_fraction(bad, len(samples), config)
-
-
-def _note_bad(bad: dict[str, str], sample: Any) -> None:
-    """Record why ``sample`` gave no pixels (read again here: failures are rare)."""
-    from skincls.data.images import ImageReadError, read_image
-
-    if sample.path in bad:
-        return
-    try:
-        read_image(sample.path, sample.bbox, sample.mirror)
-        bad[sample.path] = "cannot decode (failed in a data loader worker)"
-    except ImageReadError as err:
-        bad[sample.path] = str(err)
-
-
-def _bad_summary(bad: dict[str, str], run_dir: Path) -> str:
-    from collections import Counter
-
-    reasons = Counter(r.split(":", 1)[0] for r in bad.values())
-    parts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-    where = run_dir / "bad_images.txt"
-    return f"skipped {len(bad)} image(s) that give no pixels ({parts}); list in {where}"
-
-
-def _check_bad_fraction(bad: dict[str, str], total: int, config: TrainConfig) -> None:
-    """Stop the run (every rank alike: ``bad`` is global under torchrun) over the limit; the
-    list is written when the run ends."""
-    if len(bad) > config.max_bad_fraction * total:
-        raise SkinclsError(
-            f"{len(bad)} of {total} training images cannot be decoded, more than "
-            f"--max-bad-fraction {config.max_bad_fraction}; list in {config.output}/bad_images.txt"
-        )
 
 
 def train_from_options(options: dict[str, Any], config_file: str | None = None) -> RunResult:

@@ -1,0 +1,148 @@
+"""The components of a run, built once from the config, the model and the split: losses from
+the training counts, datasets and loaders with their samplers, optimizer, schedule and Engine."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from skincls.engine.loop import Engine
+from skincls.engine.runtime import amp_dtype
+from skincls.errors import SkinclsError
+from skincls.regions import RegionSpec
+
+
+@dataclass
+class Kit:
+    """Everything the fit loop needs, built once."""
+
+    engine: Engine
+    regions: list[RegionSpec]
+    sampler: Any
+    train_loader: Any
+    val_loader: Any
+    eval_transforms: dict[str, Any]
+    steps_per_epoch: int
+    mean: list[float]
+    std: list[float]
+    interpolation: str
+
+
+def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Kit:
+    """Losses from the training counts, datasets and loaders, optimizer, schedule, engine."""
+    from skincls.data.dataset import build_transforms
+    from skincls.engine.optim import create_optimizer, create_scheduler
+
+    data_cfg = model.data_config
+    mean, std = list(data_cfg["mean"]), list(data_cfg["std"])
+    model, net, dtype, channels_last = _place(config, model, device, dctx)
+    eval_tf = build_transforms(regions, "eval", config.image_size, mean, std)
+    train_tf = build_transforms(regions, "train", config.image_size, mean, std)
+    sampler, train_loader, val_loader = _loaders(
+        config, regions, parts, train_tf, eval_tf, device, dctx
+    )
+    steps = len(train_loader)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    updates_per_epoch = math.ceil(steps / config.accum_steps)
+    optimizer = create_optimizer(model, config.lr, config.weight_decay)
+    engine = Engine(
+        net=net,
+        model=model,
+        loss_fns=_loss_fns(config, regions, parts["train"]).to(device),
+        names=[r.name for r in regions],
+        optimizer=optimizer,
+        scheduler=create_scheduler(
+            optimizer,
+            config.lr,
+            config.eta_min,
+            updates_per_epoch * config.epochs,
+            updates_per_epoch * config.warmup_epochs,
+        ),
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        device=device,
+        dtype=dtype,
+        grad_clip=config.grad_clip,
+        accum=config.accum_steps,
+        channels_last=channels_last,
+        on_nan=config.on_nan,
+        dctx=dctx,
+    )
+    interpolation = str(data_cfg.get("interpolation", "bilinear"))
+    return Kit(
+        engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std, interpolation
+    )
+
+
+def _place(config: Any, model: nn.Module, device, dctx):
+    """The model on its device (SyncBatchNorm, channels_last where asked) and its DDP wrapper."""
+    if dctx.enabled and config.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    dtype = amp_dtype(config.amp, device)
+    channels_last = config.channels_last and device.type == "cuda"
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if dctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            model, device_ids=[dctx.local_rank] if device.type == "cuda" else None
+        )
+    return model, net, dtype, channels_last
+
+
+def _loss_fns(config: Any, regions, train_samples) -> nn.ModuleDict:
+    """One loss per head, its class weights or priors from the ORIGINAL training counts."""
+    from skincls.losses import create_loss, loss_of
+
+    counts = {r.name: [0] * r.num_classes for r in regions}
+    for s in train_samples:
+        counts[s.region][s.label] += 1
+    return nn.ModuleDict(
+        {
+            r.name: create_loss(
+                loss_of(r, config.loss),
+                counts[r.name],
+                config.beta,
+                config.gamma,
+                config.label_smoothing,
+                config.tau,
+            )
+            for r in regions
+        }
+    )
+
+
+def _loaders(config: Any, regions, parts, train_tf, eval_tf, device, dctx):
+    """The epoch sampler and the train loader (this rank's share), and the validation loader
+    (None without validation samples)."""
+    from skincls.data.dataset import SampleDataset
+    from skincls.data.sampler import EpochSampler, EvalSampler, sample_weights
+    from skincls.inference import make_loader
+
+    names = [r.name for r in regions]
+    train_ds = SampleDataset(parts["train"], names, train_tf, config.image_size)
+    val_ds = SampleDataset(parts["val"], names, eval_tf, config.image_size)
+    weights = sample_weights(
+        parts["train"],
+        {r.name: r.sampler or config.sampler for r in regions},
+        config.region_balance,
+    )
+    sampler = EpochSampler(
+        len(train_ds), weights, config.seed, rank=dctx.rank, world_size=dctx.world_size
+    )
+    if len(sampler) < 2:
+        raise SkinclsError(
+            f"{config.data}: the training split has {len(sampler)} sample(s); need 2+"
+        )
+    bs, workers = config.batch_size, config.workers
+    train_loader = make_loader(train_ds, sampler, bs, workers, device, len(sampler) >= bs)
+    val_sampler = EvalSampler(len(val_ds), dctx.rank, dctx.world_size)
+    val_loader = make_loader(val_ds, val_sampler, bs, workers, device) if len(val_ds) else None
+    return sampler, train_loader, val_loader
