@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -585,20 +584,15 @@ def sweep(
     A trial overrides only the searched parameters (lr, dropout, weight decay, ... or those of
     --config). Progress is printed per trial; the study resumes when run again.
     """
-    from skincls.sweep import load_space, run_sweep, wandb_sweep_config
+    from skincls.sweep import load_space, render_sweep, run_sweep, write_wandb_config
 
     with user_errors():
         space = load_space(config)
         fixed = parse_train_args(ctx, [data, *ctx.args])
         base = {**space.fixed, **fixed}
         if wandb_config:
-            import yaml
-
             check_new_file(wandb_config, "--wandb-config", overwrite)
-            doc = wandb_sweep_config(
-                [data, *ctx.args], space, base.get("select", "balanced_accuracy")
-            )
-            wandb_config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+            write_wandb_config(wandb_config, [data, *ctx.args], space, base)
             _stdout().print(f"wrote {wandb_config}; start it with: wandb sweep {wandb_config}")
             return
         base.setdefault("quiet", True)
@@ -617,33 +611,8 @@ def sweep(
         )
     if as_json:
         _print_json(result)
-        return
-    from rich.table import Table
-
-    names = sorted({k for t in result["trials"] for k in t["params"]})
-    table = Table(title=f"study {result['study']}: {len(result['trials'])} trials")
-    for col in ("#", "state", f"val {result['metric']}", *names):
-        table.add_column(col, overflow="fold")
-    for t in result["trials"]:
-        value = "" if t["value"] is None else f"{t['value']:.4f}"
-        table.add_row(
-            str(t["number"]), t["state"], value, *(_fmt(t["params"].get(n)) for n in names)
-        )
-    console = _stdout()
-    console.print(table)
-    if result["best"]:
-        b = result["best"]
-        console.print(
-            f"best: trial {b['number']} with validation {result['metric']} {b['value']:.4f}; "
-            f"its run: {b['run_dir']}; retrain it with: skincls train --config "
-            f"{shlex.quote(b['config'])}"
-        )
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)
+    else:
+        render_sweep(result, _stdout())
 
 
 def main() -> None:

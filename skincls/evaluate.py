@@ -53,20 +53,54 @@ def evaluate(
     """Metrics of the run's checkpoint on ``data`` (default: the run's own data).
 
     ``split='auto'`` is ``test`` when ``data`` is the data the run was trained on (its saved split
-    applies) and ``all`` otherwise.
+    applies) and ``all`` otherwise. Rows of regions the run lacks are ignored.
     """
     import torch
 
     from skincls.data.dataset import SampleDataset, build_transforms
     from skincls.data.sampler import EvalSampler
-    from skincls.data.sources import load_data
-    from skincls.data.split import load_split, partition
     from skincls.engine.runtime import amp_dtype, resolve_device
     from skincls.inference import make_loader, score
+    from skincls.metrics import mean_metrics
 
     run_dir = Path(run_dir)
     model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
     data = Path(data) if data is not None else Path(config.data)
+    split, samples = _samples(
+        run_dir, config, registry, specs, data, split, regions, source, group_column, skip_bad
+    )
+    dev = resolve_device(device)
+    model.to(dev)
+    # Heads stay in the run's order; samples carry indices into it.
+    size = meta["image_size"]
+    transforms = build_transforms(specs, "eval", size, meta["mean"], meta["std"])
+    ds = SampleDataset(samples, [s.name for s in specs], transforms, size)
+    loader = make_loader(ds, EvalSampler(len(ds)), batch_size or config.batch_size, workers, dev)
+    with torch.inference_mode():
+        result = score(model, loader, specs, dev, amp_dtype(config.amp, dev), False)
+    bad = result.pop("bad_indices", [])
+    wanted = set(regions) or {s.name for s in specs}
+    result["regions"] = {k: v for k, v in result["regions"].items() if k in wanted}
+    result["mean"] = mean_metrics(result["regions"])
+    result.update(
+        {
+            "split": split,
+            "checkpoint": checkpoint,
+            "epoch": meta.get("epoch"),
+            "data": str(data),
+            "undecodable_images": [samples[i].path for i in bad],
+        }
+    )
+    return result
+
+
+def _samples(
+    run_dir, config, registry, specs, data, split, regions, source, group_column, skip_bad
+) -> tuple[str, list[Any]]:
+    """The split actually used and its samples of the wanted regions."""
+    from skincls.data.sources import load_data
+    from skincls.data.split import load_split, partition
+
     same_data = data.resolve() == Path(config.data).resolve()
     if split == "auto":
         split = "test" if same_data else "all"
@@ -77,12 +111,12 @@ def evaluate(
             f"--split {split}: the run's split applies only to the data it was trained on "
             f"({config.data}); use --split all for other data"
         )
-    wanted = list(regions) or [s.name for s in specs]
-    unknown = [n for n in wanted if n not in {s.name for s in specs}]
+    names = [s.name for s in specs]
+    wanted = list(regions) or names
+    unknown = [n for n in wanted if n not in names]
     if unknown:
         raise SkinclsError(
-            f"--region {unknown[0]}: not a region of this run (its regions: "
-            f"{', '.join(s.name for s in specs)})"
+            f"--region {unknown[0]}: not a region of this run (its regions: {', '.join(names)})"
         )
     dataset = load_data(
         data,
@@ -98,33 +132,4 @@ def evaluate(
         samples = partition(samples, load_split(run_dir / "split.csv", samples))[split]
     if not samples:
         raise SkinclsError(f"{data}: no samples in split {split!r}")
-    dev = resolve_device(device)
-    model.to(dev)
-    chosen = [s for s in specs if s.name in wanted]
-    # Heads stay in the run's order; samples carry indices into it.
-    ds = SampleDataset(
-        samples,
-        [s.name for s in specs],
-        build_transforms(specs, "eval", meta["image_size"], meta["mean"], meta["std"]),
-        meta["image_size"],
-    )
-    loader = make_loader(ds, EvalSampler(len(ds)), batch_size or config.batch_size, workers, dev)
-    with torch.inference_mode():
-        result = score(model, loader, specs, dev, amp_dtype(config.amp, dev), False)
-    bad = result.pop("bad_indices", [])
-    result["regions"] = {
-        k: v for k, v in result["regions"].items() if k in {s.name for s in chosen}
-    }
-    from skincls.metrics import mean_metrics
-
-    result["mean"] = mean_metrics(result["regions"])
-    result.update(
-        {
-            "split": split,
-            "checkpoint": checkpoint,
-            "epoch": meta.get("epoch"),
-            "data": str(data),
-            "undecodable_images": [samples[i].path for i in bad],
-        }
-    )
-    return result
+    return split, samples

@@ -112,6 +112,7 @@ def prepare(
     source or box changed, and refuses a cache made with other settings (or a folder that is no
     cache) unless ``overwrite``, which starts the cache afresh.
     """
+    from skincls.checkpoints import atomic_write_json
     from skincls.data.sources import load_data
     from skincls.regions import discover_regions
 
@@ -122,86 +123,85 @@ def prepare(
         raise SkinclsError(f"--output {out}: must not be inside the source data {data}")
     settings = {"version": CACHE_VERSION, "max_side": max_side, "quality": quality}
     done = _open_cache(out, settings, overwrite)
-    registry = discover_regions(regions_dirs)
-    dataset = load_data(data, registry, regions, "aihub", skip_bad=skip_bad, workers=workers)
-    crops: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
-    for s in dataset.samples:
-        rel = s.key.split("#", 1)[0]
-        crop_rel = (Path("crops") / rel).with_suffix(".jpg").as_posix()
-        assert s.bbox is not None
-        crops.setdefault(crop_rel, (s.path, s.bbox))
-    by_image: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = defaultdict(list)
-    reused = 0
-    record: dict[str, list[Any]] = {}
-    for crop_rel, (src, bbox) in crops.items():
-        target = out / crop_rel
-        record[crop_rel] = [*_stat(src), list(bbox)]
-        if target.is_file() and done.get(crop_rel) == record[crop_rel]:
-            reused += 1
-        else:
-            by_image[src].append((str(target), bbox))
+    dataset = load_data(
+        data, discover_regions(regions_dirs), regions, "aihub", skip_bad=skip_bad, workers=workers
+    )
+    crops = {_crop_name(s): (s.path, s.bbox) for s in reversed(dataset.samples)}
+    record = {name: [*_stat(src), list(bbox)] for name, (src, bbox) in crops.items()}
+    by_image: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for name, (src, bbox) in crops.items():
+        if not ((out / name).is_file() and done.get(name) == record[name]):
+            by_image[src].append((str(out / name), bbox))
     tasks = [(src, jobs, max_side, quality) for src, jobs in sorted(by_image.items())]
-    failed: dict[str, str] = {}
-    written = 0
-    n_workers = workers or min(os.cpu_count() or 1, 8)
     out.mkdir(parents=True, exist_ok=True)
-
-    def consume(results: list[tuple[str, str | None]]) -> None:
-        nonlocal written
-        for o, err in results:
-            if err is None:
-                written += 1
-            else:
-                failed[o] = err
-
-    if tasks:
-        from rich.progress import Progress
-
-        from skincls.console import make_console
-
-        err = make_console(stderr=True)
-        with Progress(
-            console=err, disable=not (progress and err.is_terminal), transient=True
-        ) as bar:
-            job = bar.add_task("cropping", total=len(tasks))
-            if n_workers > 1 and len(tasks) > 1:
-                with ProcessPoolExecutor(n_workers) as pool:
-                    for res in pool.map(_crop_image, tasks, chunksize=4):
-                        consume(res)
-                        bar.advance(job)
-            else:
-                for t in tasks:
-                    consume(_crop_image(t))
-                    bar.advance(job)
+    written, failed = _run(tasks, workers or min(os.cpu_count() or 1, 8), progress)
     if failed and not skip_bad:
         first = next(iter(failed.items()))
         raise SkinclsError(
             f"{len(failed)} crop(s) failed, first: {first[0]}: {first[1]} (use --skip-bad to go on)"
         )
-    from skincls.checkpoints import atomic_write_json
-
     ok = {k: v for k, v in record.items() if str(out / k) not in failed}
     atomic_write_json(out / CACHE_FILE, {**settings, "crops": ok})
-    manifest = out / "manifest.csv"
-    tmp = manifest.with_name("manifest.csv.tmp")
-    rows = 0
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "label", "region", "group", "mirror", "source_key"])
-        for s in dataset.samples:
-            crop_rel = (Path("crops") / s.key.split("#", 1)[0]).with_suffix(".jpg").as_posix()
-            if str(out / crop_rel) in failed:
-                continue
-            w.writerow([crop_rel, s.raw_label, s.region, s.group, int(s.mirror), s.key])
-            rows += 1
-    os.replace(tmp, manifest)
+    manifest, rows = _write_manifest(out, dataset.samples, failed)
     return {
         "settings": settings,
         "manifest": str(manifest),
         "rows": rows,
         "crops": len(crops),
         "written": written,
-        "reused": reused,
+        "reused": len(crops) - sum(len(jobs) for _, jobs, _, _ in tasks),
         "failed": len(failed),
         "skipped": dict(dataset.report.skipped),
     }
+
+
+def _crop_name(sample: Any) -> str:
+    """``crops/<label file path>.jpg``: one crop per label file, shared by its regions."""
+    return (Path("crops") / sample.key.split("#", 1)[0]).with_suffix(".jpg").as_posix()
+
+
+def _run(tasks: list, n_workers: int, progress: bool) -> tuple[int, dict[str, str]]:
+    """Crop every task (one photo each), in processes when there are several; returns the
+    number written and the reason of each failed crop."""
+    from rich.progress import Progress
+
+    from skincls.console import make_console
+
+    written, failed = 0, {}
+    if not tasks:
+        return written, failed
+    err = make_console(stderr=True)
+    with Progress(console=err, disable=not (progress and err.is_terminal), transient=True) as bar:
+        job = bar.add_task("cropping", total=len(tasks))
+        pool = ProcessPoolExecutor(n_workers) if n_workers > 1 and len(tasks) > 1 else None
+        results = pool.map(_crop_image, tasks, chunksize=4) if pool else map(_crop_image, tasks)
+        try:
+            for res in results:
+                for out, reason in res:
+                    if reason is None:
+                        written += 1
+                    else:
+                        failed[out] = reason
+                bar.advance(job)
+        finally:
+            if pool:
+                pool.shutdown()
+    return written, failed
+
+
+def _write_manifest(out: Path, samples: list[Any], failed: dict[str, str]) -> tuple[Path, int]:
+    """``manifest.csv`` with raw labels (a region's ``label_map`` still applies), atomically."""
+    manifest = out / "manifest.csv"
+    tmp = manifest.with_name("manifest.csv.tmp")
+    rows = 0
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "region", "group", "mirror", "source_key"])
+        for s in samples:
+            name = _crop_name(s)
+            if str(out / name) in failed:
+                continue
+            w.writerow([name, s.raw_label, s.region, s.group, int(s.mirror), s.key])
+            rows += 1
+    os.replace(tmp, manifest)
+    return manifest, rows

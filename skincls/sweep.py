@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from skincls.config import SamplerName, TrainConfig, build_config
 from skincls.console import duration
+from skincls.engine.callbacks import Callback, EpochEnd
 from skincls.errors import SkinclsError
 
 SEARCHABLE = {
@@ -185,8 +186,6 @@ def run_sweep(
     only the searched parameters. ``progress`` receives one line when a trial starts and one
     when it ends (its metric, the best so far, elapsed time and an estimate of the rest).
     """
-    import logging
-
     import optuna
 
     from skincls.train import train
@@ -194,11 +193,37 @@ def run_sweep(
     space = space or default_space()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
     build_config({**base, "output": str(output / "probe")}, "sweep options")  # fail early
+    study = _study(
+        space, storage or f"sqlite:///{(output / 'study.db').resolve()}", study_name, seed
+    )
+    todo = max(0, trials - len(_finished(optuna, study)))
+    reporter = TrialProgress(todo, str(base.get("select", "balanced_accuracy")), progress)
+
+    def objective(trial) -> float:
+        params = {name: _suggest(trial, name, p) for name, p in space.parameters.items()}
+        reporter.started(trial.number, params)
+        run_dir = output / f"trial-{trial.number:04d}"
+        values = {**base, **params, "output": str(run_dir), "overwrite": True}
+        config = build_config(values, f"trial {trial.number}")
+        trial.set_user_attr("run_dir", str(run_dir))
+        result = train(config, callbacks=[OptunaPruner(trial)], wandb_group=study_name)
+        return result.best_metric
+
+    if todo:
+        study.optimize(objective, n_trials=todo, timeout=timeout, catch=(), callbacks=[reporter])
+    return summarize(study, base, output)
+
+
+def _study(space: SearchSpace, storage: str, name: str, seed: int) -> Any:
+    """The study (created or continued): TPE sampler, median pruner per validation epoch."""
+    import logging
+
+    import optuna
+
     optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(
-        study_name=study_name,
+        study_name=name,
         storage=storage,
         direction="maximize",
         load_if_exists=True,
@@ -210,46 +235,50 @@ def run_sweep(
     )
     # a rerun continues the study with fresh but reproducible suggestions
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
-    todo = max(0, trials - len(_finished(optuna, study)))
-    metric = str(base.get("select", "balanced_accuracy"))
-    say = progress or (lambda line: None)
-    clock = {"start": time.perf_counter(), "done": 0}
+    return study
 
-    def objective(trial) -> float:
-        params = {name: _suggest(trial, name, p) for name, p in space.parameters.items()}
-        say(f"trial {clock['done'] + 1}/{todo} (#{trial.number}) started: {_params(params)}")
-        run_dir = output / f"trial-{trial.number:04d}"
-        values = {**base, **params, "output": str(run_dir), "overwrite": True}
-        config = build_config(values, f"trial {trial.number}")
-        trial.set_user_attr("run_dir", str(run_dir))
 
-        def report(epoch: int, record: dict[str, Any]) -> None:
-            value = record["select"]
-            if not math.isnan(value):
-                trial.report(value, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} ({value:.4f})")
+class OptunaPruner(Callback):
+    """Reports each epoch's validation selection metric to the trial and stops the run
+    (``optuna.TrialPruned``; the run is marked pruned) when the pruner says so."""
 
-        result = train(config, on_epoch_end=report, wandb_group=study_name)
-        return result.best_metric
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
 
-    def after(study, trial) -> None:
-        clock["done"] += 1
-        elapsed = time.perf_counter() - clock["start"]
-        left = elapsed / clock["done"] * (todo - clock["done"])
-        value = "" if trial.value is None else f" val {metric} {trial.value:.4f}"
+    def on_epoch_end(self, end: EpochEnd) -> None:
+        import optuna
+
+        value = end.record["select"]
+        if not math.isnan(value):
+            self.trial.report(value, end.epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {end.epoch} ({value:.4f})")
+
+
+class TrialProgress:
+    """One line when a trial starts (its parameters) and one when it ends (an Optuna callback):
+    its metric, the best so far, elapsed time and an estimate of the rest."""
+
+    def __init__(self, todo: int, metric: str, say: Callable[[str], None] | None) -> None:
+        self.todo, self.metric, self.say = todo, metric, say or (lambda line: None)
+        self.start, self.done = time.perf_counter(), 0
+
+    def started(self, number: int, params: dict[str, Any]) -> None:
+        self.say(f"trial {self.done + 1}/{self.todo} (#{number}) started: {_params(params)}")
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / self.done * (self.todo - self.done)
+        value = "" if trial.value is None else f" val {self.metric} {trial.value:.4f}"
         try:
             best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
         except ValueError:
             best = "no complete trial yet"
-        say(
-            f"trial {clock['done']}/{todo} (#{trial.number}) {trial.state.name.lower()}:{value}"
+        self.say(
+            f"trial {self.done}/{self.todo} (#{trial.number}) {trial.state.name.lower()}:{value}"
             f" | {best} | {duration(elapsed)} elapsed, eta {duration(left)}"
         )
-
-    if todo:
-        study.optimize(objective, n_trials=todo, timeout=timeout, catch=(), callbacks=[after])
-    return summarize(study, base, output)
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -362,3 +391,37 @@ def wandb_sweep_config(
         "parameters": params,
         "command": ["${env}", "skincls", "train", *base_args, "--wandb", "online", "${args}"],
     }
+
+
+def write_wandb_config(path: Path, args: list[str], space: SearchSpace, base: dict[str, Any]):
+    """Write the wandb sweep YAML equivalent to this sweep (see :func:`wandb_sweep_config`)."""
+    doc = wandb_sweep_config(args, space, base.get("select", "balanced_accuracy"))
+    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
+def render_sweep(result: dict[str, Any], console: Any) -> None:
+    """The trials table (headed by the metric) and the best trial with its retrain command."""
+    import shlex
+
+    from rich.table import Table
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
+
+    names = sorted({k for t in result["trials"] for k in t["params"]})
+    table = Table(title=f"study {result['study']}: {len(result['trials'])} trials")
+    for col in ("#", "state", f"val {result['metric']}", *names):
+        table.add_column(col, overflow="fold")
+    for t in result["trials"]:
+        value = "" if t["value"] is None else f"{t['value']:.4f}"
+        table.add_row(
+            str(t["number"]), t["state"], value, *(fmt(t["params"].get(n)) for n in names)
+        )
+    console.print(table)
+    if result["best"]:
+        b = result["best"]
+        console.print(
+            f"best: trial {b['number']} with validation {result['metric']} {b['value']:.4f}; "
+            f"its run: {b['run_dir']}; retrain it with: skincls train --config "
+            f"{shlex.quote(b['config'])}"
+        )
