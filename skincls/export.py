@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from skincls.errors import SkinclsError
+from skincls.quantize import quantize as quantize_model
 
 METADATA_KEY = "skincls"
 
@@ -101,75 +102,6 @@ def _check_metadata(meta: Any, graph, origin: str) -> None:
     dims = _dims(inputs[0])
     if len(dims) != 4 or dims[2:] != [meta["image_size"]] * 2:
         fail(f"image_size {meta['image_size']} but the input 'image' has shape {dims}")
-
-
-def _quantize(src: Path, dst: Path, mode: str, calibration=None) -> str:
-    """Write the quantized model; returns how it was quantized.
-
-    int8 is static (QDQ, per-channel weights, activations calibrated on real images) when
-    ``calibration`` holds images, which runs several times faster than fp32 on CPU; without
-    images it falls back to dynamic quantization, which shrinks the file but runs convolutions
-    slowly (ConvInteger).
-    """
-    if mode == "int8":
-        import logging
-
-        from onnxruntime.quantization import (
-            CalibrationDataReader,
-            QuantFormat,
-            QuantType,
-            quantize_dynamic,
-            quantize_static,
-        )
-
-        logging.getLogger().setLevel(logging.ERROR)  # silence the "run pre-processing" advice
-        if calibration is None or len(calibration) == 0:
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-            return "int8 dynamic (no calibration images)"
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        class Reader(CalibrationDataReader):
-            def __init__(self, images):
-                self.items = iter([{"image": img[None]} for img in images])
-
-            def get_next(self):
-                return next(self.items, None)
-
-        pre = dst.with_name(dst.stem + ".pre.onnx")
-        try:
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            quantize_static(
-                str(pre),
-                str(dst),
-                Reader(calibration),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-                activation_type=QuantType.QUInt8,
-                op_types_to_quantize=["Conv"],  # heads stay fp32: logits keep their precision
-            )
-        finally:
-            if pre.exists():
-                pre.unlink()
-        return f"int8 static (QDQ convolutions, {len(calibration)} calibration images)"
-    elif mode == "fp16":
-        import onnx
-        from onnxconverter_common import float16
-
-        model = onnx.load(str(src))
-        # Softmax stays fp32: converting it breaks the typed graph outputs (onnxconverter-common
-        # inserts a Cast whose type no longer matches the declared float32 output).
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            half = float16.convert_float_to_float16(
-                model, keep_io_types=True, op_block_list=["Softmax"]
-            )
-        onnx.save(half, str(dst))
-        return "fp16 (softmax kept in fp32)"
-    else:
-        raise SkinclsError(f"--quantize: expected none, int8 or fp16, got {mode!r}")
 
 
 def export_onnx(
@@ -370,7 +302,7 @@ def _quantize_file(fp32: Path, output: Path, mode: str, real_images, props) -> s
     qtmp = output.with_name(f".{output.name}.tmp{os.getpid()}.q.onnx")
     try:
         calibration = real_images[::2] if real_images is not None and mode == "int8" else None
-        method = _quantize(fp32, qtmp, mode, calibration)
+        method = quantize_model(fp32, qtmp, mode, calibration)
         _save_with_metadata(onnx.load(str(qtmp)), output, props)
         return method
     finally:

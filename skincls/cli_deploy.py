@@ -1,0 +1,244 @@
+"""``skincls evaluate``, ``export``, ``predict`` and ``explain``: the commands that use a trained
+run. Registered on the app of :mod:`skincls.cli`; each parses options and calls one function."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from skincls.cli import (
+    DeviceChoice,
+    GroupOpt,
+    JsonOpt,
+    OverwriteOpt,
+    RegionOpt,
+    SkipBadOpt,
+    Source,
+    SourceOpt,
+    _print_error,
+    _print_json,
+    _stderr,
+    _stdout,
+    app,
+    user_errors,
+)
+from skincls.outputs import check_dir, check_new_file
+
+
+class Checkpoint(str, Enum):
+    best = "best"
+    last = "last"
+
+
+class Split(str, Enum):
+    auto = "auto"
+    all = "all"
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    int8 = "int8"
+    fp16 = "fp16"
+
+
+class Exporter(str, Enum):
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    data: Annotated[Path | None, typer.Argument(help="Data (default: the run's data).")] = None,
+    split: Annotated[
+        Split, typer.Option(help="Part to score; auto: test on the run's data, else all.")
+    ] = Split.auto,
+    checkpoint: Annotated[Checkpoint, typer.Option(help="Checkpoint to score.")] = Checkpoint.best,
+    region: RegionOpt = None,
+    source: SourceOpt = Source.auto,
+    group_column: GroupOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    workers: Annotated[int, typer.Option(help="Data loader processes.")] = 0,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to run.")] = DeviceChoice("auto"),
+    skip_bad: SkipBadOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Accuracy, balanced accuracy, macro F1, QWK, grade MAE, per-class figures per region."""
+    from skincls import evaluate as lib
+
+    with user_errors():
+        result = lib.evaluate(
+            run,
+            data,
+            split.value,
+            checkpoint.value,
+            region or [],
+            source.value,
+            group_column,
+            batch_size,
+            workers,
+            device.value,
+            skip_bad,
+        )
+    if as_json:
+        _print_json(result)
+        return
+    from skincls.console import print_eval
+
+    console = _stdout()
+    print_eval(
+        console,
+        f"{run} ({checkpoint.value}, epoch {result['epoch']}) on split {result['split']}",
+        result,
+    )
+    from rich.table import Table
+
+    for name, m in result["regions"].items():
+        table = Table(title=f"{name}: per class", title_justify="left")
+        for col in ("class", "precision", "recall", "f1", "support"):
+            table.add_column(col, justify="right")
+        for label, pc in m["per_class"].items():
+            table.add_row(
+                label,
+                f"{pc['precision']:.3f}",
+                f"{pc['recall']:.3f}",
+                f"{pc['f1']:.3f}",
+                str(pc["support"]),
+            )
+        console.print(table)
+        console.print("confusion matrix (rows true, columns predicted):")
+        for label, row in zip(m["per_class"], m["confusion_matrix"], strict=False):
+            console.print(f"  {label:>6} " + " ".join(f"{v:5d}" for v in row))
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="ONNX file (default RUN/model.onnx).")
+    ] = None,
+    region: RegionOpt = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    checkpoint: Annotated[Checkpoint, typer.Option(help="Checkpoint to export.")] = Checkpoint.best,
+    quantize: Annotated[
+        Quantize,
+        typer.Option(help="int8: static, calibrated on the run's or --data images."),
+    ] = Quantize.none,
+    exporter: Annotated[
+        Exporter, typer.Option(help="dynamo (torch.export) or torchscript.")
+    ] = Exporter.dynamo,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Also verify on real images of this data.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One self-contained ONNX file, verified against PyTorch with onnxruntime."""
+    from skincls.export import export_onnx
+
+    with user_errors():
+        report = export_onnx(
+            run,
+            output,
+            region or [],
+            opset,
+            checkpoint.value,
+            quantize.value,
+            exporter.value,
+            data,
+            overwrite=overwrite,
+        )
+    if as_json:
+        _print_json(report)
+        return
+    _stdout().print(
+        f"wrote {report['path']} ({report['size_bytes'] / 1e6:.2f} MB, {report['method']}, "
+        f"opset {report['opset']})\n"
+        f"verified on {report['verified_samples']} inputs ({report['real_images']} real): "
+        f"max |onnxruntime - torch| logits = {report['max_abs_diff']:.2e}, "
+        f"argmax agreement {report['argmax_agreement']:.1%} ({report['argmax_agreement_on']})\n"
+        f"outputs: {', '.join(report['outputs'])}"
+    )
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Run directory or .onnx file.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Images, folders or AI Hub label JSON files.")
+    ],
+    region: RegionOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help="Checkpoint of a run directory.")
+    ] = Checkpoint.best,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Also write predictions as CSV.")
+    ] = None,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-region grade and probabilities for each image; unreadable images are reported, exit 0."""
+    from skincls.predict import predict as run_predict
+    from skincls.predict import write_csv
+
+    with user_errors():
+        if csv_out:
+            check_new_file(csv_out, "--csv", overwrite)
+        result = run_predict(model, inputs, region or [], batch_size, checkpoint.value)
+        if csv_out:
+            write_csv(result, csv_out)
+    if as_json:
+        _print_json(result)
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{len(result['predictions'])} predictions")
+        names = [n for p in result["predictions"] for n in p["regions"]]
+        table.add_column("image", overflow="fold")
+        table.add_column("region", no_wrap=True, min_width=max(map(len, names), default=6))
+        table.add_column("class", no_wrap=True)
+        table.add_column("p", no_wrap=True)
+        for p in result["predictions"]:
+            for name, r in p["regions"].items():
+                table.add_row(p["path"], name, r["class"], f"{r['probs'][r['class']]:.3f}")
+        _stdout().print(table)
+    err = _stderr()
+    for e in result["errors"]:
+        _print_error(err, f"{e['path']}: {e['error']}", "skipped", "yellow")
+
+
+@app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    images: Annotated[list[Path], typer.Argument(help="Images to explain.")],
+    region: Annotated[str, typer.Option("--region", help="Region head to explain.")],
+    out: Annotated[
+        Path, typer.Option("--output", "-o", "--out", help="Directory for the PNG overlays.")
+    ],
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help="Checkpoint to explain.")
+    ] = Checkpoint.best,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grad-CAM heat maps as PNG overlays: does the model look at skin or at background?"""
+    from skincls.explain import explain as run_explain
+
+    with user_errors():
+        check_dir(out, "--output")
+        written = run_explain(run, images, region, out, checkpoint.value, overwrite=overwrite)
+    if as_json:
+        _print_json(written)
+        return
+    for w in written:
+        if "error" in w:
+            _print_error(_stderr(), f"{w['path']}: {w['error']}", "skipped", "yellow")
+        else:
+            _stdout().print(f"{w['output']}  (predicted {w['class']})")
