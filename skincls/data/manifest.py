@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from skincls.data.samples import LoadReport, Sample
@@ -135,17 +136,8 @@ def load_csv(
     ignored, rows of unknown regions are errors (counted with ``skip_unknown_regions``)."""
     columns, rows = read_manifest(manifest)
     _check_columns(manifest, columns, group_column, default_region)
-    reader = _RowReader(
-        manifest,
-        columns,
-        registry,
-        selected,
-        report,
-        skip_bad,
-        group_column,
-        default_region,
-        skip_unknown_regions,
-    )
+    options = ManifestOptions(skip_bad, group_column, default_region, skip_unknown_regions)
+    reader = _RowReader(manifest, columns, registry, selected, report, options)
     samples: list[Sample] = []
     problems: list[str] = []
     groups = _Groups()
@@ -169,21 +161,22 @@ def load_csv(
     return [dataclasses.replace(s, group=groups.find(s.group)) for s in samples]
 
 
+@dataclass(frozen=True)
+class ManifestOptions:
+    """How rows are read: ``skip_bad`` counts bad rows instead of stopping, ``group_column``
+    names the group column (default ``group``), ``default_region`` is the region of a file
+    without a region column, ``skip_unknown_regions`` counts rows of regions the registry lacks."""
+
+    skip_bad: bool = False
+    group_column: str | None = None
+    default_region: str | None = None
+    skip_unknown_regions: bool = False
+
+
 class _RowReader:
     """Turns rows into samples; remembers rows seen, to report duplicates by line."""
 
-    def __init__(
-        self,
-        manifest,
-        columns,
-        registry,
-        selected,
-        report,
-        skip_bad,
-        group_column,
-        default_region,
-        skip_unknown_regions,
-    ):
+    def __init__(self, manifest, columns, registry, selected, report, options: ManifestOptions):
         self.manifest, self.columns, self.registry, self.report = (
             manifest,
             columns,
@@ -191,9 +184,9 @@ class _RowReader:
             report,
         )
         self.names = {r.name: r for r in selected}
-        self.skip_bad, self.skip_unknown = skip_bad, skip_unknown_regions
-        self.group_col = group_column or ("group" if "group" in columns else None)
-        self.default_region = default_region
+        self.skip_bad, self.skip_unknown = options.skip_bad, options.skip_unknown_regions
+        self.group_col = options.group_column or ("group" if "group" in columns else None)
+        self.default_region = options.default_region
         self.base_real = os.path.realpath(manifest.parent)
         self.seen: dict[str, int] = {}
 

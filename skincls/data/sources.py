@@ -135,10 +135,10 @@ def load_data(
             registry,
             selected,
             report,
-            skip_bad,
-            group_column,
-            default_region,
-            skip_unknown_regions,
+            skip_bad=skip_bad,
+            group_column=group_column,
+            default_region=default_region,
+            skip_unknown_regions=skip_unknown_regions,
         )
     elif kind == "aihub":
         if not root.is_dir():
