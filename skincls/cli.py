@@ -293,7 +293,7 @@ def prepare(
         )
 
 
-DeviceChoice = choice_enum("device")
+DeviceChoice: Any = choice_enum("device")
 
 
 @app.command(context_settings={"allow_interspersed_args": True})

@@ -35,7 +35,7 @@ def choice_enum(field: str) -> type[Enum]:
 
     if field not in _ENUMS:
         values = get_args(TrainConfig.model_fields[field].annotation)
-        _ENUMS[field] = Enum(f"{field}_choice", {v: v for v in values}, type=str)  # type: ignore[misc]
+        _ENUMS[field] = Enum(f"{field}_choice", {v: v for v in values}, type=str)  # type: ignore[assignment]
     return _ENUMS[field]
 
 
@@ -103,7 +103,8 @@ def train_parameters() -> list[inspect.Parameter]:
     for field, info in TrainConfig.model_fields.items():
         if field == "data":
             continue
-        annotation = Annotated[_cli_type(field, info.annotation) | None, _option(field, info)]
+        cli_type: Any = _cli_type(field, info.annotation)
+        annotation = Annotated[cli_type | None, _option(field, info)]
         params.append(inspect.Parameter(field, kw, default=None, annotation=annotation))
         if field == "pretrained":
             help_text = "Start from random weights (same as --pretrained none)."

@@ -127,7 +127,7 @@ def prepare(
         data, discover_regions(regions_dirs), regions, "aihub", skip_bad=skip_bad, workers=workers
     )
     crops = {_crop_name(s): (s.path, s.bbox) for s in reversed(dataset.samples)}
-    record = {name: [*_stat(src), list(bbox)] for name, (src, bbox) in crops.items()}
+    record = {name: [*_stat(src), list(bbox or ())] for name, (src, bbox) in crops.items()}
     by_image: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     for name, (src, bbox) in crops.items():
         if not ((out / name).is_file() and done.get(name) == record[name]):
@@ -167,7 +167,7 @@ def _run(tasks: list, n_workers: int, progress: bool) -> tuple[int, dict[str, st
 
     from skincls.console import make_console
 
-    written, failed = 0, {}
+    written, failed = 0, {}  # type: tuple[int, dict[str, str]]
     if not tasks:
         return written, failed
     err = make_console(stderr=True)

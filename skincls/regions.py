@@ -6,7 +6,6 @@ entry points in group ``skincls.regions``. One name defined twice is an error na
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,7 +311,3 @@ def validate_files(paths: Sequence[str | Path]) -> list[str]:
                 )
             names[spec.name] = str(f)
     return problems
-
-
-def name_is_valid(name: str) -> bool:
-    return re.match(NAME_PATTERN, name) is not None

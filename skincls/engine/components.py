@@ -29,7 +29,6 @@ class Kit:
     steps_per_epoch: int
     mean: list[float]
     std: list[float]
-    interpolation: str
 
 
 def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Kit:
@@ -37,7 +36,7 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
     from skincls.data.dataset import build_transforms
     from skincls.engine.optim import create_optimizer, create_scheduler
 
-    data_cfg = model.data_config
+    data_cfg: dict[str, Any] = model.data_config  # type: ignore[assignment]
     mean, std = list(data_cfg["mean"]), list(data_cfg["std"])
     model, net, dtype, channels_last = _place(config, model, device, dctx)
     eval_tf = build_transforms(regions, "eval", config.image_size, mean, std)
@@ -72,10 +71,7 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
         on_nan=config.on_nan,
         dctx=dctx,
     )
-    interpolation = str(data_cfg.get("interpolation", "bilinear"))
-    return Kit(
-        engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std, interpolation
-    )
+    return Kit(engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std)
 
 
 def _place(config: Any, model: nn.Module, device, dctx):

@@ -196,7 +196,6 @@ def _meta(config, regions, kit: Kit, end: EpochEnd) -> dict[str, Any]:
         "image_size": config.image_size,
         "mean": kit.mean,
         "std": kit.std,
-        "interpolation": kit.interpolation,
         "regions": [{"name": r.name, "classes": r.classes, "ordinal": r.ordinal} for r in regions],
         "losses": {r.name: loss_of(r, config.loss) for r in regions},
         "epoch": end.epoch,
