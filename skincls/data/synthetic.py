@@ -154,8 +154,11 @@ def make_aihub_tree(
                     ann: dict[str, object] = {"acne": None}
                 else:
                     ann = {k: rng.randint(0, AIHUB_MAX_GRADE.get(k, 6)) for k in AIHUB_KEYS[part]}
-                x1, y1 = rng.randint(0, w // 2), rng.randint(0, h // 2)
-                bbox = [x1, y1, x1 + rng.randint(20, w // 2), y1 + rng.randint(20, h // 2)]
+                # face-part boxes: a tenth to a third of the photo wide, about 2:1 to 1:1.2
+                bw = rng.randint(max(20, w // 10), max(21, w // 3))
+                bh = max(20, int(bw * rng.uniform(0.45, 1.2)))
+                x1, y1 = rng.randint(0, w - bw), rng.randint(0, max(0, h - bh))
+                bbox = [x1, y1, x1 + bw, y1 + bh]
                 if null_bbox_every and counter % null_bbox_every == 0:
                     bbox = None  # type: ignore[assignment]
                 doc = {
