@@ -67,12 +67,18 @@ def evaluate(
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 0,
     device: Annotated[DeviceChoice, typer.Option(help="Where to run.")] = DeviceChoice("auto"),
     skip_bad: SkipBadOpt = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write an HTML report of this scoring.")
+    ] = None,
+    overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy, balanced accuracy, macro F1, QWK, grade MAE, per-class figures per region."""
     from skincls import evaluate as lib
 
     with user_errors():
+        if report:
+            check_new_file(report, "--report", overwrite)
         result = lib.evaluate(
             run,
             data,
@@ -86,6 +92,13 @@ def evaluate(
             device.value,
             skip_bad,
         )
+        if report:
+            from skincls.report import build_report
+
+            written = build_report(
+                run, report, data, split.value, checkpoint.value, overwrite=overwrite
+            )
+            _stderr().print(f"report: {written['path']}")
     if as_json:
         _print_json(result)
         return
@@ -242,3 +255,37 @@ def explain(
             _print_error(_stderr(), f"{w['path']}: {w['error']}", "skipped", "yellow")
         else:
             _stdout().print(f"{w['output']}  (predicted {w['class']})")
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="HTML file (default RUN/report.html, replaced)."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Score other data (default: the run's).")
+    ] = None,
+    split: Annotated[
+        Split, typer.Option(help="Part to score; auto: test, else validation.")
+    ] = Split.auto,
+    checkpoint: Annotated[Checkpoint, typer.Option(help="Checkpoint to score.")] = Checkpoint.best,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Grad-CAM overlays for the worst mistakes.")
+    ] = False,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One self-contained HTML page: data, training curves, confusion, worst mistakes, config."""
+    from skincls.report import build_report
+
+    with user_errors():
+        written = build_report(run, output, data, split.value, checkpoint.value, explain, overwrite)
+    if as_json:
+        _print_json(written)
+    else:
+        _stdout().print(
+            f"wrote {written['path']} ({written['size_bytes'] / 1e6:.2f} MB, split "
+            f"{written['split']}, {written['seconds']:.1f} s)"
+        )

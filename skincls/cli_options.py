@@ -24,6 +24,7 @@ FLAGS = {
     "quiet": ("--quiet", "-q"),
     "wandb_tags": ("--wandb-tag",),
     "channels_last": ("--channels-last/--no-channels-last",),
+    "report": ("--report/--no-report",),
 }
 METAVARS = {"regions_dir": "DIR", "region": "NAME", "wandb_tags": "TAG"}
 _ENUMS: dict[str, type[Enum]] = {}

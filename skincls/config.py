@@ -45,6 +45,7 @@ RESUME_MUTABLE = {
     "quiet",
     "data",
     "max_bad_fraction",
+    "report",
 }
 
 
@@ -151,6 +152,9 @@ class TrainConfig(BaseModel):
     )
     resume: Annotated[str | None, Field(description="Continue the run in this directory.")] = None
     quiet: Annotated[bool, Field(description="Print less.")] = False
+    report: Annotated[
+        bool, Field(description="Write RUN/report.html at the end (skincls report).")
+    ] = True
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -39,6 +39,29 @@ def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple
     return cam, cls
 
 
+def cam_overlay(model, rgb: np.ndarray, region: str, transform: Any, alpha: float = 0.45):
+    """Grad-CAM of ``region`` over ``rgb`` (HxWx3 uint8) through the eval ``transform``: the
+    overlay (uint8, the image's own size), the heat map in [0, 1] at that size, and the class."""
+    import torch
+    from matplotlib import colormaps
+    from PIL import Image
+
+    x = torch.from_numpy(transform(image=rgb)["image"].transpose(2, 0, 1)[None].copy())
+    cam, cls = grad_cam(model, x, region)
+    h, w = rgb.shape[:2]
+    # The network saw the centre crop of the image resized to its shorter side: map back.
+    side = min(h, w)
+    cam_img = Image.fromarray((cam * 255).astype(np.uint8)).resize(
+        (side, side), Image.Resampling.BILINEAR
+    )
+    full = np.zeros((h, w), np.float32)
+    top, left = (h - side) // 2, (w - side) // 2
+    full[top : top + side, left : left + side] = np.asarray(cam_img, np.float32) / 255.0
+    heat = colormaps["jet"](full)[..., :3] * 255
+    overlay = (1 - alpha) * rgb.astype(np.float32) + alpha * heat
+    return overlay.clip(0, 255).astype(np.uint8), full, cls
+
+
 def explain(
     run_dir: str | Path,
     images: Sequence[str | Path],
@@ -54,8 +77,6 @@ def explain(
     import matplotlib
 
     matplotlib.use("Agg")
-    import torch
-    from matplotlib import colormaps
     from PIL import Image
 
     from skincls.augment import build_transform
@@ -83,26 +104,14 @@ def explain(
         except ImageReadError as err:
             written.append({"path": str(path), "error": str(err)})
             continue
-        x = torch.from_numpy(transform(image=rgb)["image"].transpose(2, 0, 1)[None].copy())
-        cam, cls = grad_cam(model, x, region)
-        h, w = rgb.shape[:2]
-        # The network saw the centre crop of the image resized to its shorter side: map back.
-        side = min(h, w)
-        cam_img = Image.fromarray((cam * 255).astype(np.uint8)).resize(
-            (side, side), Image.Resampling.BILINEAR
-        )
-        full = np.zeros((h, w), np.float32)
-        top, left = (h - side) // 2, (w - side) // 2
-        full[top : top + side, left : left + side] = np.asarray(cam_img, np.float32) / 255.0
-        heat = colormaps["jet"](full)[..., :3] * 255
-        overlay = (1 - alpha) * rgb.astype(np.float32) + alpha * heat
+        overlay, full, cls = cam_overlay(model, rgb, region, transform, alpha)
         target = out / f"{path.stem}_{region}_gradcam.png"
         # two inputs with one stem would write one file: keep both by numbering the second
         n = 2
         while any(w.get("output") == str(target) for w in written):
             target = out / f"{path.stem}_{region}_gradcam_{n}.png"
             n += 1
-        Image.fromarray(overlay.clip(0, 255).astype(np.uint8)).save(target)
+        Image.fromarray(overlay).save(target)
         written.append(
             {
                 "path": str(path),

@@ -40,23 +40,33 @@ def make_loader(dataset, sampler, batch_size: int, workers: int, device, drop_la
 
 
 def predict_loader(model, loader, device, dtype=None, channels_last=False) -> dict[str, np.ndarray]:
-    """Per sample: its region index, label, the argmax of its own region's head, decode flag
-    and index."""
+    """Per sample: its region index, label, the argmax of its own region's head and that
+    class's softmax probability (``conf``), decode flag and index."""
     model.eval()
-    out: dict[str, list] = {"region": [], "label": [], "pred": [], "ok": [], "index": []}
+    out: dict[str, list] = {
+        "region": [],
+        "label": [],
+        "pred": [],
+        "conf": [],
+        "ok": [],
+        "index": [],
+    }
     with torch.inference_mode():
         for batch in loader:
             images, regions, labels, ok, index = collate_to(batch, device, channels_last)
             with autocast(device, dtype):
                 logits = model(images)
             preds = torch.zeros_like(labels)
+            conf = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
             for i, lg in enumerate(logits):
                 mask = regions == i
                 if mask.any():
-                    preds[mask] = lg[mask].float().argmax(1)
+                    p, k = torch.softmax(lg[mask].float(), 1).max(1)
+                    preds[mask], conf[mask] = k, p
             out["region"].append(regions.cpu())
             out["label"].append(labels.cpu())
             out["pred"].append(preds.cpu())
+            out["conf"].append(conf.cpu())
             out["ok"].append(ok.cpu())
             out["index"].append(index)
     return {k: torch.cat(v).numpy() for k, v in out.items() if v}

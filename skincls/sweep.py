@@ -74,7 +74,7 @@ def run_sweep(
         params = {name: suggest(trial, name, p) for name, p in space.parameters.items()}
         reporter.started(trial.number, params)
         run_dir = output / f"trial-{trial.number:04d}"
-        values = {**base, **params, "output": str(run_dir), "overwrite": True}
+        values = {**base, **params, "output": str(run_dir), "overwrite": True, "report": False}
         config = build_config(values, f"trial {trial.number}")
         trial.set_user_attr("run_dir", str(run_dir))
         result = train(config, callbacks=[OptunaPruner(trial)], wandb_group=study_name)
@@ -201,6 +201,10 @@ def summarize(study, base: dict[str, Any], output: Path) -> dict[str, Any]:
         }
         _plots(study, output, result, metric)
     (output / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    if base.get("report", True):
+        from skincls.report import build_study_report
+
+        result["report"] = build_study_report(result, output)
     return result
 
 

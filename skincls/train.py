@@ -119,6 +119,7 @@ def train(
             run.update_status(
                 status="finished", best_epoch=state.best_epoch, best_metric=state.best_metric
             )
+            _write_report(run, config, console)
         tracker.finish()
         return RunResult(
             run.path,
@@ -330,6 +331,21 @@ def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
         tracker.log_confusion(name, classes, m["confusion_matrix"], step=len(state.history))
     tracker.summary({f"test/{k}": v for k, v in result["mean"].items()})
     return result
+
+
+def _write_report(run: RunDir, config: TrainConfig, console: Any) -> None:
+    """``RUN/report.html`` (unless ``--no-report``); a report that cannot be built is a warning,
+    never a failed run."""
+    if not config.report:
+        return
+    from skincls.report import build_report
+
+    try:
+        report = build_report(run.path)
+    except SkinclsError as err:
+        console.print(f"report not written: {err}", style="yellow")
+        return
+    console.print(f"report: {report['path']} ({report['size_bytes'] / 1e6:.1f} MB)")
 
 
 def train_from_options(options: dict[str, Any], config_file: str | None = None) -> RunResult:

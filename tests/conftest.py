@@ -80,6 +80,7 @@ def tiny_values(data, regions, **overrides) -> dict:
         workers=0,
         wandb="disabled",
         quiet=True,
+        report=False,
     )
     values.update(overrides)
     return values
@@ -100,6 +101,7 @@ def tiny_cli_args(data, regions, *extra: str) -> list[str]:
         "0",
         "--wandb",
         "disabled",
+        "--no-report",
         *extra,
     ]
 

@@ -1,0 +1,443 @@
+"""``skincls report``: one self-contained HTML page about a run, for people.
+
+The data (class distribution per region and split part, the imbalance corrections, images that
+were skipped), training (loss, learning rate and every validation metric per epoch, the selected
+epoch marked), per region (confusion matrices, per-class precision/recall/F1 with support, the
+ordinal figures for ordinal regions, the worst mistakes as thumbnails, Grad-CAM with
+``explain``), and the config, versions and commands to reproduce it. Plots are matplotlib PNGs
+and thumbnails JPEGs, inlined as data URIs, so the file opens anywhere without a network.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import platform
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skincls.errors import SkinclsError
+
+THUMB = 112
+MISTAKES = 12
+GRADCAMS = 4
+
+
+def build_report(
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    data: str | Path | None = None,
+    split: str = "auto",
+    checkpoint: str = "best",
+    explain: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write the report of ``run_dir`` (default ``RUN/report.html``, which is replaced: it is the
+    run's own file) scored on ``split`` of ``data`` (default: the run's test split, else its
+    validation split). Returns the path, its size and the seconds it took."""
+    from skincls.outputs import check_new_file
+    from skincls.runs import RunDir
+
+    t0 = time.perf_counter()
+    run = RunDir.open(run_dir, lock=False)
+    if output is None:
+        target = run.path / "report.html"
+    else:
+        target = check_new_file(output, "--output", overwrite)
+        if target.suffix.lower() not in (".html", ".htm"):
+            raise SkinclsError(f"--output {target}: expected a file name ending in .html")
+    scored = _score(run.path, data, split, checkpoint)
+    context = {
+        "run": str(run.path),
+        "status": run.status(),
+        "generated": time.strftime("%Y-%m-%d %H:%M"),
+        "scored": {k: scored[k] for k in ("split", "data", "epoch", "checkpoint", "n")},
+        "data_section": _data_section(run, scored["config"], scored["specs"]),
+        "training": _training_section(run.history(), scored["config"].select, run.status()),
+        "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
+        "mean": scored["metrics"]["mean"],
+        "config_yaml": (run.path / "config.yaml").read_text(encoding="utf-8"),
+        "versions": _versions(),
+        "commands": _commands(run.path),
+    }
+    html = _render(context)
+    from skincls.checkpoints import atomic_write_text
+
+    atomic_write_text(target, html)
+    return {
+        "path": str(target),
+        "size_bytes": target.stat().st_size,
+        "seconds": time.perf_counter() - t0,
+        "split": scored["split"],
+    }
+
+
+def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
+    """The checkpoint's predictions (with confidences) and metrics on the chosen samples."""
+    from skincls.data.dataset import SampleDataset, build_transforms
+    from skincls.data.sampler import EvalSampler
+    from skincls.engine.runtime import resolve_device
+    from skincls.evaluate import _samples, load_run_model
+    from skincls.inference import make_loader, predict_loader
+    from skincls.metrics import evaluate_predictions
+
+    model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
+    data_path = Path(data) if data is not None else Path(config.data)
+    chosen, samples = _pick_split(run_dir, config, registry, specs, data_path, split, _samples)
+    device = resolve_device("auto")
+    model.to(device)
+    size = meta["image_size"]
+    transforms = build_transforms(specs, "eval", size, meta["mean"], meta["std"])
+    ds = SampleDataset(samples, [s.name for s in specs], transforms, size)
+    loader = make_loader(ds, EvalSampler(len(ds)), config.batch_size, 0, device)
+    p = predict_loader(model, loader, device)
+    keep = p["ok"].astype(bool)
+    metrics = evaluate_predictions(
+        [s.name for s in specs],
+        {s.name: s.classes for s in specs},
+        p["region"][keep],
+        p["label"][keep],
+        p["pred"][keep],
+    )
+    return {
+        "model": model,
+        "config": config,
+        "specs": specs,
+        "meta": meta,
+        "samples": samples,
+        "pred": p,
+        "metrics": metrics,
+        "split": chosen,
+        "data": str(data_path),
+        "epoch": meta.get("epoch"),
+        "checkpoint": checkpoint,
+        "n": int(keep.sum()),
+        "transforms": transforms,
+    }
+
+
+def _pick_split(run_dir, config, registry, specs, data_path, split, samples_of):
+    if split != "auto":
+        return split, samples_of(
+            run_dir, config, registry, specs, data_path, split, (), "auto", None, True
+        )[1]
+    for part in ("test", "val", "all"):
+        try:
+            return samples_of(
+                run_dir, config, registry, specs, data_path, part, (), "auto", None, True
+            )
+        except SkinclsError:
+            continue
+    raise SkinclsError(f"{data_path}: no samples to score")
+
+
+# ---- sections ----------------------------------------------------------------------------------
+
+
+def _data_section(run, config, specs) -> dict[str, Any]:
+    """Class counts per region and split part (from ``split.csv``), corrections, skipped images."""
+    from skincls.losses import PRIOR_LOSSES, REWEIGHTING_LOSSES, loss_of
+
+    counts: dict[str, dict[str, list[int]]] = {
+        s.name: {part: [0] * s.num_classes for part in ("train", "val", "test")} for s in specs
+    }
+    with open(run.path / "split.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            region = counts.get(row["region"])
+            if region is not None and row["part"] in region:
+                region[row["part"]][int(row["label"])] += 1
+    corrections = []
+    for s in specs:
+        loss = loss_of(s, config.loss)
+        sampler = s.sampler or config.sampler
+        double = sampler != "none" and loss in REWEIGHTING_LOSSES + PRIOR_LOSSES
+        corrections.append({"region": s.name, "loss": loss, "sampler": sampler, "double": double})
+    bad_file = run.path / "bad_images.txt"
+    bad = bad_file.read_text(encoding="utf-8").splitlines() if bad_file.is_file() else []
+    return {
+        "plots": {s.name: _distribution_plot(s, counts[s.name]) for s in specs},
+        "counts": counts,
+        "corrections": corrections,
+        "region_balance": config.region_balance,
+        "bad": [line.split("\t") for line in bad[:50]],
+        "bad_total": len(bad),
+    }
+
+
+def _training_section(history: list[dict[str, Any]], select: str, status: dict) -> dict[str, Any]:
+    if not history:
+        return {"plot": None, "best_epoch": None, "rows": []}
+    best = status.get("best_epoch")
+    return {
+        "plot": _training_plot(history, select, best),
+        "best_epoch": best,
+        "select": select,
+        "rows": history,
+    }
+
+
+def _region_section(scored: dict[str, Any], spec, explain: bool) -> dict[str, Any]:
+    m = scored["metrics"]["regions"][spec.name]
+    section: dict[str, Any] = {
+        "name": spec.name,
+        "title": spec.title or spec.name,
+        "ordinal": spec.ordinal,
+        "classes": spec.classes,
+        "metrics": m,
+        "per_class": m["per_class"],
+    }
+    if m["n"] == 0:
+        section.update(confusion=None, bars=None, mistakes=[], grade_errors=[])
+        return section
+    section["confusion"] = _confusion_plot(spec, np.asarray(m["confusion_matrix"]))
+    section["bars"] = _per_class_plot(spec, m["per_class"])
+    wrong = _mistakes(scored, spec)
+    section["mistakes"] = _thumbnails(scored, spec, wrong["confident"], explain)
+    section["grade_errors"] = (
+        _thumbnails(scored, spec, wrong["largest"], False) if spec.ordinal else []
+    )
+    return section
+
+
+def _mistakes(scored: dict[str, Any], spec) -> dict[str, list[int]]:
+    """Positions (in the scored samples) of the most confident wrong predictions and, for
+    ordinal regions, of the largest grade errors."""
+    p = scored["pred"]
+    region = [s.name for s in scored["specs"]].index(spec.name)
+    idx = np.flatnonzero((p["region"] == region) & p["ok"].astype(bool) & (p["pred"] != p["label"]))
+    confident = idx[np.argsort(-p["conf"][idx], kind="stable")][:MISTAKES]
+    error = np.abs(p["pred"][idx].astype(int) - p["label"][idx].astype(int))
+    largest = idx[np.lexsort((-p["conf"][idx], -error))][:MISTAKES]
+    return {"confident": confident.tolist(), "largest": largest.tolist()}
+
+
+def _thumbnails(scored, spec, positions: list[int], explain: bool) -> list[dict[str, Any]]:
+    from PIL import Image
+
+    from skincls.data.images import ImageReadError, read_image
+
+    p = scored["pred"]
+    out = []
+    for n, pos in enumerate(positions):
+        sample = scored["samples"][int(p["index"][pos])]
+        try:
+            rgb = read_image(sample.path, sample.bbox, sample.mirror)
+        except ImageReadError:
+            continue
+        item = {
+            "path": sample.path,
+            "true": spec.classes[int(p["label"][pos])],
+            "pred": spec.classes[int(p["pred"][pos])],
+            "conf": float(p["conf"][pos]),
+            "image": _jpeg(Image.fromarray(rgb)),
+            "cam": None,
+        }
+        if explain and n < GRADCAMS:
+            from skincls.explain import cam_overlay
+
+            overlay, _, _ = cam_overlay(
+                scored["model"], rgb, spec.name, scored["transforms"][spec.name]
+            )
+            item["cam"] = _jpeg(Image.fromarray(overlay))
+        out.append(item)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import timm
+    import torch
+
+    from skincls import __version__
+
+    return {
+        "skincls": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def _commands(run: Path) -> dict[str, str]:
+    q = shlex.quote(str(run))
+    return {
+        "reproduce": f"skincls train --config {shlex.quote(str(run / 'config.yaml'))} -o NEW_RUN",
+        "evaluate": f"skincls evaluate {q}",
+        "export": f"skincls export {q}",
+        "report": f"skincls report {q} --explain",
+    }
+
+
+# ---- plots and images --------------------------------------------------------------------------
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _jpeg(image) -> str:
+    image = image.convert("RGB")
+    image.thumbnail((THUMB, THUMB))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def _distribution_plot(spec, counts: dict[str, list[int]]) -> str:
+    fig, ax = _figure(max(4.0, 0.6 * spec.num_classes + 2), 2.6)
+    x = np.arange(spec.num_classes)
+    for i, part in enumerate(("train", "val", "test")):
+        ax.bar(x + (i - 1) * 0.27, counts[part], width=0.27, label=part)
+    ax.set_xticks(x, spec.classes, rotation=45 if spec.num_classes > 8 else 0)
+    ax.set_ylabel("samples")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(f"{spec.name}: class distribution", fontsize=10)
+    return _png(fig)
+
+
+def _training_plot(history: list[dict[str, Any]], select: str, best: int | None) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(11, 2.8))
+    a.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    a.set_title("train loss", fontsize=10)
+    metrics = [k for k in history[-1] if k.startswith("val_") and k.count("_") <= 3]
+    for k in ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_qwk"):
+        if k in metrics:
+            b.plot(epochs, [h.get(k) for h in history], marker=".", label=k[4:])
+    b.set_title(f"validation (selection: {select})", fontsize=10)
+    if metrics:
+        b.legend(frameon=False, fontsize=7)
+    c.plot(epochs, [h["lr"] for h in history])
+    c.set_title("learning rate", fontsize=10)
+    c.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a, b, c):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best:
+            ax.axvline(best, color="tab:green", linestyle="--", linewidth=1)
+    return _png(fig)
+
+
+def _confusion_plot(spec, cm: np.ndarray) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = spec.num_classes
+    fig, axes = plt.subplots(1, 2, figsize=(2 * max(3.0, 0.45 * k + 1.6), max(2.8, 0.4 * k + 1.4)))
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    for ax, matrix, title, fmt in (
+        (axes[0], cm, "counts", "{:d}"),
+        (axes[1], norm, "row-normalised (recall)", "{:.2f}"),
+    ):
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                value = matrix[i, j]
+                text = fmt.format(int(value) if fmt == "{:d}" else float(value))
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+        ax.set_xticks(range(k), spec.classes, fontsize=7)
+        ax.set_yticks(range(k), spec.classes, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+def _per_class_plot(spec, per_class: dict[str, dict[str, float]]) -> str:
+    fig, ax = _figure(max(4.0, 0.7 * spec.num_classes + 2), 2.6)
+    x = np.arange(spec.num_classes)
+    for i, key in enumerate(("precision", "recall", "f1")):
+        ax.bar(x + (i - 1) * 0.27, [per_class[c][key] for c in spec.classes], width=0.27, label=key)
+    labels = [f"{c}\nn={per_class[c]['support']}" for c in spec.classes]
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.legend(frameon=False, fontsize=7, ncol=3)
+    ax.set_title(f"{spec.name}: per class", fontsize=10)
+    return _png(fig)
+
+
+def _render(context: dict[str, Any], template: str = "report.html.j2") -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda v: "" if v is None else f"{100 * float(v):.1f}"
+    env.filters["f3"] = lambda v: "" if v is None else f"{float(v):.3f}"
+    return env.get_template(template).render(**context)
+
+
+def build_study_report(result: dict[str, Any], output: Path) -> str:
+    """``OUTPUT/report.html`` of a sweep: the trials (headed by the metric), the history and
+    importance plots, and a link to the best trial's own report (built here)."""
+    from skincls.checkpoints import atomic_write_text
+
+    best = result.get("best")
+    best_report = None
+    if best and best.get("run_dir"):
+        built = build_report(best["run_dir"])
+        best_report = _relative(Path(built["path"]), Path(output))
+    plots = []
+    for path in result.get("plots", []):
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        plots.append("data:image/png;base64," + data)
+    names = sorted({k for t in result["trials"] for k in t["params"]})
+    html = _render(
+        {
+            "result": result,
+            "names": names,
+            "plots": plots,
+            "best_report": best_report,
+            "generated": time.strftime("%Y-%m-%d %H:%M"),
+        },
+        "study.html.j2",
+    )
+    target = Path(output) / "report.html"
+    atomic_write_text(target, html)
+    return str(target)
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()

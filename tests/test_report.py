@@ -1,0 +1,142 @@
+"""The run report: one self-contained HTML page a person can read (issue 16)."""
+
+import base64
+import csv
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from skincls.cli import app
+from skincls.config import build_config
+from skincls.report import build_report
+
+from .conftest import tiny_values
+
+runner = CliRunner()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell")
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "tiny report.html"
+    written = build_report(tiny_run, out, explain=True)
+    return Path(written["path"]), tiny_run
+
+
+def test_report_is_self_contained_with_one_section_per_region(report):
+    path, run = report
+    html = path.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing from a network
+    assert "<script" not in html and "<link" not in html
+    regions = [line.strip() for line in (run / "regions" / "order.txt").read_text().splitlines()]
+    sections = re.findall(r'<section class="region" id="region-([a-z0-9_]+)">', html)
+    assert sections == regions
+    with open(run / "split.csv", newline="") as fh:
+        test_rows = [r for r in csv.DictReader(fh) if r["part"] == "test"]
+    for name in regions:
+        body = html.split(f'id="region-{name}"', 1)[1].split("</section>", 1)[0]
+        classes = (run / "regions" / f"{name}.yaml").read_text()
+        for label in re.findall(r"- '(\w+)'", classes):
+            assert f"<td>{label}</td>" in body, (name, label)
+        n_test = sum(1 for r in test_rows if r["region"] == name)
+        assert f"<b>{n_test}</b><span>samples</span>" in body
+        table = body.split('class="per-class"')[1].split("</table>")[0]
+        supports = [int(s) for s in re.findall(r"<td>(\d+)</td></tr>", table)]
+        assert sum(supports) == n_test
+
+
+def test_report_images_decode_and_mistakes_are_real_mistakes(report):
+    path, _ = report
+    html = path.read_text(encoding="utf-8")
+    images = re.findall(r'src="data:image/(png|jpeg);base64,([^"]+)"', html)
+    assert len(images) >= 5
+    for kind, data in images:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as img:
+            img.load()
+            assert img.size[0] > 8 and img.format.lower() == kind
+    for true, pred in re.findall(r"true (\S+) &rarr; pred (\S+)", html):
+        assert true != pred
+
+
+def test_cli_report_and_train_write_reports(tmp_path, tiny_run, tiny_data, tiny_regions):
+    from skincls.train import train
+
+    target = tmp_path / "mine.html"
+    target.write_text("my notes")
+    result = runner.invoke(app, ["report", str(tiny_run), "-o", str(target)])
+    assert result.exit_code == 2 and "exists; pass --overwrite" in result.stderr
+    assert target.read_text() == "my notes"
+    result = runner.invoke(app, ["report", str(tiny_run), "-o", str(target), "--overwrite"])
+    assert result.exit_code == 0 and target.read_text().startswith("<!doctype html>")
+    values = tiny_values(tiny_data, tiny_regions, output=str(tmp_path / "run"), report=True)
+    run = train(build_config({**values, "max_steps_per_epoch": 2})).run_dir
+    assert (run / "report.html").is_file()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian package chromium) to render in")
+def test_report_renders_in_a_real_browser_without_broken_images(report, tmp_path):
+    path, _ = report
+    checked = tmp_path / "checked.html"
+    probe = (
+        "<script>window.addEventListener('load', () => { const bad = [...document.images]"
+        ".filter(i => !i.complete || i.naturalWidth === 0).length; "
+        "document.body.setAttribute('data-images', document.images.length); "
+        "document.body.setAttribute('data-broken', bad); });</script></body>"
+    )
+    checked.write_text(path.read_text(encoding="utf-8").replace("</body>", probe), "utf-8")
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--hide-scrollbars",
+    ]
+    dom = subprocess.run(
+        [*flags, "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    images = int(re.search(r'data-images="(\d+)"', dom).group(1))
+    assert images >= 5 and 'data-broken="0"' in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [*flags, "--window-size=1200,1800", f"--screenshot={shot}", path.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    pixels = np.asarray(Image.open(shot).convert("L"), np.float32)
+    assert pixels.shape == (1800, 1200) and pixels.std() > 20  # not a blank page
+
+
+def test_evaluate_report_and_study_report(tmp_path, tiny_run, tiny_data, tiny_regions):
+    from skincls.sweep import run_sweep
+
+    other = tmp_path / "other data"
+    shutil.copytree(tiny_data, other)
+    target = tmp_path / "other data.html"
+    result = runner.invoke(
+        app, ["evaluate", str(tiny_run), str(other), "--report", str(target), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    html = target.read_text(encoding="utf-8")
+    assert f"split <b>all</b> of {other}" in html  # other data: every sample is scored
+    base = tiny_values(tiny_data, tiny_regions, max_steps_per_epoch=2, report=True)
+    summary = run_sweep(base, tmp_path / "sweep", trials=2, seed=1)
+    study = Path(summary["report"]).read_text(encoding="utf-8")
+    assert study.count("<tr><td>") == 2 and "val balanced_accuracy" in study
+    link = re.search(r'<a href="([^"]+)">Its report</a>', study).group(1)
+    assert (tmp_path / "sweep" / link).is_file()
