@@ -210,3 +210,5 @@ def test_builtin_regions_ship_inside_the_wheel(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(Path(n).name for n in names if n.startswith("skincls/builtin_regions/"))
     assert shipped == sorted(p.name for p in (root / "regions").glob("*.yaml"))
+    templates = sorted(Path(n).name for n in names if n.startswith("skincls/templates/"))
+    assert templates == sorted(p.name for p in (root / "skincls" / "templates").glob("*.j2"))
