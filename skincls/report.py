@@ -146,11 +146,13 @@ def _data_section(run, config, specs) -> dict[str, Any]:
     counts: dict[str, dict[str, list[int]]] = {
         s.name: {part: [0] * s.num_classes for part in ("train", "val", "test")} for s in specs
     }
+    by_name = {s.name: s for s in specs}
     with open(run.path / "split.csv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            region = counts.get(row["region"])
-            if region is not None and row["part"] in region:
-                region[row["part"]][int(row["label"])] += 1
+        for row in csv.DictReader(fh):  # labels are raw: the region's label_map applies
+            spec, region = by_name.get(row["region"]), counts.get(row["region"])
+            label = spec.class_index(row["label"]) if spec else None
+            if region is not None and label is not None and row["part"] in region:
+                region[row["part"]][label] += 1
     corrections = []
     for s in specs:
         loss = loss_of(s, config.loss)

@@ -140,3 +140,22 @@ def test_evaluate_report_and_study_report(tmp_path, tiny_run, tiny_data, tiny_re
     assert study.count("<tr><td>") == 2 and "val balanced_accuracy" in study
     link = re.search(r'<a href="([^"]+)">Its report</a>', study).group(1)
     assert (tmp_path / "sweep" / link).is_file()
+
+
+def test_report_counts_raw_labels_through_the_label_map(tmp_path, tiny_data):
+    from skincls.train import train
+
+    regions = tmp_path / "regions"
+    regions.mkdir()
+    (regions / "wrinkle.yaml").write_text(
+        "name: wrinkle\nclasses: [low, high]\nlabel_map: {'0': low, '1': low, '2': high, "
+        "'3': high}\naugment: {train: [], eval: []}\n"
+    )
+    (regions / "pore.yaml").write_text("name: pore\nclasses: ['0', '1', '2']\n")
+    values = tiny_values(tiny_data, regions, output=str(tmp_path / "run"), region=["wrinkle"])
+    run = train(build_config({**values, "max_steps_per_epoch": 2, "report": True})).run_dir
+    html = (run / "report.html").read_text(encoding="utf-8")
+    with open(run / "split.csv", newline="") as fh:
+        n_test = sum(1 for r in csv.DictReader(fh) if r["part"] == "test")
+    assert "<td>low</td>" in html and "<td>high</td>" in html
+    assert f"<b>{n_test}</b><span>samples</span>" in html
