@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from skincls.errors import SkinclsError
+from skincls.metrics import METRICS
 
 THUMB = 112
 MISTAKES = 12
@@ -62,6 +63,7 @@ def build_report(
         "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
         "mean": scored["metrics"]["mean"],
         "config_yaml": (run.path / "config.yaml").read_text(encoding="utf-8"),
+        "val_metrics": METRICS,
         "versions": _versions(),
         "commands": _commands(run.path),
     }
