@@ -83,6 +83,12 @@ def score(
         p = D.gather_predictions(p, dctx)
     if not p:
         return {"regions": {}, "mean": {}, "bad_indices": []}
+    return metrics_of(p, regions)
+
+
+def metrics_of(p: dict[str, np.ndarray], regions: list[Any]) -> dict[str, Any]:
+    """Metrics of ``predict_loader``'s output over the decoded samples; ``bad_indices`` lists
+    the samples that did not decode."""
     keep = p["ok"].astype(bool)
     result = evaluate_predictions(
         [r.name for r in regions],

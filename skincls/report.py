@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import platform
 import shlex
 import time
@@ -23,8 +22,14 @@ import numpy as np
 
 from skincls.errors import SkinclsError
 from skincls.metrics import METRICS
+from skincls.report_plots import (
+    confusion_plot,
+    distribution_plot,
+    jpeg,
+    per_class_plot,
+    training_plot,
+)
 
-THUMB = 112
 MISTAKES = 12
 GRADCAMS = 4
 
@@ -85,8 +90,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     from skincls.data.sampler import EvalSampler
     from skincls.engine.runtime import resolve_device
     from skincls.evaluate import _samples, load_run_model
-    from skincls.inference import make_loader, predict_loader
-    from skincls.metrics import evaluate_predictions
+    from skincls.inference import make_loader, metrics_of, predict_loader
 
     model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
     data_path = Path(data) if data is not None else Path(config.data)
@@ -98,14 +102,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     ds = SampleDataset(samples, [s.name for s in specs], transforms, size)
     loader = make_loader(ds, EvalSampler(len(ds)), config.batch_size, 0, device)
     p = predict_loader(model, loader, device)
-    keep = p["ok"].astype(bool)
-    metrics = evaluate_predictions(
-        [s.name for s in specs],
-        {s.name: s.classes for s in specs},
-        p["region"][keep],
-        p["label"][keep],
-        p["pred"][keep],
-    )
+    metrics = metrics_of(p, specs)
     return {
         "model": model,
         "config": config,
@@ -118,7 +115,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
         "data": str(data_path),
         "epoch": meta.get("epoch"),
         "checkpoint": checkpoint,
-        "n": int(keep.sum()),
+        "n": int(p["ok"].sum()),
         "transforms": transforms,
     }
 
@@ -164,7 +161,7 @@ def _data_section(run, config, specs) -> dict[str, Any]:
     bad_file = run.path / "bad_images.txt"
     bad = bad_file.read_text(encoding="utf-8").splitlines() if bad_file.is_file() else []
     return {
-        "plots": {s.name: _distribution_plot(s, counts[s.name]) for s in specs},
+        "plots": {s.name: distribution_plot(s, counts[s.name]) for s in specs},
         "counts": counts,
         "corrections": corrections,
         "region_balance": config.region_balance,
@@ -178,7 +175,7 @@ def _training_section(history: list[dict[str, Any]], select: str, status: dict) 
         return {"plot": None, "best_epoch": None, "rows": []}
     best = status.get("best_epoch")
     return {
-        "plot": _training_plot(history, select, best),
+        "plot": training_plot(history, select, best),
         "best_epoch": best,
         "select": select,
         "rows": history,
@@ -198,8 +195,8 @@ def _region_section(scored: dict[str, Any], spec, explain: bool) -> dict[str, An
     if m["n"] == 0:
         section.update(confusion=None, bars=None, mistakes=[], grade_errors=[])
         return section
-    section["confusion"] = _confusion_plot(spec, np.asarray(m["confusion_matrix"]))
-    section["bars"] = _per_class_plot(spec, m["per_class"])
+    section["confusion"] = confusion_plot(spec, np.asarray(m["confusion_matrix"]))
+    section["bars"] = per_class_plot(spec, m["per_class"])
     wrong = _mistakes(scored, spec)
     section["mistakes"] = _thumbnails(scored, spec, wrong["confident"], explain)
     section["grade_errors"] = (
@@ -238,7 +235,7 @@ def _thumbnails(scored, spec, positions: list[int], explain: bool) -> list[dict[
             "true": spec.classes[int(p["label"][pos])],
             "pred": spec.classes[int(p["pred"][pos])],
             "conf": float(p["conf"][pos]),
-            "image": _jpeg(Image.fromarray(rgb)),
+            "image": jpeg(Image.fromarray(rgb)),
             "cam": None,
         }
         if explain and n < GRADCAMS:
@@ -247,7 +244,7 @@ def _thumbnails(scored, spec, positions: list[int], explain: bool) -> list[dict[
             overlay, _, _ = cam_overlay(
                 scored["model"], rgb, spec.name, scored["transforms"][spec.name]
             )
-            item["cam"] = _jpeg(Image.fromarray(overlay))
+            item["cam"] = jpeg(Image.fromarray(overlay))
         out.append(item)
     return out
 
@@ -275,126 +272,6 @@ def _commands(run: Path) -> dict[str, str]:
         "export": f"skincls export {q}",
         "report": f"skincls report {q} --explain",
     }
-
-
-# ---- plots and images --------------------------------------------------------------------------
-
-
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _jpeg(image) -> str:
-    image = image.convert("RGB")
-    image.thumbnail((THUMB, THUMB))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
-
-
-def _distribution_plot(spec, counts: dict[str, list[int]]) -> str:
-    fig, ax = _figure(max(4.0, 0.6 * spec.num_classes + 2), 2.6)
-    x = np.arange(spec.num_classes)
-    for i, part in enumerate(("train", "val", "test")):
-        ax.bar(x + (i - 1) * 0.27, counts[part], width=0.27, label=part)
-    ax.set_xticks(x, spec.classes, rotation=45 if spec.num_classes > 8 else 0)
-    ax.set_ylabel("samples")
-    ax.legend(frameon=False, fontsize=8)
-    ax.set_title(f"{spec.name}: class distribution", fontsize=10)
-    return _png(fig)
-
-
-def _training_plot(history: list[dict[str, Any]], select: str, best: int | None) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(11, 2.8))
-    a.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    a.set_title("train loss", fontsize=10)
-    metrics = [k for k in history[-1] if k.startswith("val_") and k.count("_") <= 3]
-    for k in ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_qwk"):
-        if k in metrics:
-            b.plot(epochs, [h.get(k) for h in history], marker=".", label=k[4:])
-    b.set_title(f"validation (selection: {select})", fontsize=10)
-    if metrics:
-        b.legend(frameon=False, fontsize=7)
-    c.plot(epochs, [h["lr"] for h in history])
-    c.set_title("learning rate", fontsize=10)
-    c.set_yscale("log")
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in (a, b, c):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if best:
-            ax.axvline(best, color="tab:green", linestyle="--", linewidth=1)
-    return _png(fig)
-
-
-def _confusion_plot(spec, cm: np.ndarray) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = spec.num_classes
-    fig, axes = plt.subplots(1, 2, figsize=(2 * max(3.0, 0.45 * k + 1.6), max(2.8, 0.4 * k + 1.4)))
-    rows = cm.sum(1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
-    for ax, matrix, title, fmt in (
-        (axes[0], cm, "counts", "{:d}"),
-        (axes[1], norm, "row-normalised (recall)", "{:.2f}"),
-    ):
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(k):
-            for j in range(k):
-                value = matrix[i, j]
-                text = fmt.format(int(value) if fmt == "{:d}" else float(value))
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black",
-                )
-        ax.set_xticks(range(k), spec.classes, fontsize=7)
-        ax.set_yticks(range(k), spec.classes, fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(title, fontsize=9)
-    return _png(fig)
-
-
-def _per_class_plot(spec, per_class: dict[str, dict[str, float]]) -> str:
-    fig, ax = _figure(max(4.0, 0.7 * spec.num_classes + 2), 2.6)
-    x = np.arange(spec.num_classes)
-    for i, key in enumerate(("precision", "recall", "f1")):
-        ax.bar(x + (i - 1) * 0.27, [per_class[c][key] for c in spec.classes], width=0.27, label=key)
-    labels = [f"{c}\nn={per_class[c]['support']}" for c in spec.classes]
-    ax.set_xticks(x, labels, fontsize=7)
-    ax.set_ylim(0, 1.05)
-    ax.legend(frameon=False, fontsize=7, ncol=3)
-    ax.set_title(f"{spec.name}: per class", fontsize=10)
-    return _png(fig)
 
 
 def _render(context: dict[str, Any], template: str = "report.html.j2") -> str:

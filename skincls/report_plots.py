@@ -1,0 +1,132 @@
+"""The report's pictures: matplotlib plots as PNG data URIs, thumbnails as JPEG data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+
+THUMB = 112
+"""Longest side of a thumbnail in the report, in pixels."""
+
+
+# ---- plots and images --------------------------------------------------------------------------
+
+
+def png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def jpeg(image) -> str:
+    image = image.convert("RGB")
+    image.thumbnail((THUMB, THUMB))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def distribution_plot(spec, counts: dict[str, list[int]]) -> str:
+    fig, ax = figure(max(4.0, 0.6 * spec.num_classes + 2), 2.6)
+    x = np.arange(spec.num_classes)
+    for i, part in enumerate(("train", "val", "test")):
+        ax.bar(x + (i - 1) * 0.27, counts[part], width=0.27, label=part)
+    ax.set_xticks(x, spec.classes, rotation=45 if spec.num_classes > 8 else 0)
+    ax.set_ylabel("samples")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(f"{spec.name}: class distribution", fontsize=10)
+    return png(fig)
+
+
+def training_plot(history: list[dict[str, Any]], select: str, best: int | None) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(11, 2.8))
+    a.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    a.set_title("train loss", fontsize=10)
+    metrics = [k for k in history[-1] if k.startswith("val_") and k.count("_") <= 3]
+    for k in ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_qwk"):
+        if k in metrics:
+            b.plot(epochs, [h.get(k) for h in history], marker=".", label=k[4:])
+    b.set_title(f"validation (selection: {select})", fontsize=10)
+    if metrics:
+        b.legend(frameon=False, fontsize=7)
+    c.plot(epochs, [h["lr"] for h in history])
+    c.set_title("learning rate", fontsize=10)
+    c.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a, b, c):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best:
+            ax.axvline(best, color="tab:green", linestyle="--", linewidth=1)
+    return png(fig)
+
+
+def confusion_plot(spec, cm: np.ndarray) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = spec.num_classes
+    fig, axes = plt.subplots(1, 2, figsize=(2 * max(3.0, 0.45 * k + 1.6), max(2.8, 0.4 * k + 1.4)))
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    for ax, matrix, title, fmt in (
+        (axes[0], cm, "counts", "{:d}"),
+        (axes[1], norm, "row-normalised (recall)", "{:.2f}"),
+    ):
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                value = matrix[i, j]
+                text = fmt.format(int(value) if fmt == "{:d}" else float(value))
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+        ax.set_xticks(range(k), spec.classes, fontsize=7)
+        ax.set_yticks(range(k), spec.classes, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title, fontsize=9)
+    return png(fig)
+
+
+def per_class_plot(spec, per_class: dict[str, dict[str, float]]) -> str:
+    fig, ax = figure(max(4.0, 0.7 * spec.num_classes + 2), 2.6)
+    x = np.arange(spec.num_classes)
+    for i, key in enumerate(("precision", "recall", "f1")):
+        ax.bar(x + (i - 1) * 0.27, [per_class[c][key] for c in spec.classes], width=0.27, label=key)
+    labels = [f"{c}\nn={per_class[c]['support']}" for c in spec.classes]
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.legend(frameon=False, fontsize=7, ncol=3)
+    ax.set_title(f"{spec.name}: per class", fontsize=10)
+    return png(fig)
