@@ -74,9 +74,9 @@ def _to_rgb(img):
 
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        depth = 65535.0 if img.mode.startswith("I;16") or img.format == "PNG" else 2**32 - 1.0
-        if img.mode == "I" and img.format != "PNG":
-            arr = arr - np.iinfo(np.int32).min  # signed 32-bit range to 0..2^32-1
+        # 16-bit files (PNG's 16-bit grey may open as "I") scale by 65535, 32-bit ones by 2^31-1
+        depth = 65535.0 if img.mode.startswith("I;16") or img.format == "PNG" else 2**31 - 1.0
+        arr = arr.clip(0)
         img = Image.fromarray(np.rint(arr / depth * 255).clip(0, 255).astype(np.uint8))
     elif img.mode == "F":
         raise ImageReadError("cannot decode: floating-point images are not supported")
