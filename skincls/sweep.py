@@ -204,7 +204,10 @@ def summarize(study, base: dict[str, Any], output: Path) -> dict[str, Any]:
     if base.get("report", True):
         from skincls.report import build_study_report
 
-        result["report"] = build_study_report(result, output)
+        try:
+            result["report"] = build_study_report(result, output)
+        except Exception as err:  # an optional page must never fail a finished study
+            result["report_error"] = f"{type(err).__name__}: {err}"
     return result
 
 

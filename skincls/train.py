@@ -334,16 +334,16 @@ def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
 
 
 def _write_report(run: RunDir, config: TrainConfig, console: Any) -> None:
-    """``RUN/report.html`` (unless ``--no-report``); a report that cannot be built is a warning,
-    never a failed run."""
+    """``RUN/report.html`` (unless ``--no-report``); a report that cannot be built is a warning
+    naming the error, never a failed run (``skincls report RUN`` can build it later)."""
     if not config.report:
         return
     from skincls.report import build_report
 
     try:
         report = build_report(run.path)
-    except SkinclsError as err:
-        console.print(f"report not written: {err}", style="yellow")
+    except Exception as err:  # an optional page must never fail a finished run
+        console.print(f"report not written: {type(err).__name__}: {err}", style="yellow")
         return
     console.print(f"report: {report['path']} ({report['size_bytes'] / 1e6:.1f} MB)")
 
