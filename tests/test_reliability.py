@@ -606,6 +606,16 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp949", "latin-1"]
+
+
+def encoded_or_empty(text: str, encoding: str) -> bytes:
+    """``text`` in ``encoding``, or nothing where the encoding cannot hold it (Hangul in latin-1)."""
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError:
+        return b""
+
+
 markup_text = st.lists(
     st.sampled_from(list("ab01[]/,: \n") + ["[/i]", "[bold]", "한"]), max_size=8
 ).map("".join)
@@ -619,11 +629,9 @@ def test_manifest_bytes_give_samples_or_one_data_error(tmp_path, prefix, body, e
     _, registry = registry_with(tmp_path)
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     manifest = tmp_path / "m.csv"
-    try:
-        encoded = f"path,label,region\na.png,{body},lesion\n".encode(encoding)
-    except UnicodeEncodeError:
-        encoded = b""
-    manifest.write_bytes(prefix + encoded)
+    manifest.write_bytes(
+        prefix + encoded_or_empty(f"path,label,region\na.png,{body},lesion\n", encoding)
+    )
     try:
         samples = load_csv(manifest, registry, [registry["lesion"]], LoadReport())
     except SkinclsError as err:
@@ -638,11 +646,8 @@ def test_manifest_bytes_give_samples_or_one_data_error(tmp_path, prefix, body, e
 @given(prefix=st.binary(max_size=16), title=markup_text, encoding=st.sampled_from(ENCODINGS))
 def test_region_file_bytes_give_a_spec_or_errors_naming_the_file(tmp_path, prefix, title, encoding):
     path = tmp_path / "lesion.yaml"
-    try:
-        encoded = f"name: lesion\ntitle: {title!r}\nclasses: [a, b]\n".encode(encoding)
-    except UnicodeEncodeError:
-        encoded = b""
-    path.write_bytes(prefix + encoded)
+    text = f"name: lesion\ntitle: {title!r}\nclasses: [a, b]\n"
+    path.write_bytes(prefix + encoded_or_empty(text, encoding))
     try:
         spec = load_region_file(path)
     except RegionSpecError as err:

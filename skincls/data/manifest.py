@@ -131,10 +131,12 @@ def load_csv(
     group_column: str | None = None,
     default_region: str | None = None,
     skip_unknown_regions: bool = False,
+    parsed: tuple[list[str], list[tuple[int, dict[str, str]]]] | None = None,
 ) -> list[Sample]:
     """The samples of the selected regions; rows of regions that are known but not selected are
-    ignored, rows of unknown regions are errors (counted with ``skip_unknown_regions``)."""
-    columns, rows = read_manifest(manifest)
+    ignored, rows of unknown regions are errors (counted with ``skip_unknown_regions``).
+    ``parsed`` is :func:`read_manifest`'s result when the caller has read the file already."""
+    columns, rows = parsed or read_manifest(manifest)
     _check_columns(manifest, columns, group_column, default_region)
     options = ManifestOptions(skip_bad, group_column, default_region, skip_unknown_regions)
     reader = _RowReader(manifest, columns, registry, selected, report, options)

@@ -119,19 +119,18 @@ def load_data(
     selected = registry.select(explicit) if explicit else [r.spec for r in registry.items()]
     report = LoadReport()
     if kind == "csv":
+        manifest = _manifest_path(root)
+        parsed = read_manifest(manifest)
         default_region = None
-        if explicit:
-            manifest = _manifest_path(root)
-            header, _ = read_manifest(manifest)
-            if "region" not in header:
-                if len(explicit) != 1:
-                    raise SkinclsError(
-                        f"{manifest}: no 'region' column, so exactly one --region is needed "
-                        f"(got {len(explicit)})"
-                    )
-                default_region = explicit[0]
+        if explicit and "region" not in parsed[0]:
+            if len(explicit) != 1:
+                raise SkinclsError(
+                    f"{manifest}: no 'region' column, so exactly one --region is needed "
+                    f"(got {len(explicit)})"
+                )
+            default_region = explicit[0]
         samples = load_csv(
-            _manifest_path(root),
+            manifest,
             registry,
             selected,
             report,
@@ -139,6 +138,7 @@ def load_data(
             group_column=group_column,
             default_region=default_region,
             skip_unknown_regions=skip_unknown_regions,
+            parsed=parsed,
         )
     elif kind == "aihub":
         if not root.is_dir():
