@@ -84,6 +84,8 @@ def open_model(model: str | Path, checkpoint: str = "best") -> _Backend:
 
 
 def _expand(inputs: Sequence[str | Path]) -> list[Path]:
+    """The files named, and the images and label JSONs inside folders named (hidden files and
+    folders, such as macOS ``._*`` resource forks, left out)."""
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -92,7 +94,9 @@ def _expand(inputs: Sequence[str | Path]) -> list[Path]:
                 sorted(
                     f
                     for f in p.rglob("*")
-                    if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or f.suffix == ".json")
+                    if f.is_file()
+                    and (f.suffix.lower() in IMAGE_SUFFIXES or f.suffix == ".json")
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
                 )
             )
         else:

@@ -153,6 +153,19 @@ def test_predict_skips_a_bomb_with_its_reason_and_exit_0(tiny_run, tmp_path):
     assert doc["errors"][0]["error"].startswith("too large: 60000 x 60000")
 
 
+def test_predict_on_a_folder_leaves_out_hidden_files(tiny_run, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / ".thumbnails").mkdir(parents=True)
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(folder / "face.png")
+    (folder / "._face.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    Image.new("RGB", (40, 40)).save(folder / ".thumbnails" / "face.png")
+    result = runner.invoke(app, ["predict", str(tiny_run), str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [p["path"] for p in doc["predictions"]] == [str(folder / "face.png")]
+    assert doc["errors"] == []
+
+
 # 3. Text files from Korean Windows -----------------------------------------------------------
 
 
