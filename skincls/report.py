@@ -121,18 +121,20 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
 
 
 def _pick_split(run_dir, config, registry, specs, data_path, split, samples_of):
+    """``split`` and its samples; ``auto`` is the test split, else validation, else all."""
+
+    def samples(part: str):
+        return samples_of(run_dir, config, registry, specs, data_path, part, (), "auto", None, True)
+
     if split != "auto":
-        return split, samples_of(
-            run_dir, config, registry, specs, data_path, split, (), "auto", None, True
-        )[1]
+        return samples(split)
+    first: SkinclsError | None = None
     for part in ("test", "val", "all"):
         try:
-            return samples_of(
-                run_dir, config, registry, specs, data_path, part, (), "auto", None, True
-            )
-        except SkinclsError:
-            continue
-    raise SkinclsError(f"{data_path}: no samples to score")
+            return samples(part)
+        except SkinclsError as err:
+            first = first or err
+    raise first or SkinclsError(f"{data_path}: no samples to score")
 
 
 # ---- sections ----------------------------------------------------------------------------------
