@@ -159,3 +159,15 @@ def test_report_counts_raw_labels_through_the_label_map(tmp_path, tiny_data):
         n_test = sum(1 for r in csv.DictReader(fh) if r["part"] == "test")
     assert "<td>low</td>" in html and "<td>high</td>" in html
     assert f"<b>{n_test}</b><span>samples</span>" in html
+
+
+def test_report_of_a_run_whose_data_is_gone_says_so(tiny_run, tmp_path):
+    run = tmp_path / "moved run"
+    shutil.copytree(tiny_run, run)
+    config = run / "config.yaml"
+    gone = tmp_path / "deleted data"
+    text = config.read_text()
+    data_line = next(line for line in text.splitlines() if line.startswith("data: "))
+    config.write_text(text.replace(data_line, f"data: {gone}"))
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 2 and f"{gone}: no such file or directory" in result.stderr
