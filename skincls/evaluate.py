@@ -57,25 +57,19 @@ def evaluate(
     """
     import torch
 
-    from skincls.data.dataset import SampleDataset, build_transforms
-    from skincls.data.sampler import EvalSampler
     from skincls.engine.runtime import amp_dtype, resolve_device
-    from skincls.inference import make_loader, score
+    from skincls.inference import score
     from skincls.metrics import mean_metrics
 
     run_dir = Path(run_dir)
     model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
     data = Path(data) if data is not None else Path(config.data)
-    split, samples = _samples(
+    split, samples = select_samples(
         run_dir, config, registry, specs, data, split, regions, source, group_column, skip_bad
     )
     dev = resolve_device(device)
     model.to(dev)
-    # Heads stay in the run's order; samples carry indices into it.
-    size = meta["image_size"]
-    transforms = build_transforms(specs, "eval", size, meta["mean"], meta["std"])
-    ds = SampleDataset(samples, [s.name for s in specs], transforms, size)
-    loader = make_loader(ds, EvalSampler(len(ds)), batch_size or config.batch_size, workers, dev)
+    loader, _ = eval_loader(specs, meta, samples, batch_size or config.batch_size, workers, dev)
     with torch.inference_mode():
         result = score(model, loader, specs, dev, amp_dtype(config.amp, dev), False)
     bad = result.pop("bad_indices", [])
@@ -94,10 +88,33 @@ def evaluate(
     return result
 
 
-def _samples(
-    run_dir, config, registry, specs, data, split, regions, source, group_column, skip_bad
+def eval_loader(specs, meta: dict[str, Any], samples, batch_size: int, workers: int, device):
+    """A loader over ``samples`` with the run's eval preprocessing, and those transforms. Heads
+    stay in the run's order; samples carry indices into it."""
+    from skincls.data.dataset import SampleDataset, build_transforms
+    from skincls.data.sampler import EvalSampler
+    from skincls.inference import make_loader
+
+    size = meta["image_size"]
+    transforms = build_transforms(specs, "eval", size, meta["mean"], meta["std"])
+    ds = SampleDataset(samples, [s.name for s in specs], transforms, size)
+    return make_loader(ds, EvalSampler(len(ds)), batch_size, workers, device), transforms
+
+
+def select_samples(
+    run_dir: Path,
+    config: Any,
+    registry: Any,
+    specs: list[Any],
+    data: Path,
+    split: str,
+    regions: Sequence[str] = (),
+    source: str = "auto",
+    group_column: str | None = None,
+    skip_bad: bool = False,
 ) -> tuple[str, list[Any]]:
-    """The split actually used and its samples of the wanted regions."""
+    """The split actually used and its samples of the wanted regions (``auto``: the run's test
+    split on its own data, all samples of other data)."""
     from skincls.data.sources import load_data
     from skincls.data.split import load_split, partition
 

@@ -86,21 +86,16 @@ def build_report(
 
 def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     """The checkpoint's predictions (with confidences) and metrics on the chosen samples."""
-    from skincls.data.dataset import SampleDataset, build_transforms
-    from skincls.data.sampler import EvalSampler
     from skincls.engine.runtime import resolve_device
-    from skincls.evaluate import _samples, load_run_model
-    from skincls.inference import make_loader, metrics_of, predict_loader
+    from skincls.evaluate import eval_loader, load_run_model
+    from skincls.inference import metrics_of, predict_loader
 
     model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
     data_path = Path(data) if data is not None else Path(config.data)
-    chosen, samples = _pick_split(run_dir, config, registry, specs, data_path, split, _samples)
+    chosen, samples = _pick_split(run_dir, config, registry, specs, data_path, split)
     device = resolve_device("auto")
     model.to(device)
-    size = meta["image_size"]
-    transforms = build_transforms(specs, "eval", size, meta["mean"], meta["std"])
-    ds = SampleDataset(samples, [s.name for s in specs], transforms, size)
-    loader = make_loader(ds, EvalSampler(len(ds)), config.batch_size, 0, device)
+    loader, transforms = eval_loader(specs, meta, samples, config.batch_size, 0, device)
     p = predict_loader(model, loader, device)
     metrics = metrics_of(p, specs)
     return {
@@ -120,18 +115,18 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     }
 
 
-def _pick_split(run_dir, config, registry, specs, data_path, split, samples_of):
-    """``split`` and its samples; ``auto`` is the test split, else validation, else all."""
+def _pick_split(run_dir, config, registry, specs, data_path, split):
+    """``split`` and its samples; ``auto`` is the test split, else validation, else all.
+    Undecodable rows are counted, not fatal: a report shows what it can."""
+    from skincls.evaluate import select_samples
 
-    def samples(part: str):
-        return samples_of(run_dir, config, registry, specs, data_path, part, (), "auto", None, True)
-
+    args = (run_dir, config, registry, specs, data_path)
     if split != "auto":
-        return samples(split)
+        return select_samples(*args, split, skip_bad=True)
     first: SkinclsError | None = None
     for part in ("test", "val", "all"):
         try:
-            return samples(part)
+            return select_samples(*args, part, skip_bad=True)
         except SkinclsError as err:
             first = first or err
     raise first or SkinclsError(f"{data_path}: no samples to score")
