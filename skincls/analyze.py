@@ -52,8 +52,9 @@ def summarize(
             for part in ("train", "val", "test"):
                 pc = [0] * spec.num_classes
                 for s in dataset.samples:
-                    if s.region == spec.name and split[s.key] == part:
-                        pc[s.label] += 1
+                    for lab in s.labels:
+                        if lab.region == spec.name and split[s.key] == part:
+                            pc[lab.index] += 1
                 per_part[part] = dict(zip(spec.classes, pc, strict=False))
             entry["split"] = per_part
         out["regions"][spec.name] = entry

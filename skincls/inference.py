@@ -14,13 +14,13 @@ from skincls.metrics import evaluate_predictions
 
 
 def collate_to(batch, device: torch.device, channels_last: bool = False):
-    """A ``SampleDataset`` batch on ``device``: images, region indices, labels, decode flags
-    (the sample indices stay on the CPU)."""
-    images, regions, labels, ok, index = batch
+    """A ``SampleDataset`` batch on ``device``: images, labels (one column per head, -1 where
+    absent), decode flags (the sample indices stay on the CPU)."""
+    images, labels, ok, index = batch
     images = images.to(device, non_blocking=True)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    return images, regions.to(device), labels.to(device), ok.to(device), index
+    return images, labels.to(device, non_blocking=True), ok.to(device, non_blocking=True), index
 
 
 def make_loader(dataset, sampler, batch_size: int, workers: int, device, drop_last: bool = False):
@@ -40,35 +40,27 @@ def make_loader(dataset, sampler, batch_size: int, workers: int, device, drop_la
 
 
 def predict_loader(model, loader, device, dtype=None, channels_last=False) -> dict[str, np.ndarray]:
-    """Per sample: its region index, label, the argmax of its own region's head and that
-    class's softmax probability (``conf``), decode flag and index."""
+    """One row per (sample, head it has a label for): the head's index (``region``), the label,
+    the head's argmax and that class's softmax probability (``conf``), the decode flag and the
+    sample's index. A sample with two labels gives two rows."""
     model.eval()
-    out: dict[str, list] = {
-        "region": [],
-        "label": [],
-        "pred": [],
-        "conf": [],
-        "ok": [],
-        "index": [],
-    }
+    out: dict[str, list] = {k: [] for k in ("region", "label", "pred", "conf", "ok", "index")}
     with torch.inference_mode():
         for batch in loader:
-            images, regions, labels, ok, index = collate_to(batch, device, channels_last)
+            _, labels, ok, index = batch
+            images = collate_to(batch, device, channels_last)[0]
             with autocast(device, dtype):
                 logits = model(images)
-            preds = torch.zeros_like(labels)
-            conf = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
-            for i, lg in enumerate(logits):
-                mask = regions == i
-                if mask.any():
-                    p, k = torch.softmax(lg[mask].float(), 1).max(1)
-                    preds[mask], conf[mask] = k, p
-            out["region"].append(regions.cpu())
-            out["label"].append(labels.cpu())
-            out["pred"].append(preds.cpu())
-            out["conf"].append(conf.cpu())
-            out["ok"].append(ok.cpu())
-            out["index"].append(index)
+            best = [torch.softmax(lg.float(), 1).max(1) for lg in logits]
+            conf = torch.stack([b.values for b in best], 1).cpu()
+            pred = torch.stack([b.indices for b in best], 1).cpu()
+            rows, heads = (labels >= 0).nonzero(as_tuple=True)
+            out["region"].append(heads)
+            out["label"].append(labels[rows, heads])
+            out["pred"].append(pred[rows, heads])
+            out["conf"].append(conf[rows, heads])
+            out["ok"].append(ok[rows])
+            out["index"].append(index[rows])
     return {k: torch.cat(v).numpy() for k, v in out.items() if v}
 
 
@@ -88,7 +80,7 @@ def score(
 
 def metrics_of(p: dict[str, np.ndarray], regions: list[Any]) -> dict[str, Any]:
     """Metrics of ``predict_loader``'s output over the decoded samples; ``bad_indices`` lists
-    the samples that did not decode."""
+    the samples that did not decode (each once)."""
     keep = p["ok"].astype(bool)
     result = evaluate_predictions(
         [r.name for r in regions],
@@ -97,5 +89,5 @@ def metrics_of(p: dict[str, np.ndarray], regions: list[Any]) -> dict[str, Any]:
         p["label"][keep],
         p["pred"][keep],
     )
-    result["bad_indices"] = p["index"][~keep].tolist()
+    result["bad_indices"] = sorted(set(p["index"][~keep].tolist()))
     return result

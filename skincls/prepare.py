@@ -201,7 +201,8 @@ def _write_manifest(out: Path, samples: list[Any], failed: dict[str, str]) -> tu
             name = _crop_name(s)
             if str(out / name) in failed:
                 continue
-            w.writerow([name, s.raw_label, s.region, s.group, int(s.mirror), s.key])
-            rows += 1
+            for lab in s.labels:
+                w.writerow([name, lab.raw, lab.region, s.group, int(s.mirror), lab.key])
+                rows += 1
     os.replace(tmp, manifest)
     return manifest, rows

@@ -70,6 +70,8 @@ class RegionSpec(BaseModel):
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     loss: LossName | None = None
     sampler: SamplerName | None = None
+    weight: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    """Scales this head's per-label loss in the multi-task mean (1: every label counts alike)."""
 
     @model_validator(mode="after")
     def _check(self) -> RegionSpec:

@@ -292,12 +292,21 @@ def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None
         if loss in PRIOR_LOSSES:
             fixes.append(f"logit prior ({loss})")
         double = sampler != "none" and loss in REWEIGHTING_LOSSES + PRIOR_LOSSES
+        share = kit.shares[r.name]
+        drawn = " ".join(f"{x:.2f}" for x in share["classes"])
         console.print(
             f"  {r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}, "
             f"imbalance corrections: {', '.join(fixes) or 'none'}"
             + (" [double correction]" if double else "")
+            + f"; share of the loss {share['loss_share']:.1%}"
+            + (f" (weight {r.weight:g})" if r.weight != 1 else "")
+            + f", drawn class shares [{drawn}]"
         )
-    console.print(f"  region balance across regions: {config.region_balance}")
+    multi = sum(1 for s in parts["train"] if len(s.labels) > 1)
+    console.print(
+        f"  region balance across regions: {config.region_balance}; loss: mean over labels"
+        + (f"; {multi} training crop(s) carry several labels (decoded once)" if multi else "")
+    )
     console.print(
         f"  batch: {config.batch_size} per rank x {dctx.world_size} rank(s) x "
         f"{config.accum_steps} accumulation step(s) = global batch "

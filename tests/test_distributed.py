@@ -18,7 +18,8 @@ def samples_with(counts):
     out = []
     for label, n in enumerate(counts):
         out += [
-            Sample(f"k{label}-{i}", "p", "r", label, str(label), f"g{label}-{i}") for i in range(n)
+            Sample.single(f"k{label}-{i}", "p", "r", label, str(label), f"g{label}-{i}")
+            for i in range(n)
         ]
     return out
 
@@ -35,7 +36,7 @@ def test_ranks_draw_disjoint_shares_of_one_class_balanced_draw():
     positions = [set(range(r, len(global_draw), 2)) for r in (0, 1)]
     assert positions[0].isdisjoint(positions[1])
     assert sorted(i for d in draws for i, _ in d) == sorted(global_draw)
-    labels = Counter(samples[i].label for d in draws for i, _ in d)
+    labels = Counter(samples[i].labels[0].index for d in draws for i, _ in d)
     assert all(abs(labels[c] / sum(labels.values()) - 1 / 3) < 0.06 for c in range(3))
     # reproducible for a seed and epoch, different for the next epoch
     again = EpochSampler(len(samples), weights, seed=7, rank=0, world_size=2)

@@ -20,8 +20,8 @@ def test_prepare_crops_once_and_resumes(tmp_path):
     cached = load_data(out, reg)
     assert cached.source == "csv"
     assert cached.counts() == direct.counts()
-    assert sorted((s.region, s.group, s.mirror) for s in cached.samples) == sorted(
-        (s.region, s.group, s.mirror) for s in direct.samples
+    assert sorted((s.regions, s.group, s.mirror) for s in cached.samples) == sorted(
+        (s.regions, s.group, s.mirror) for s in direct.samples
     )
     again = prepare(root, out, max_side=64, workers=1, progress=False)
     assert again["written"] == 0 and again["reused"] == first["crops"]

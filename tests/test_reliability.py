@@ -186,7 +186,7 @@ def test_csv_saved_by_korean_excel_reads_the_same(tmp_path, encoding):
     manifest = tmp_path / "manifest.csv"
     manifest.write_bytes(text.encode(encoding))
     samples = load_csv(manifest, registry, [registry["lesion"]], LoadReport())
-    assert [s.raw_label for s in samples] == ["양성", "악성", "양성"]
+    assert [s.labels[0].raw for s in samples] == ["양성", "악성", "양성"]
     assert {s.group for s in samples} == {"환자0", "환자1", "환자2"}
 
 
@@ -571,8 +571,9 @@ def test_a_micro_batch_without_decoded_images_does_not_crash_the_grad_scaler():
     engine = Engine(
         net=net,
         model=net,
-        loss_fns=torch.nn.ModuleDict({"r": torch.nn.CrossEntropyLoss()}),
+        loss_fns=torch.nn.ModuleDict({"r": torch.nn.CrossEntropyLoss(reduction="none")}),
         names=["r"],
+        head_weights=[1.0],
         optimizer=opt,
         scheduler=create_scheduler(opt, 0.1, 0.0, total=10, warmup=0),
         scaler=torch.amp.GradScaler("cpu", enabled=True),
@@ -580,11 +581,11 @@ def test_a_micro_batch_without_decoded_images_does_not_crash_the_grad_scaler():
         grad_clip=1.0,
     )
     before = [p.detach().clone() for p in net.parameters()]
-    zeros = torch.zeros(4, dtype=torch.long)
+    labels = torch.zeros(4, 1, dtype=torch.long)
     state = TrainState()
     no_image = torch.zeros(4, dtype=torch.bool)
-    loss, finite = engine.train_step(torch.randn(4, 3, 2, 2), zeros, zeros, no_image, state)
-    assert finite and float(loss) == 0.0
+    loss, finite = engine.train_step(torch.randn(4, 3, 2, 2), labels, no_image, [0], state)
+    assert finite and float(loss.detach()) == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     assert state.updates == 1  # the schedule still advances by one update
 
@@ -650,7 +651,7 @@ def test_manifest_bytes_give_samples_or_one_data_error(tmp_path, prefix, body, e
     except SkinclsError as err:
         assert str(manifest) in str(err)
     else:
-        assert all(s.region == "lesion" for s in samples)
+        assert all(s.regions == ("lesion",) for s in samples)
 
 
 @settings(

@@ -365,7 +365,7 @@ def test_manifest_parser_returns_samples_or_a_data_error(tmp_path, header, rows)
     except SkinclsError as err:
         assert str(manifest) in str(err)
     else:
-        assert all(s.region == "cheek_pore" for s in samples)
+        assert all(s.regions == ("cheek_pore",) for s in samples)
 
 
 def test_checkpoint_save_is_atomic_under_a_leftover_temp_dir(tmp_path):

@@ -116,9 +116,9 @@ def test_aihub_tree_with_korean_folders(tmp_path):
     assert detect_source(root) == "aihub"
     reg = discover_regions(include_entry_points=False)
     ds = load_data(root, reg)
-    # Independent count from the generated JSON: one sample per non-null grade whose bbox is set.
-    expected = 0
-    null_bbox = 0
+    # Independent count from the generated JSON: one label per non-null grade whose bbox is set,
+    # one sample (crop) per label file with at least one such grade.
+    expected, crops, null_bbox = 0, 0, 0
     for p in jsons:
         doc = json.loads(p.read_text())
         if doc["images"]["facepart"] == 0:
@@ -128,10 +128,12 @@ def test_aihub_tree_with_korean_folders(tmp_path):
             null_bbox += n
         else:
             expected += n
-    assert len(ds.samples) == expected
+            crops += n > 0
+    assert sum(len(s.labels) for s in ds.samples) == expected
+    assert len(ds.samples) == crops < expected
     assert sum(n for r, n in ds.report.skipped.items() if r.endswith("null bbox")) == null_bbox
     assert ds.report.skipped["full-face record key 'acne' (no grade)"] == 3
-    pore = [s for s in ds.samples if s.region == "cheek_pore"]
+    pore = [s for s in ds.samples if "cheek_pore" in s.regions]
     assert {s.mirror for s in pore if "#r_cheek_pore#" in s.key} == {True}
     assert {s.mirror for s in pore if "#l_cheek_pore#" in s.key} == {False}
     assert all(Path(s.path).name == f"{s.group}_01_F.jpg" for s in ds.samples)
@@ -149,12 +151,25 @@ def test_two_regions_may_claim_one_annotation_key(tmp_path):
         f"label_map: {json.dumps(bands)}\nsources: [{{facepart: 1, key: forehead_wrinkle}}]\n"
     )
     reg = discover_regions([d], include_entry_points=False)
+    # Another preprocessing recipe (the default one): the crop is two samples, one per recipe.
     ds = load_data(root, reg, ["forehead_wrinkle", "wrinkle_bands"])
-    fine = [s for s in ds.samples if s.region == "forehead_wrinkle"]
-    coarse = [s for s in ds.samples if s.region == "wrinkle_bands"]
-    assert len(fine) == len(coarse) == 2
-    assert [int(s.raw_label) >= 3 for s in fine] == [s.label == 1 for s in coarse]
-    assert len({s.key for s in ds.samples}) == len(ds.samples)
+    assert sorted(s.regions for s in ds.samples) == [("forehead_wrinkle",)] * 2 + [
+        ("wrinkle_bands",)
+    ] * 2
+    # The same recipe as forehead_wrinkle: one crop, one sample with two labels.
+    fine_spec = reg.select(["forehead_wrinkle"])[0]
+    augment = json.dumps(fine_spec.augment.model_dump(mode="json"))
+    with open(d / "wrinkle_bands.yaml", "a") as fh:
+        fh.write(f"augment: {augment}\n")
+    reg = discover_regions([d], include_entry_points=False)
+    ds = load_data(root, reg, ["forehead_wrinkle", "wrinkle_bands"])
+    # One forehead crop per subject, carrying both heads' labels of the same grade.
+    assert len(ds.samples) == 2
+    for s in ds.samples:
+        fine, coarse = s.labels
+        assert (fine.region, coarse.region) == ("forehead_wrinkle", "wrinkle_bands")
+        assert (int(fine.raw) >= 3) == (coarse.index == 1)
+    assert ds.counts()["wrinkle_bands"] and sum(ds.counts()["forehead_wrinkle"]) == 2
 
 
 def test_aihub_grade_outside_classes_names_file_key_value(tmp_path):

@@ -12,7 +12,7 @@ from skincls.errors import SkinclsError
 def make_samples(spec):
     """spec: list of (group, region, label)."""
     return [
-        Sample(key=f"k{i}", path=f"p{i}", region=r, label=lab, raw_label=str(lab), group=g)
+        Sample.single(f"k{i}", f"p{i}", r, lab, str(lab), group=g)
         for i, (g, r, lab) in enumerate(spec)
     ]
 
@@ -45,7 +45,7 @@ def test_stratified_within_two_samples_per_cell():
     samples = make_samples(spec)
     parts = partition(samples, split_samples(samples, (0.7, 0.15, 0.15), 0))
     for part, frac in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
-        c = Counter(s.label for s in parts[part])
+        c = Counter(s.labels[0].index for s in parts[part])
         for label, total in ((0, 360), (1, 180), (2, 60)):
             assert abs(c[label] - frac * total) <= 2, (part, label, c)
 
@@ -54,7 +54,7 @@ def test_groups_with_rare_classes_reach_every_part():
     spec = [(f"g{i}", "a", 0) for i in range(80)] + [(f"r{i}", "a", 1) for i in range(6)]
     samples = make_samples(spec)
     parts = partition(samples, split_samples(samples, (0.6, 0.2, 0.2), 5))
-    assert all(any(s.label == 1 for s in parts[p]) for p in ("train", "val", "test"))
+    assert all(any(s.labels[0].index == 1 for s in parts[p]) for p in ("train", "val", "test"))
 
 
 def test_saved_split_round_trips_and_detects_changed_data(tmp_path):
@@ -64,7 +64,7 @@ def test_saved_split_round_trips_and_detects_changed_data(tmp_path):
     assert load_split(tmp_path / "split.csv", samples) == a
     extra = samples + make_samples([("new", "a", 0)] * 41)[40:]
     with pytest.raises(
-        SkinclsError, match="1 sample\\(s\\) of the data are not in the saved split"
+        SkinclsError, match="1 label\\(s\\) of the data are not in the saved split"
     ):
         load_split(tmp_path / "split.csv", extra)
 

@@ -8,9 +8,7 @@ from typer.testing import CliRunner
 from skincls.checkpoints import load_checkpoint
 from skincls.cli import app
 from skincls.config import build_config
-from skincls.engine.loop import multitask_loss
 from skincls.errors import SkinclsError
-from skincls.losses import create_loss
 from skincls.model import MultiHeadNet
 from skincls.train import TrainingInterrupted, train
 
@@ -38,26 +36,6 @@ def test_forward_returns_one_logits_tensor_per_region_in_order():
     model = MultiHeadNet("test_resnet", ["a", "b"], [4, 3], dropout=0.1)
     out = model(torch.randn(5, 3, 32, 32))
     assert [tuple(o.shape) for o in out] == [(5, 4), (5, 3)]
-
-
-def test_loss_of_each_head_uses_its_own_samples_only():
-    model = MultiHeadNet("test_resnet", ["a", "b"], [4, 3], dropout=0.0)
-    x = torch.randn(4, 3, 32, 32)
-    region = torch.tensor([0, 0, 0, 0])
-    labels = torch.tensor([1, 3, 0, 2])
-    fns = torch.nn.ModuleDict({"a": create_loss("ce", [1] * 4), "b": create_loss("ce", [1] * 3)})
-    logits = model(x)
-    loss = multitask_loss(logits, region, labels, torch.ones(4, dtype=torch.bool), fns, ["a", "b"])
-    expected = torch.nn.functional.cross_entropy(logits[0], labels)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    loss.backward()
-    assert model.heads["b"][1].weight.grad is None  # region b had no sample: no gradient
-    assert model.heads["a"][1].weight.grad.abs().sum() > 0
-    # a sample that could not be decoded is masked out of the loss
-    ok = torch.tensor([True, True, False, False])
-    masked = multitask_loss(model(x), region, labels, ok, fns, ["a", "b"])
-    ref = torch.nn.functional.cross_entropy(model(x)[0][:2], labels[:2])
-    assert masked.item() == pytest.approx(ref.item(), rel=1e-5)
 
 
 def test_sigmoid_losses_start_at_the_prior_bias():

@@ -249,7 +249,7 @@ def _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad):
     if bbox is None:
         report.skip(f"{spec.name}: invalid bbox", f"{rel}: {rec.bbox!r}")
         return None
-    return Sample(
+    return Sample.single(
         f"{rel}#{key}#{spec.name}", "", spec.name, label, raw, str(rec.subject), bbox, mirror
     )
 

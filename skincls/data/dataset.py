@@ -19,8 +19,11 @@ from skincls.errors import SkinclsError
 
 
 class SampleDataset(Dataset):
-    """Items are ``(image CHW float32, region index, label, ok, sample index)``; ``ok`` is False
-    for an image that could not be decoded: a black image that the loss and metrics mask out."""
+    """Items are ``(image CHW float32, labels, ok, sample index)``: ``labels`` holds one class
+    index per head in ``region_names`` order, -1 where the sample has no label for that head;
+    ``ok`` is False for an image that could not be decoded: a black image that the loss and
+    metrics mask out. A sample is preprocessed with its first label's region recipe (samples
+    only share a crop across regions whose recipes are equal)."""
 
     def __init__(
         self,
@@ -40,7 +43,7 @@ class SampleDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, int]):
         index, seed = item if isinstance(item, tuple) else (item, item)
         s = self.samples[index]
-        transform = self.transforms[s.region]
+        transform = self.transforms[s.labels[0].region]
         ok = True
         try:
             arr = read_image(s.path, s.bbox, s.mirror)
@@ -50,7 +53,10 @@ class SampleDataset(Dataset):
         transform.set_random_seed(seed)
         image = transform(image=arr)["image"]
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return tensor, self.region_index[s.region], s.label, ok, index
+        labels = torch.full((len(self.region_index),), -1, dtype=torch.long)
+        for lab in s.labels:
+            labels[self.region_index[lab.region]] = lab.index
+        return tensor, labels, ok, index
 
 
 def build_transforms(

@@ -233,7 +233,7 @@ class _RowReader:
         self.seen[key] = line
         self.report.count_raw(spec.name, raw)
         group = (row.get(self.group_col) or "").strip() if self.group_col else ""
-        return Sample(key, str(path), spec.name, label, raw, group or image, bbox, mirror)
+        return Sample.single(key, str(path), spec.name, label, raw, group or image, bbox, mirror)
 
     def _region(self, row: dict[str, str], where: str) -> RegionSpec | None:
         if "region" not in self.columns:

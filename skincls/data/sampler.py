@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
 
 from skincls.data.samples import Sample
+from skincls.regions import RegionSpec
 
 
 def sample_weights(
@@ -21,40 +23,71 @@ def sample_weights(
     sampler_of_region: dict[str, str],
     region_balance: str = "none",
 ) -> list[float] | None:
-    """Drawing weight of each sample, or None when every sample is drawn once (plain shuffle).
+    """Drawing probability of each sample, or None when every sample is drawn once (plain
+    shuffle).
 
-    Within a region: ``class_balanced`` gives each class equal mass, ``sqrt`` mass proportional to
-    sqrt(class count), ``none`` mass proportional to the count. Across regions: ``none`` keeps each
-    region's share of the data, ``sqrt`` gives mass proportional to sqrt(region size), ``equal``
-    the same mass to every region.
+    Each (region, class) cell gets a target mass. Within a region: ``class_balanced`` gives each
+    class equal mass, ``sqrt`` mass proportional to sqrt(class count), ``none`` mass proportional
+    to the count. Across regions: ``none`` keeps each region's share of the labels, ``sqrt``
+    gives mass proportional to sqrt(region size), ``equal`` the same mass to every region. A
+    label asks for its cell's mass divided by the cell's count; a sample with several labels is
+    drawn with the largest of its labels' asks (its rarest label), so a rare class of one head is
+    never diluted by a common class of another. :func:`draw_shares` says what this produces.
     """
     if region_balance == "none" and all(v == "none" for v in sampler_of_region.values()):
         return None
-    class_counts: dict[tuple[str, int], int] = {}
+    cells: dict[tuple[str, int], int] = {}
     region_counts: dict[str, int] = {}
     for s in samples:
-        class_counts[(s.region, s.label)] = class_counts.get((s.region, s.label), 0) + 1
-        region_counts[s.region] = region_counts.get(s.region, 0) + 1
+        for lab in s.labels:
+            cells[(lab.region, lab.index)] = cells.get((lab.region, lab.index), 0) + 1
+            region_counts[lab.region] = region_counts.get(lab.region, 0) + 1
     classes_in_region: dict[str, list[int]] = {}
-    for (region, _), n in class_counts.items():
+    for (region, _), n in cells.items():
         classes_in_region.setdefault(region, []).append(n)
     region_mass = {
         r: {"none": float(n), "sqrt": math.sqrt(n), "equal": 1.0}[region_balance]
         for r, n in region_counts.items()
     }
-    weights = []
-    for s in samples:
-        kind = sampler_of_region.get(s.region, "none")
-        n_class = class_counts[(s.region, s.label)]
+
+    def ask(region: str, index: int) -> float:
+        kind = sampler_of_region.get(region, "none")
+        n_class = cells[(region, index)]
         if kind == "class_balanced":
-            class_mass = 1.0 / len(classes_in_region[s.region])
+            class_mass = 1.0 / len(classes_in_region[region])
         elif kind == "sqrt":
-            class_mass = math.sqrt(n_class) / sum(math.sqrt(n) for n in classes_in_region[s.region])
+            class_mass = math.sqrt(n_class) / sum(math.sqrt(n) for n in classes_in_region[region])
         else:
-            class_mass = n_class / region_counts[s.region]
-        weights.append(region_mass[s.region] * class_mass / n_class)
+            class_mass = n_class / region_counts[region]
+        return region_mass[region] * class_mass / n_class
+
+    weights = [max(ask(lab.region, lab.index) for lab in s.labels) for s in samples]
     total = sum(weights)
     return [w / total for w in weights]
+
+
+def draw_shares(
+    samples: Sequence[Sample],
+    weights: Sequence[float] | None,
+    regions: Sequence[RegionSpec],
+) -> dict[str, dict[str, Any]]:
+    """What a draw with ``weights`` gives each head, in expectation: ``loss_share`` is the head's
+    part of the multi-task loss (labels drawn times the region's ``weight``, over all heads),
+    ``classes`` the class shares among the head's drawn labels."""
+    p = [1.0 / len(samples)] * len(samples) if weights is None else weights
+    mass = {r.name: [0.0] * r.num_classes for r in regions}
+    for w, s in zip(p, samples, strict=True):
+        for lab in s.labels:
+            mass[lab.region][lab.index] += w
+    loss = {r.name: sum(mass[r.name]) * r.weight for r in regions}
+    total = sum(loss.values()) or 1.0
+    return {
+        r.name: {
+            "loss_share": loss[r.name] / total,
+            "classes": [m / (sum(mass[r.name]) or 1.0) for m in mass[r.name]],
+        }
+        for r in regions
+    }
 
 
 class EpochSampler(Sampler):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from skincls.errors import DataError
 from skincls.regions import RegionSpec
@@ -14,8 +17,21 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 @dataclass(frozen=True)
+class Label:
+    """One head's label of a sample: the class index, the label as the data wrote it and the
+    key of the record it came from (the split file lists labels by this key)."""
+
+    region: str
+    index: int
+    raw: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Sample:
-    """One labelled crop. ``key`` is stable across runs and identifies the sample in a split file.
+    """One crop (an image and a box) with a label for each head it has one for (partial labels:
+    a head without a label is masked out of the loss and the metrics). ``key`` is stable across
+    runs and identifies the sample in a split file.
 
     ``bbox`` is ``(x1, y1, x2, y2)`` in pixels of the image at ``path``; ``mirror`` asks for a
     horizontal flip at load time (the right-hand side of a left/right region pair).
@@ -23,12 +39,69 @@ class Sample:
 
     key: str
     path: str
-    region: str
-    label: int
-    raw_label: str
+    labels: tuple[Label, ...]
     group: str
     bbox: BBox | None = None
     mirror: bool = False
+
+    @classmethod
+    def single(
+        cls,
+        key: str,
+        path: str,
+        region: str,
+        index: int,
+        raw: str,
+        group: str,
+        bbox: BBox | None = None,
+        mirror: bool = False,
+    ) -> Sample:
+        """A sample with one label, as every source reads it (see :func:`merge_labels`)."""
+        return cls(key, path, (Label(region, index, raw, key),), group, bbox, mirror)
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return tuple(lab.region for lab in self.labels)
+
+
+def label_counts(regions: Sequence[RegionSpec], samples: Iterable[Sample]) -> dict[str, list[int]]:
+    """Per region, the number of labels of each class (index order)."""
+    out = {r.name: [0] * r.num_classes for r in regions}
+    for s in samples:
+        for lab in s.labels:
+            if lab.region in out:
+                out[lab.region][lab.index] += 1
+    return out
+
+
+def recipe_key(spec: RegionSpec) -> str:
+    """Two regions whose crops may be one sample must preprocess them alike: this says how."""
+    return json.dumps(spec.augment.model_dump(mode="json"), sort_keys=True)
+
+
+def merge_labels(
+    samples: Sequence[Sample],
+    regions: Sequence[RegionSpec],
+    image_of: Callable[[Sample], str] = lambda s: s.path,
+) -> list[Sample]:
+    """One sample per crop: labels of the same image (``image_of``), box and mirror flag, for
+    regions with the same preprocessing, become one sample with several labels (the first
+    one's key and position). A crop labelled twice for one region stays two samples; members
+    of one crop always share a group (the sources make sure of it)."""
+    recipe = {r.name: recipe_key(r) for r in regions}
+    out: list[Sample] = []
+    position: dict[tuple[Any, ...], int] = {}
+    for s in samples:
+        ident = (image_of(s), s.bbox, s.mirror, recipe.get(s.labels[0].region, ""))
+        i = position.get(ident)
+        if i is None or set(s.regions) & set(out[i].regions):
+            position[ident] = len(out)
+            out.append(s)
+            continue
+        if out[i].group != s.group:
+            raise DataError(f"{s.path}: one crop is in groups {out[i].group!r} and {s.group!r}")
+        out[i] = replace(out[i], labels=out[i].labels + s.labels)
+    return out
 
 
 @dataclass
@@ -74,8 +147,5 @@ class Dataset:
         raise KeyError(name)
 
     def counts(self, samples: list[Sample] | None = None) -> dict[str, list[int]]:
-        """Per region, the number of samples of each class (index order)."""
-        out = {r.name: [0] * r.num_classes for r in self.regions}
-        for s in self.samples if samples is None else samples:
-            out[s.region][s.label] += 1
-        return out
+        """Per region, the number of labels of each class (index order)."""
+        return label_counts(self.regions, self.samples if samples is None else samples)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from skincls.data.aihub import load_aihub, looks_like_aihub
 from skincls.data.manifest import load_csv, read_manifest
-from skincls.data.samples import IMAGE_SUFFIXES, Dataset, LoadReport, Sample
+from skincls.data.samples import IMAGE_SUFFIXES, Dataset, LoadReport, Sample, merge_labels
 from skincls.errors import DataError, SkinclsError
 from skincls.regions import RegionRegistry, RegionSpec
 
@@ -80,14 +80,7 @@ def load_folder(
                 report.count_raw(spec.name, class_dir.name)
                 rel = f.relative_to(root).as_posix()
                 samples.append(
-                    Sample(
-                        key=rel,
-                        path=str(f),
-                        region=spec.name,
-                        label=label,
-                        raw_label=class_dir.name,
-                        group=rel,
-                    )
+                    Sample.single(rel, str(f), spec.name, label, class_dir.name, group=rel)
                 )
     return samples
 
@@ -150,7 +143,7 @@ def load_data(
         samples = load_folder(root, registry, selected, report, skip_bad)
     else:
         raise SkinclsError(f"--source: expected auto, aihub, folder or csv, got {source!r}")
-    present = {s.region for s in samples}
+    present = {lab.region for s in samples for lab in s.labels}
     if explicit:
         empty = [n for n in explicit if n not in present]
         if empty:
@@ -163,4 +156,11 @@ def load_data(
                 f"{root}: no samples found for any known region ({kind} source; "
                 f"known regions: {', '.join(registry.names())})"
             )
+    image_of = _csv_image if kind == "csv" else (lambda s: s.path)
+    samples = merge_labels(samples, chosen, image_of)
     return Dataset(root=root, source=kind, regions=chosen, samples=samples, report=report)
+
+
+def _csv_image(sample: Sample) -> str:
+    """A manifest sample's spelling-independent image name (the start of its key)."""
+    return sample.key.split("#", 1)[0]

@@ -41,12 +41,14 @@ def split_samples(
         groups[s.group].append(s)
     cell_total: dict[tuple[str, int], int] = defaultdict(int)
     for s in samples:
-        cell_total[(s.region, s.label)] += 1
+        for lab in s.labels:
+            cell_total[(lab.region, lab.index)] += 1
     group_cells: dict[str, dict[tuple[str, int], int]] = {}
     for g, members in groups.items():
         cells: dict[tuple[str, int], int] = defaultdict(int)
         for s in members:
-            cells[(s.region, s.label)] += 1
+            for lab in s.labels:
+                cells[(lab.region, lab.index)] += 1
         group_cells[g] = cells
 
     rng = random.Random(seed)
@@ -80,19 +82,22 @@ def split_samples(
 
 
 def save_split(path: Path, samples: Sequence[Sample], assignment: dict[str, str]) -> None:
-    """Write ``key,part,group,region,label`` rows atomically."""
+    """Write ``key,part,group,region,label`` rows atomically: one row per label, keyed by the
+    label's record, so the split still applies when a subset of the regions is loaded."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["key", "part", "group", "region", "label"])
         for s in samples:
-            w.writerow([s.key, assignment[s.key], s.group, s.region, s.raw_label])
+            for lab in s.labels:
+                w.writerow([lab.key, assignment[s.key], s.group, lab.region, lab.raw])
     os.replace(tmp, path)
 
 
 def load_split(path: Path, samples: Sequence[Sample]) -> dict[str, str]:
-    """Read a saved split; every sample must be in it (the data changed otherwise)."""
+    """Read a saved split; every label of every sample must be in it (the data changed
+    otherwise), and the labels of one crop in one part."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             saved = {row["key"]: row["part"] for row in csv.DictReader(fh)}
@@ -101,13 +106,22 @@ def load_split(path: Path, samples: Sequence[Sample]) -> dict[str, str]:
     bad = [p for p in saved.values() if p not in PARTS]
     if bad:
         raise SkinclsError(f"{path}: part must be one of {PARTS}, found {bad[0]!r}")
-    missing = [s.key for s in samples if s.key not in saved]
+    missing = [lab.key for s in samples for lab in s.labels if lab.key not in saved]
     if missing:
         raise SkinclsError(
-            f"{path}: {len(missing)} sample(s) of the data are not in the saved split (first: "
+            f"{path}: {len(missing)} label(s) of the data are not in the saved split (first: "
             f"{missing[0]!r}); the data changed since the run started"
         )
-    return {s.key: saved[s.key] for s in samples}
+    out: dict[str, str] = {}
+    for s in samples:
+        found = {saved[lab.key] for lab in s.labels}
+        if len(found) > 1:
+            raise SkinclsError(
+                f"{path}: the labels of {s.key!r} are in parts {sorted(found)}; one crop must be "
+                "in one part (the data changed since the run started)"
+            )
+        out[s.key] = found.pop()
+    return out
 
 
 def partition(samples: Sequence[Sample], assignment: dict[str, str]) -> dict[str, list[Sample]]:

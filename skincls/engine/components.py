@@ -29,6 +29,8 @@ class Kit:
     steps_per_epoch: int
     mean: list[float]
     std: list[float]
+    shares: dict[str, dict[str, Any]]
+    """Per head, its expected share of the loss and its drawn class shares (``draw_shares``)."""
 
 
 def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Kit:
@@ -41,7 +43,7 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
     model, net, dtype, channels_last = _place(config, model, device, dctx)
     eval_tf = build_transforms(regions, "eval", config.image_size, mean, std)
     train_tf = build_transforms(regions, "train", config.image_size, mean, std)
-    sampler, train_loader, val_loader = _loaders(
+    sampler, shares, train_loader, val_loader = _loaders(
         config, regions, parts, train_tf, eval_tf, device, dctx
     )
     steps = len(train_loader)
@@ -54,6 +56,7 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
         model=model,
         loss_fns=_loss_fns(config, regions, parts["train"]).to(device),
         names=[r.name for r in regions],
+        head_weights=[r.weight for r in regions],
         optimizer=optimizer,
         scheduler=create_scheduler(
             optimizer,
@@ -71,7 +74,9 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
         on_nan=config.on_nan,
         dctx=dctx,
     )
-    return Kit(engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std)
+    return Kit(
+        engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std, shares
+    )
 
 
 def _place(config: Any, model: nn.Module, device, dctx):
@@ -94,12 +99,12 @@ def _place(config: Any, model: nn.Module, device, dctx):
 
 
 def _loss_fns(config: Any, regions, train_samples) -> nn.ModuleDict:
-    """One loss per head, its class weights or priors from the ORIGINAL training counts."""
+    """One per-sample loss per head, its class weights or priors from the ORIGINAL training
+    counts."""
+    from skincls.data.samples import label_counts
     from skincls.losses import create_loss, loss_of
 
-    counts = {r.name: [0] * r.num_classes for r in regions}
-    for s in train_samples:
-        counts[s.region][s.label] += 1
+    counts = label_counts(regions, train_samples)
     return nn.ModuleDict(
         {
             r.name: create_loss(
@@ -109,6 +114,7 @@ def _loss_fns(config: Any, regions, train_samples) -> nn.ModuleDict:
                 config.gamma,
                 config.label_smoothing,
                 config.tau,
+                reduction="none",
             )
             for r in regions
         }
@@ -116,10 +122,10 @@ def _loss_fns(config: Any, regions, train_samples) -> nn.ModuleDict:
 
 
 def _loaders(config: Any, regions, parts, train_tf, eval_tf, device, dctx):
-    """The epoch sampler and the train loader (this rank's share), and the validation loader
-    (None without validation samples)."""
+    """The epoch sampler, what its draw gives each head, the train loader (this rank's share)
+    and the validation loader (None without validation samples)."""
     from skincls.data.dataset import SampleDataset
-    from skincls.data.sampler import EpochSampler, EvalSampler, sample_weights
+    from skincls.data.sampler import EpochSampler, EvalSampler, draw_shares, sample_weights
     from skincls.inference import make_loader
 
     names = [r.name for r in regions]
@@ -141,4 +147,5 @@ def _loaders(config: Any, regions, parts, train_tf, eval_tf, device, dctx):
     train_loader = make_loader(train_ds, sampler, bs, workers, device, len(sampler) >= bs)
     val_sampler = EvalSampler(len(val_ds), dctx.rank, dctx.world_size)
     val_loader = make_loader(val_ds, val_sampler, bs, workers, device) if len(val_ds) else None
-    return sampler, train_loader, val_loader
+    shares = draw_shares(parts["train"], weights, regions)
+    return sampler, shares, train_loader, val_loader

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
 import torch
@@ -55,32 +56,36 @@ class TrainState:
         return False
 
 
+def label_counts(labels: torch.Tensor, ok: torch.Tensor) -> list[int]:
+    """Per head, the decodable samples of a (CPU) batch that carry a label for it."""
+    return ((labels >= 0) & ok[:, None]).sum(0).tolist()
+
+
 def multitask_loss(
     logits: tuple[torch.Tensor, ...],
-    region_idx: torch.Tensor,
     labels: torch.Tensor,
     ok: torch.Tensor,
     loss_fns: nn.ModuleDict,
     region_names: list[str],
-    touch_all: bool = False,
+    head_weights: list[float],
+    denominator: float,
 ) -> torch.Tensor:
-    """Sum over regions of each head's loss on its own (decodable) samples only.
+    """The per-label mean over all heads: sum over heads r of ``head_weights[r]`` times the sum
+    of r's loss on the decodable samples labelled for r, divided by ``denominator`` (the number
+    of such labels; see :meth:`Engine.train_step` under DDP). Every label counts alike, and the
+    total does not grow with the number of heads present.
 
-    A region with no sample in the batch adds nothing, so its head gets no gradient. With
-    ``touch_all`` (DistributedDataParallel) every head joins the graph with weight zero, so
-    all ranks reduce the same parameters.
+    Each head's per-sample loss (``reduction="none"``) is computed on the whole batch and masked,
+    so there is no host synchronisation and every head joins the graph (DDP reduces the same
+    parameters on every rank); a head without a label gets a zero gradient, which
+    :meth:`Engine.train_step` turns into no update at all.
     """
-    loss = torch.zeros((), device=labels.device)
-    if touch_all:
-        loss = loss + sum(lg.float().sum() for lg in logits) * 0.0
+    valid = (labels >= 0) & ok[:, None]
+    total = torch.zeros((), device=labels.device)
     for i, name in enumerate(region_names):
-        mask = (region_idx == i) & ok
-        n = int(mask.sum())
-        if n == mask.numel():  # the whole batch belongs to this head: no gather needed
-            loss = loss + loss_fns[name](logits[i], labels)
-        elif n:
-            loss = loss + loss_fns[name](logits[i][mask], labels[mask])
-    return loss
+        per_sample = loss_fns[name](logits[i], labels[:, i].clamp(min=0))
+        total = total + head_weights[i] * torch.where(valid[:, i], per_sample, 0.0).sum()
+    return total / denominator
 
 
 @dataclass
@@ -99,6 +104,7 @@ class Engine:
     model: nn.Module
     loss_fns: nn.ModuleDict
     names: list[str]
+    head_weights: list[float]
     optimizer: Any
     scheduler: Any
     scaler: Any
@@ -109,42 +115,67 @@ class Engine:
     channels_last: bool = False
     on_nan: str = "skip"
     dctx: D.DistContext = field(default_factory=D.DistContext)
+    group_counts: list[float] = field(default_factory=list)
 
     def train_step(
-        self, images, region_idx, labels, ok, state: TrainState, last_micro: bool = True
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ok: torch.Tensor,
+        counts: list[int],
+        state: TrainState,
+        last_micro: bool = True,
     ) -> tuple[torch.Tensor, bool]:
-        """One micro-batch: forward under autocast, masked multi-task loss, backward; on the last
-        micro-batch of an accumulation group an optimizer update (with clipping) and a schedule
-        step. Returns the loss and whether it was finite on every rank; a non-finite loss changes
-        no weight (the schedule still advances)."""
+        """One micro-batch: forward under autocast, the per-label multi-task loss, backward; on
+        the last micro-batch of an accumulation group an optimizer update (with clipping) and a
+        schedule step. ``counts`` are the batch's labels per head (:func:`label_counts`).
+        Returns the loss and whether it was finite on every rank; a non-finite loss changes no
+        weight (the schedule still advances).
+
+        Under DDP the counts are summed over ranks and the loss divided by the global count over
+        the world size, so the gradient DDP averages is the global per-label mean: one process
+        with batch B x N and N processes with batch B take the same step. A head with no label
+        in the whole group (on any rank) is left out of the update: its parameters, moments and
+        weight decay stay as they were, with 1 process or N."""
+        counts = D.reduce_sum([float(c) for c in counts], self.dctx, self.device)
+        self.group_counts = [a + b for a, b in zip_longest(self.group_counts, counts, fillvalue=0)]
+        denominator = max(sum(counts), 1.0) / self.dctx.world_size
         with D.no_sync(self.net, skip=not last_micro):
             with autocast(self.device, self.dtype):
                 logits = self.net(images)
             loss = multitask_loss(
-                logits, region_idx, labels, ok, self.loss_fns, self.names, self.dctx.enabled
+                logits, labels, ok, self.loss_fns, self.names, self.head_weights, denominator
             )
             finite = D.all_true(bool(torch.isfinite(loss)), self.dctx, self.device)
             if not finite:
-                self.optimizer.zero_grad(set_to_none=True)
+                self._zero_grad()
                 if last_micro:
                     self._advance(state)
                 return loss, False
-            if loss.requires_grad:
-                self.scaler.scale(loss / self.accum).backward()
+            self.scaler.scale(loss / self.accum).backward()
         if last_micro:
             self._update()
             self._advance(state)
         return loss, True
 
     def _update(self) -> None:
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        if params:  # no decodable image in the whole group: nothing to step (and no scaler)
+        if sum(self.group_counts) > 0:  # no decodable label in the group: nothing to step
+            heads: dict[str, nn.Module] = self.model.heads  # type: ignore[assignment]
+            for name, n in zip(self.names, self.group_counts, strict=True):
+                if n == 0:
+                    for p in heads[name].parameters():
+                        p.grad = None
             if self.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
+                params = [p for p in self.model.parameters() if p.grad is not None]
                 nn.utils.clip_grad_norm_(params, self.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        self._zero_grad()
+
+    def _zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
+        self.group_counts = []
 
     def _advance(self, state: TrainState) -> None:
         state.updates += 1
@@ -164,18 +195,18 @@ class Engine:
         self.net.train()
         t0 = time.perf_counter()
         seen, loss_sum, loss_n, skipped = 0, 0.0, 0, 0
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         for step, batch in enumerate(loader):
             if step >= steps:
                 break
             stop.check()
-            images, region_idx, labels, ok, index = collate_to(
-                batch, self.device, self.channels_last
-            )
-            if not bool(ok.all()):
-                on_bad(index[~ok.cpu()].tolist())
+            _, labels_cpu, ok_cpu, index = batch
+            if not bool(ok_cpu.all()):
+                on_bad(index[~ok_cpu].tolist())
+            counts = label_counts(labels_cpu, ok_cpu)
+            images, labels, ok, _ = collate_to(batch, self.device, self.channels_last)
             last_micro = (step + 1) % self.accum == 0 or step + 1 == steps
-            loss, finite = self.train_step(images, region_idx, labels, ok, state, last_micro)
+            loss, finite = self.train_step(images, labels, ok, counts, state, last_micro)
             if not finite:
                 if self.on_nan == "stop":
                     raise SkinclsError(
