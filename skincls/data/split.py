@@ -1,8 +1,9 @@
 """Group-aware stratified train/val/test split, deterministic for a seed, saved as CSV.
 
 Whole groups (subjects, lesions) are assigned greedily, rarest labels first, each to the part whose
-shortfall on that group's (region, class) cells is largest, so class shares follow the fractions as
-far as the groups allow and no group is ever in two parts.
+shortfall on that group's (region, class) cells, relative to the part's target, is largest, so
+class shares of every head follow the fractions as far as the groups allow (also when a sample
+carries labels of several heads) and no group is ever in two parts.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def split_samples(
             if f == 0:
                 continue
             shortfall = sum(
-                (f * cell_total[c] - current[i][c]) / cell_total[c] * n for c, n in cells.items()
+                (f * cell_total[c] - current[i][c]) / (f * cell_total[c]) * n
+                for c, n in cells.items()
             )
-            overall = (f * n_total - sizes[i]) / max(n_total, 1)
+            overall = (f * n_total - sizes[i]) / (f * max(n_total, 1))
             score = (shortfall, overall)
             if best_score is None or score > best_score:
                 best, best_score = i, score
