@@ -1,6 +1,7 @@
 """A new user's first hour: no lost files, no circles, no silence (issue 18)."""
 
 import json
+import math
 import os
 import re
 import shlex
@@ -169,6 +170,14 @@ def test_the_end_of_train_names_the_metric_and_the_next_commands(tmp_path, tiny_
     assert result.exit_code == 0, result.output
     assert "by validation macro_f1 = " in result.stdout
     assert f"weights in {out / 'best'}" in result.stdout
+    # the start-of-run summary gives each head's share of the loss: with the default
+    # --region-balance sqrt, sqrt(labels) over the sum of sqrt(labels) of all heads
+    heads = re.findall(r"train counts \[([\d, ]+)\].*share of the loss ([\d.]+)%", result.stdout)
+    sizes = [sum(int(n) for n in counts.split(",")) for counts, _ in heads]
+    assert len(heads) == 2 and all(sizes)
+    for (_, share), n in zip(heads, sizes, strict=True):
+        expected = math.sqrt(n) / sum(math.sqrt(m) for m in sizes)
+        assert float(share) / 100 == pytest.approx(expected, abs=6e-4)
     commands = [
         line.split("#")[0].strip()
         for line in result.stdout.splitlines()

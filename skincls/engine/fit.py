@@ -135,6 +135,7 @@ def run_epoch(
         "lr": e.optimizer.param_groups[0]["lr"],
         "train_loss": stats.train_loss,
         "train_images_per_s": stats.images_per_s,
+        "train_seconds": stats.seconds,
         "skipped_nan_steps": stats.skipped_nan_steps,
         "select": float(state.epoch) if math.isnan(value) else value,
     }
