@@ -218,9 +218,14 @@ def predict(
         table.add_column("region", no_wrap=True, min_width=max(map(len, names), default=6))
         table.add_column("class", no_wrap=True)
         table.add_column("p", no_wrap=True)
+        table.add_column("probabilities", overflow="fold")
         for p in result["predictions"]:
             for name, r in p["regions"].items():
-                table.add_row(p["path"], name, r["class"], f"{r['probs'][r['class']]:.3f}")
+                rule = " (median)" if r.get("decision") == "median" else ""
+                spread = " ".join(f"{c}:{v:.2f}" for c, v in r["probs"].items())
+                table.add_row(
+                    p["path"], name, r["class"] + rule, f"{r['probs'][r['class']]:.3f}", spread
+                )
         _stdout().print(table)
     err = _stderr()
     for e in result["errors"]:

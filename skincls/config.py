@@ -19,14 +19,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from skincls.errors import SkinclsError
 
 LossName = Literal[
-    "ce", "focal", "cb_softmax", "cb_sigmoid", "cb_focal", "logit_adjust", "balanced_softmax"
+    "ce",
+    "focal",
+    "cb_softmax",
+    "cb_sigmoid",
+    "cb_focal",
+    "logit_adjust",
+    "balanced_softmax",
+    "corn",
+    "sord",
+    "cdw_ce",
 ]
+ORDINAL_LOSSES = ("corn", "sord", "cdw_ce")
+"""Losses that use the order of the grades: for ``ordinal: true`` regions only."""
+DecisionName = Literal["argmax", "median"]
 SamplerName = Literal["none", "class_balanced", "sqrt"]
 SourceKind = Literal["auto", "aihub", "folder", "csv"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 AmpKind = Literal["auto", "bf16", "fp16", "off"]
 RegionBalanceName = Literal["none", "sqrt", "equal"]
-MetricName = Literal["balanced_accuracy", "macro_f1", "qwk"]
+MetricName = Literal["balanced_accuracy", "macro_f1", "qwk", "within1", "grade_mae"]
+ORDINAL_SELECT = ("qwk", "within1", "grade_mae")
+"""Selection metrics that exist for ordinal regions only."""
 NanPolicy = Literal["skip", "stop"]
 WandbMode = Literal["online", "offline", "disabled"]
 
@@ -121,6 +135,13 @@ class TrainConfig(BaseModel):
     label_smoothing: Annotated[
         float, Field(ge=0.0, lt=1.0, description="Label smoothing (ce, cb_softmax).")
     ] = 0.0
+    decision: Annotated[
+        DecisionName,
+        Field(
+            description="Grade an ordinal head predicts: the argmax or the median of its "
+            "probabilities (a region's decision: wins)."
+        ),
+    ] = "argmax"
     sampler: Annotated[
         SamplerName, Field(description="Sampling within a region (a region's sampler: wins).")
     ] = "class_balanced"
@@ -128,7 +149,11 @@ class TrainConfig(BaseModel):
         "sqrt"
     )
     select: Annotated[
-        MetricName, Field(description="Validation metric that picks the best checkpoint.")
+        MetricName,
+        Field(
+            description="Validation metric that picks the best checkpoint (qwk, within1 and "
+            "grade_mae, lower is better: ordinal regions only)."
+        ),
     ] = "balanced_accuracy"
     val_fraction: Annotated[float, Field(ge=0.0, lt=1.0, description="Validation share.")] = 0.15
     test_fraction: Annotated[float, Field(ge=0.0, lt=1.0, description="Test share.")] = 0.15

@@ -34,10 +34,12 @@ SHORT = {
     "accuracy": "acc",
     "balanced_accuracy": "bal_acc",
     "macro_f1": "macro_f1",
-    "qwk": "qwk",
+    "within1": "within1",
     "grade_mae": "grade_mae",
+    "qwk": "qwk",
+    "corr": "corr",
 }
-"""Column headings of the metric tables (``skincls.metrics.METRICS`` in order)."""
+"""Column headings of the metric tables (``skincls.metrics.ALL_METRICS``)."""
 
 
 def duration(seconds: float) -> str:
@@ -68,32 +70,70 @@ def print_epoch(
 
 
 def print_eval(console: Any, title: str, result: dict[str, Any]) -> None:
-    """A title line and the per-region table of an evaluation (with sample counts)."""
+    """A title line and the per-region table of an evaluation (with sample counts), then the
+    ordinal regions in the data owners' layout (:func:`nia_table`)."""
     console.print(title)
     console.print(metrics_table(result, "region", counts=True))
+    nia = nia_table(result)
+    if nia is not None:
+        console.print(nia)
+
+
+def _cell(m: dict[str, Any], k: str) -> str:
+    return f"{m[k]:.3f}" if k in m else "-"
 
 
 def metrics_table(result: dict[str, Any], first: str, counts: bool = False) -> Any:
-    """One row per region and a bold mean row; region names are never cut."""
+    """One row per region and a bold mean row; region names are never cut. Ordinal figures
+    appear only when some region is ordinal, as "-" for the nominal ones; their mean is over the
+    ordinal regions."""
     from rich.table import Table
 
-    from skincls.metrics import METRICS
+    from skincls.metrics import ALL_METRICS
 
     regions = result["regions"]
+    keys = [k for k in ALL_METRICS if k in result["mean"]]
     table = Table()
     table.add_column(first, min_width=max(map(len, regions), default=4), no_wrap=True)
     if counts:
         table.add_column("n", justify="right")
-    for k in METRICS:
+    for k in keys:
         table.add_column(SHORT[k], justify="right")
     for name, m in regions.items():
-        table.add_row(name, *([str(m["n"])] if counts else []), *(f"{m[k]:.3f}" for k in METRICS))
+        table.add_row(name, *([str(m["n"])] if counts else []), *(_cell(m, k) for k in keys))
     table.add_row(
-        "mean",
-        *([""] if counts else []),
-        *(f"{result['mean'][k]:.3f}" for k in METRICS),
-        style="bold",
+        "mean", *([""] if counts else []), *(_cell(result["mean"], k) for k in keys), style="bold"
     )
+    return table
+
+
+def nia_table(result: dict[str, Any]) -> Any:
+    """The ordinal regions as the AI Hub data owners report their items: exact accuracy and
+    accuracy within one grade in percent, mean absolute error, correlation, and the average
+    row; None when no region is ordinal."""
+    from rich.table import Table
+
+    items = {n: m for n, m in result["regions"].items() if "grade_mae" in m and m["n"] > 0}
+    if not items:
+        return None
+    table = Table(title="ordinal regions (AI Hub baseline layout)")
+    table.add_column("item", no_wrap=True)
+    for heading in ("n", "exact %", "within one %", "MAE", "correlation"):
+        table.add_column(heading, justify="right")
+
+    def row(m: dict[str, Any]) -> list[str]:
+        return [
+            f"{100 * m['accuracy']:.1f}",
+            f"{100 * m['within1']:.1f}",
+            f"{m['grade_mae']:.2f}",
+            f"{m['corr']:.2f}",
+        ]
+
+    for name, m in items.items():
+        table.add_row(name, str(m["n"]), *row(m))
+    keys = ("accuracy", "within1", "grade_mae", "corr")
+    mean = {k: sum(m[k] for m in items.values()) / len(items) for k in keys}
+    table.add_row("average", "", *row(mean), style="bold")
     return table
 
 

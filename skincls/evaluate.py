@@ -27,9 +27,18 @@ def load_run_model(run_dir: Path, checkpoint: str = "best"):
     ckpt_dir = resolve_checkpoint(run.path / checkpoint)
     weights, meta = load_checkpoint(ckpt_dir)
     check_meta(meta, str(ckpt_dir), config.model_dump(), specs)
+    from skincls.heads import head_semantics
+
     names = [s.name for s in specs]
+    kinds, decisions = head_semantics(specs, config.loss, config.decision)
     model = MultiHeadNet(
-        meta["backbone"], names, [s.num_classes for s in specs], dropout=meta.get("dropout", 0.0)
+        meta["backbone"],
+        names,
+        [s.num_classes for s in specs],
+        dropout=meta.get("dropout", 0.0),
+        kinds=kinds,
+        decisions=decisions,
+        ordinal_regions=[s.name for s in specs if s.ordinal],
     )
     check_state_matches(model.state_dict(), weights, str(ckpt_dir))
     model.load_state_dict(weights)

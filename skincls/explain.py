@@ -17,8 +17,11 @@ from skincls.errors import SkinclsError
 
 
 def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple[np.ndarray, int]:
-    """Heat map in [0, 1] at the feature map's resolution, and the class it explains."""
+    """Heat map in [0, 1] at the feature map's resolution, and the class it explains (by default
+    the head's decided class)."""
     import torch
+
+    from skincls.heads import decide, probabilities
 
     head = model.heads[region]
     model.eval()
@@ -28,9 +31,14 @@ def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple
         features.retain_grad()
         pooled = model.backbone.forward_head(features, pre_logits=True)
         logits = head(pooled)
-        cls = int(logits.argmax(1)[0]) if target is None else target
+        kind = model.kinds.get(region, "softmax")
+        probs = probabilities(logits, kind)
+        rule = model.decisions.get(region, "argmax")
+        cls = int(decide(probs, rule)[0]) if target is None else target
         model.zero_grad(set_to_none=True)
-        logits[0, cls].backward()
+        # the class logit (standard Grad-CAM); a CORN head has no per-class logit: log P(class)
+        score = logits[0, cls] if kind == "softmax" else torch.log(probs[0, cls].clamp_min(1e-12))
+        score.backward()
     grads = features.grad[0]
     weights = grads.mean(dim=(1, 2))
     cam = torch.relu((weights[:, None, None] * features[0]).sum(0)).detach().numpy()

@@ -2,8 +2,10 @@
 
 The exporter is chosen explicitly (torch.export based by default, the TorchScript one on request)
 and weights are always embedded, never written to a side ``.data`` file. Outputs are named
-``<region>_logits`` and ``<region>_probs``; the preprocessing and labels travel in
-``metadata_props`` so that the ``.onnx`` file alone is enough to predict.
+``<region>_logits``, ``<region>_probs`` (the head's probabilities, :mod:`skincls.heads`) and, for
+an ordinal head, ``<region>_grade`` (int64, the run's decision rule applied in the graph); the
+preprocessing, labels and rules travel in ``metadata_props`` so that the ``.onnx`` file alone is
+enough to predict.
 """
 
 from __future__ import annotations
@@ -20,8 +22,17 @@ from skincls.quantize import quantize as quantize_model
 METADATA_KEY = "skincls"
 
 
+def output_names(model, regions: Sequence[str]) -> list[str]:
+    """The graph's outputs, in order: per region ``_logits``, ``_probs``, and ``_grade`` for an
+    ordinal head (one whose rule is the median, or any head listed in ``grade_heads``)."""
+    out = []
+    for r in regions:
+        out += [f"{r}_logits", f"{r}_probs"] + ([f"{r}_grade"] if r in model.grade_heads else [])
+    return out
+
+
 class _Exportable:
-    """Wraps MultiHeadNet so that the graph returns logits and softmax probabilities per region."""
+    """Wraps MultiHeadNet so that the graph returns what :func:`output_names` lists."""
 
     @staticmethod
     def build(model, regions: Sequence[str]):
@@ -35,10 +46,12 @@ class _Exportable:
 
             def forward(self, image):
                 logits = self.net(image)
+                probs, decided = self.net.predict(logits)
                 out = []
                 for i in self.keep:
-                    out.append(logits[i])
-                    out.append(torch.softmax(logits[i], dim=1))
+                    out += [logits[i], probs[i]]
+                    if self.net.region_names[i] in self.net.grade_heads:
+                        out.append(decided[i])
                 return tuple(out)
 
         return Wrapper(model, regions).eval()
@@ -134,11 +147,11 @@ def export_onnx(
     output = _check_request(run_dir, output, keep, names, quantize, exporter, overwrite)
     wrapper = _Exportable.build(model, keep)
     kept = [s for s in specs if s.name in keep]
-    props = metadata_props(run_dir, checkpoint, quantize, meta, kept)
+    props = metadata_props(run_dir, checkpoint, quantize, meta, kept, model)
     size = int(meta["image_size"])
-    output_names = [f"{r}_{kind}" for r in keep for kind in ("logits", "probs")]
+    outputs = output_names(model, keep)
     fp32 = output if quantize == "none" else output.with_name(output.stem + ".fp32.tmp.onnx")
-    export_graph(wrapper, fp32, size, output_names, opset, exporter, props)
+    export_graph(wrapper, fp32, size, outputs, opset, exporter, props)
     real_images = _real_images(data, config.data, registry, names, meta)
     method = "fp32"
     if quantize != "none":
@@ -150,9 +163,7 @@ def export_onnx(
         inputs.append(held_out)  # int8: judged on images not used for calibration
         real = len(held_out)
     try:
-        report = verify(
-            wrapper, output, [x.astype(np.float32) for x in inputs], keep, quantize, real
-        )
+        report = verify(wrapper, output, [x.astype(np.float32) for x in inputs], quantize, real)
     except SkinclsError:
         output.unlink()  # a model that failed its check must not be left to be shipped
         raise
@@ -160,7 +171,7 @@ def export_onnx(
         {
             "path": str(output),
             "size_bytes": output.stat().st_size,
-            "outputs": output_names,
+            "outputs": outputs,
             "opset": opset,
             "exporter": exporter,
             "quantize": quantize,
@@ -189,12 +200,14 @@ def _check_request(run_dir, output, keep, names, quantize, exporter, overwrite) 
 
 
 def metadata_props(
-    run_dir: Path, checkpoint: str, quantize: str, meta, specs
+    run_dir: Path, checkpoint: str, quantize: str, meta, specs, model=None
 ) -> list[tuple[str, str]]:
     """The ``metadata_props`` of an exported model: one JSON entry (``skincls``, what predict
     reads) and flat keys for tools that show metadata. Written once, attached to every file."""
     from skincls import __version__
 
+    kinds = getattr(model, "kinds", {})
+    decisions = getattr(model, "decisions", {})
     size = int(meta["image_size"])
     document = {
         "skincls_version": __version__,
@@ -213,10 +226,15 @@ def metadata_props(
                 "name": s.name,
                 "classes": s.classes,
                 "ordinal": s.ordinal,
+                "head": kinds.get(s.name, "softmax"),
+                "decision": decisions.get(s.name, "argmax"),
                 "sources": [src.model_dump(exclude_none=True) for src in s.sources],
             }
             for s in specs
         ],
+        "outputs": "<region>_logits; <region>_probs (class probabilities: softmax, or CORN's "
+        "from its K-1 conditional logits); <region>_grade (int64) for ordinal heads: the "
+        "decision rule of the region applied in the graph (argmax or median of _probs)",
     }
     return [
         (METADATA_KEY, json.dumps(document, ensure_ascii=False)),
@@ -332,10 +350,9 @@ def _real_batch(data, registry, names, meta, limit: int):
     return np.stack(arrays).astype(np.float32) if arrays else None
 
 
-def verify(
-    wrapper, path: Path, inputs: list, regions: Sequence[str], quantize: str, real: int = 0
-) -> dict[str, Any]:
-    """Max |logits difference| and argmax agreement of onnxruntime vs PyTorch; raises on failure.
+def verify(wrapper, path: Path, inputs: list, quantize: str, real: int = 0) -> dict[str, Any]:
+    """Max |logits difference| and agreement of the decided classes (``_grade`` where the graph
+    has one, else the argmax of ``_probs``) of onnxruntime vs PyTorch; raises on failure.
 
     ``inputs`` are batches; when ``real`` > 0 the last batch holds real images. A quantized model
     is judged on the real images (random noise lies outside its calibrated range), fp32 on all.
@@ -345,6 +362,7 @@ def verify(
     import torch
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
     max_diff = 0.0
     counts = {"all": [0, 0], "real": [0, 0]}
     images = 0
@@ -352,14 +370,20 @@ def verify(
         images += len(batch)
         is_real = real > 0 and n == len(inputs) - 1
         with torch.inference_mode():
-            ref = [t.numpy() for t in wrapper(torch.from_numpy(batch))]
-        got = session.run(None, {"image": batch})
-        for i in range(0, len(ref), 2):
-            max_diff = max(max_diff, float(np.abs(ref[i] - got[i]).max()))
-            same = int((ref[i].argmax(1) == got[i].argmax(1)).sum())
+            ref = dict(
+                zip(names, [t.numpy() for t in wrapper(torch.from_numpy(batch))], strict=True)
+            )
+        got = dict(zip(names, session.run(None, {"image": batch}), strict=True))
+        for name in (n for n in names if n.endswith("_logits")):
+            head = name.removesuffix("_logits")
+            max_diff = max(max_diff, float(np.abs(ref[name] - got[name]).max()))
+            grade = f"{head}_grade"
+            mine = ref[grade] if grade in ref else ref[f"{head}_probs"].argmax(1)
+            theirs = got[grade] if grade in got else got[f"{head}_probs"].argmax(1)
+            same = int((mine == theirs).sum())
             for key in ("all", "real") if is_real else ("all",):
                 counts[key][0] += same
-                counts[key][1] += ref[i].shape[0]
+                counts[key][1] += len(mine)
     judged = "real" if quantize != "none" and counts["real"][1] else "all"
     agreement = counts[judged][0] / max(counts[judged][1], 1)
     report = {

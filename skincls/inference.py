@@ -41,8 +41,9 @@ def make_loader(dataset, sampler, batch_size: int, workers: int, device, drop_la
 
 def predict_loader(model, loader, device, dtype=None, channels_last=False) -> dict[str, np.ndarray]:
     """One row per (sample, head it has a label for): the head's index (``region``), the label,
-    the head's argmax and that class's softmax probability (``conf``), the decode flag and the
-    sample's index. A sample with two labels gives two rows."""
+    the head's decided class (``model.predict``: argmax or median of its probabilities) and that
+    class's probability (``conf``), the decode flag and the sample's index. A sample with two
+    labels gives two rows."""
     model.eval()
     out: dict[str, list] = {k: [] for k in ("region", "label", "pred", "conf", "ok", "index")}
     with torch.inference_mode():
@@ -51,9 +52,12 @@ def predict_loader(model, loader, device, dtype=None, channels_last=False) -> di
             images = collate_to(batch, device, channels_last)[0]
             with autocast(device, dtype):
                 logits = model(images)
-            best = [torch.softmax(lg.float(), 1).max(1) for lg in logits]
-            conf = torch.stack([b.values for b in best], 1).cpu()
-            pred = torch.stack([b.indices for b in best], 1).cpu()
+            probs, decided = model.predict(logits)
+            pred = torch.stack(decided, 1)
+            conf = torch.stack(
+                [p.gather(1, d[:, None])[:, 0] for p, d in zip(probs, decided, strict=True)], 1
+            )
+            pred, conf = pred.cpu(), conf.cpu()
             rows, heads = (labels >= 0).nonzero(as_tuple=True)
             out["region"].append(heads)
             out["label"].append(labels[rows, heads])
@@ -88,6 +92,7 @@ def metrics_of(p: dict[str, np.ndarray], regions: list[Any]) -> dict[str, Any]:
         p["region"][keep],
         p["label"][keep],
         p["pred"][keep],
+        {r.name: bool(getattr(r, "ordinal", False)) for r in regions},
     )
     result["bad_indices"] = sorted(set(p["index"][~keep].tolist()))
     return result

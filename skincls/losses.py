@@ -130,6 +130,58 @@ class LogitAdjusted(_PerSample):
         return self.reduce(F.cross_entropy(adjusted, target, reduction="none"))
 
 
+class CORN(_PerSample):
+    """Conditional ordinal regression: K - 1 binary tasks P(y > k | y > k - 1), task k trained on
+    the samples with y >= k. Shi, Cao and Raschka, "Deep Neural Networks for Rank-Consistent
+    Ordinal Regression Based On Conditional Probabilities", Pattern Anal. Appl. 2023 (arXiv 2021).
+
+    Per sample, the binary cross-entropies of its tasks (k = 0 .. min(y, K - 2)) are summed; the
+    reference code instead divides the batch's sum by the number of task examples.
+    """
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        z = logits.float()
+        k = torch.arange(z.shape[1], device=z.device)
+        in_task = (target[:, None] >= k).float()
+        above = (target[:, None] > k).float()
+        bce = F.binary_cross_entropy_with_logits(z, above, reduction="none")
+        return self.reduce((bce * in_task).sum(1))
+
+
+class SORD(_PerSample):
+    """Soft ordinal labels: cross-entropy against q_k proportional to exp(-(k - y)^2).
+    Díaz and Marathe, "Soft Labels for Ordinal Regression", CVPR 2019."""
+
+    soft: torch.Tensor
+
+    def __init__(self, num_classes: int, reduction: str = "mean"):
+        super().__init__(reduction)
+        k = torch.arange(num_classes, dtype=torch.float32)
+        self.register_buffer("soft", torch.softmax(-((k[None, :] - k[:, None]) ** 2), dim=1))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits.float(), dim=1)
+        return self.reduce(-(self.soft[target] * log_p).sum(1))
+
+
+class ClassDistanceWeightedCE(_PerSample):
+    """CDW-CE: -sum_k |k - y|^alpha log(1 - p_k), alpha = 2 (the squared distance QWK weighs by).
+    Polat et al., "Class Distance Weighted Cross-Entropy Loss for Ulcerative Colitis Severity
+    Estimation", MIUA 2022."""
+
+    distance: torch.Tensor
+
+    def __init__(self, num_classes: int, alpha: float = 2.0, reduction: str = "mean"):
+        super().__init__(reduction)
+        k = torch.arange(num_classes, dtype=torch.float32)
+        self.register_buffer("distance", (k[None, :] - k[:, None]).abs() ** alpha)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(logits.float(), dim=1)
+        log_rest = torch.log1p(-p.clamp(max=1 - 1e-7))
+        return self.reduce(-(self.distance[target] * log_rest).sum(1))
+
+
 def loss_of(region: Any, default: str) -> str:
     """The loss a region trains with: its own ``loss:`` or the run's ``--loss``."""
     return region.loss or default
@@ -161,4 +213,10 @@ def create_loss(
         return LogitAdjusted(counts, tau, r)
     if name == "balanced_softmax":
         return LogitAdjusted(counts, 1.0, r)
+    if name == "corn":
+        return CORN(r)
+    if name == "sord":
+        return SORD(len(counts), r)
+    if name == "cdw_ce":
+        return ClassDistanceWeightedCE(len(counts), reduction=r)
     raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")

@@ -9,19 +9,24 @@ from typing import Any
 
 import numpy as np
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "qwk", "grade_mae")
-"""The figures of every region and their mean; ``--select`` picks among them
-(``skincls.config.MetricName``)."""
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+"""The figures of every region; ``accuracy`` is the data owners' "exact" accuracy."""
+ORDINAL_METRICS = ("within1", "grade_mae", "qwk", "corr")
+"""The figures of ordinal regions only: accuracy within one grade, mean absolute grade error,
+quadratic weighted kappa and the Pearson correlation of predicted and true grade."""
+ALL_METRICS = METRICS + ORDINAL_METRICS
+LOWER_IS_BETTER = ("grade_mae",)
 
 
 def region_metrics(
-    y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]
+    y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str], ordinal: bool = False
 ) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro F1, quadratic weighted kappa, mean absolute grade error,
-    per-class precision/recall/F1/support and the confusion matrix (rows = true class).
+    """Accuracy, balanced accuracy, macro F1, per-class precision/recall/F1/support and the
+    confusion matrix (rows = true class); for an ``ordinal`` region also ``ORDINAL_METRICS``.
 
     Balanced accuracy and macro F1 average over the classes present in ``y_true`` (and, for F1,
-    predicted), as scikit-learn does; QWK is 0 when it is undefined (a single class).
+    predicted), as scikit-learn does; QWK and the correlation are 0 where they are undefined (a
+    single class, or a constant prediction).
     """
     from sklearn.metrics import (
         accuracy_score,
@@ -34,26 +39,29 @@ def region_metrics(
 
     yt, yp = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
     labels = list(range(len(classes)))
-    n = int(yt.size)
-    if n == 0:
-        return {
-            "n": 0,
-            **{m: float("nan") for m in METRICS},
-            "per_class": {},
-            "confusion_matrix": [],
-        }
+    keys = ALL_METRICS if ordinal else METRICS
+    if yt.size == 0:
+        return {"n": 0, **{m: float("nan") for m in keys}, "per_class": {}, "confusion_matrix": []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qwk = cohen_kappa_score(yt, yp, labels=labels, weights="quadratic")
         p, r, f, s = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
         out: dict[str, Any] = {
             "accuracy": float(accuracy_score(yt, yp)),
             "balanced_accuracy": float(balanced_accuracy_score(yt, yp)),
             "macro_f1": float(f1_score(yt, yp, average="macro", zero_division=0)),
-            "qwk": 0.0 if math.isnan(qwk) else float(qwk),
-            "grade_mae": float(np.abs(yt - yp).mean()),
-            "n": n,
+            "n": int(yt.size),
         }
+        if ordinal:
+            qwk = cohen_kappa_score(yt, yp, labels=labels, weights="quadratic")
+            corr = np.corrcoef(yt, yp)[0, 1] if yt.std() > 0 and yp.std() > 0 else 0.0
+            out.update(
+                {
+                    "within1": float((np.abs(yt - yp) <= 1).mean()),
+                    "grade_mae": float(np.abs(yt - yp).mean()),
+                    "qwk": 0.0 if math.isnan(qwk) else float(qwk),
+                    "corr": float(corr),
+                }
+            )
     out["per_class"] = {
         c: {
             "precision": float(p[i]),
@@ -68,11 +76,17 @@ def region_metrics(
 
 
 def mean_metrics(per_region: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Unweighted mean over regions of each scalar metric (regions with samples only)."""
+    """Unweighted mean over regions with samples of each metric they report: the
+    ``ORDINAL_METRICS`` over the ordinal regions only (absent when there is none)."""
     present = [m for m in per_region.values() if m["n"] > 0]
-    return {
-        k: float(np.mean([m[k] for m in present])) if present else float("nan") for k in METRICS
-    }
+    out = {}
+    for k in ALL_METRICS:
+        values = [m[k] for m in present if k in m]
+        if values:
+            out[k] = float(np.mean(values))
+        elif k in METRICS or any(k in m for m in per_region.values()):
+            out[k] = float("nan")
+    return out
 
 
 def evaluate_predictions(
@@ -81,10 +95,13 @@ def evaluate_predictions(
     region_idx: np.ndarray,
     labels: np.ndarray,
     preds: np.ndarray,
+    ordinal: dict[str, bool] | None = None,
 ) -> dict[str, Any]:
     """Metrics of every region and their mean, from flat arrays over samples of mixed regions."""
     regions = {}
     for i, name in enumerate(region_names):
         mask = region_idx == i
-        regions[name] = region_metrics(labels[mask], preds[mask], classes[name])
+        regions[name] = region_metrics(
+            labels[mask], preds[mask], classes[name], bool((ordinal or {}).get(name))
+        )
     return {"regions": regions, "mean": mean_metrics(regions)}

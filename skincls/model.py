@@ -35,7 +35,12 @@ def use_hub_offline_when_unreachable(timeout: float = 2.0) -> bool:
 
 
 class MultiHeadNet(nn.Module):
-    """``forward`` returns one logits tensor per region, in the order of ``region_names``."""
+    """``forward`` returns one logits tensor per region, in the order of ``region_names``.
+
+    ``kinds`` (``softmax`` or ``corn`` per region, :mod:`skincls.heads`) set each head's width and
+    how its outputs become probabilities; ``decisions`` (``argmax`` or ``median``) how
+    probabilities become a class. :meth:`predict` applies both.
+    """
 
     def __init__(
         self,
@@ -45,9 +50,14 @@ class MultiHeadNet(nn.Module):
         dropout: float = 0.3,
         pretrained: bool = False,
         sigmoid_regions: Sequence[str] = (),
+        kinds: dict[str, str] | None = None,
+        decisions: dict[str, str] | None = None,
+        ordinal_regions: Sequence[str] = (),
     ):
         super().__init__()
         import timm
+
+        from skincls.heads import head_width
 
         if pretrained:
             use_hub_offline_when_unreachable()
@@ -59,11 +69,17 @@ class MultiHeadNet(nn.Module):
             raise
         self.backbone_name = backbone
         self.region_names = list(region_names)
+        self.kinds = {n: (kinds or {}).get(n, "softmax") for n in self.region_names}
+        self.decisions = {n: (decisions or {}).get(n, "argmax") for n in self.region_names}
+        self.grade_heads = [n for n in self.region_names if n in ordinal_regions]
+        """Ordinal heads: their decided grade is an output of the exported graph."""
         width = int(self.backbone.num_features)  # type: ignore[arg-type]
         self.heads = nn.ModuleDict(
             {
-                name: nn.Sequential(nn.Dropout(dropout), nn.Linear(width, c))
-                for name, c in zip(region_names, num_classes, strict=False)
+                name: nn.Sequential(
+                    nn.Dropout(dropout), nn.Linear(width, head_width(self.kinds[name], c))
+                )
+                for name, c in zip(region_names, num_classes, strict=True)
             }
         )
         for name in sigmoid_regions:
@@ -81,6 +97,21 @@ class MultiHeadNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.backbone(x)
         return tuple(self.heads[name](features) for name in self.region_names)
+
+    def predict(
+        self, logits: Sequence[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per region, the class probabilities and the decided class of ``forward``'s logits."""
+        from skincls.heads import decide, probabilities
+
+        probs = [
+            probabilities(lg, self.kinds[n])
+            for n, lg in zip(self.region_names, logits, strict=True)
+        ]
+        classes = [
+            decide(p, self.decisions[n]) for n, p in zip(self.region_names, probs, strict=True)
+        ]
+        return probs, classes
 
 
 def load_backbone_weights(model: MultiHeadNet, path: str | Path) -> dict[str, int]:
@@ -131,9 +162,11 @@ def load_backbone_weights(model: MultiHeadNet, path: str | Path) -> dict[str, in
 def create_model(config: Any, regions: Sequence[Any]) -> MultiHeadNet:
     """The run's MultiHeadNet: ``config.backbone`` with one head per region, weights from the hub
     (``pretrained: hub``), a local file, or none. Sigmoid-family heads get the CB bias init."""
+    from skincls.heads import head_semantics
     from skincls.losses import SIGMOID_LOSSES, loss_of
 
     hub = config.pretrained == "hub"
+    kinds, decisions = head_semantics(regions, config.loss, config.decision)
     try:
         model = MultiHeadNet(
             config.backbone,
@@ -142,6 +175,9 @@ def create_model(config: Any, regions: Sequence[Any]) -> MultiHeadNet:
             dropout=config.dropout,
             pretrained=hub,
             sigmoid_regions=[r.name for r in regions if loss_of(r, config.loss) in SIGMOID_LOSSES],
+            kinds=kinds,
+            decisions=decisions,
+            ordinal_regions=[r.name for r in regions if r.ordinal],
         )
     except SkinclsError:
         raise

@@ -26,8 +26,9 @@ class _Backend(ABC):
     std: list[float]
 
     @abstractmethod
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Softmax probabilities per region for a preprocessed NCHW float32 batch."""
+    def run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per region, the class probabilities and the decided class (the head's rule:
+        argmax, or the median for an ordinal head) of a preprocessed NCHW float32 batch."""
 
 
 class OnnxBackend(_Backend):
@@ -42,10 +43,12 @@ class OnnxBackend(_Backend):
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         values = self.session.run(None, {"image": batch})
         named = dict(zip(self.outputs, values, strict=False))
-        return {r["name"]: named[f"{r['name']}_probs"] for r in self.regions}
+        probs = {r["name"]: named[f"{r['name']}_probs"] for r in self.regions}
+        decided = {n: named.get(f"{n}_grade", p.argmax(1)) for n, p in probs.items()}
+        return probs, decided
 
 
 class TorchBackend(_Backend):
@@ -57,21 +60,24 @@ class TorchBackend(_Backend):
             {
                 "name": s.name,
                 "classes": s.classes,
+                "ordinal": s.ordinal,
+                "decision": self.model.decisions[s.name],
                 "sources": [src.model_dump(exclude_none=True) for src in s.sources],
             }
             for s in specs
         ]
         self.image_size, self.mean, self.std = meta["image_size"], meta["mean"], meta["std"]
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         import torch
 
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(batch))
-        return {
-            name: torch.softmax(lg.float(), 1).numpy()
-            for name, lg in zip(self.model.region_names, logits, strict=False)
-        }
+            probs, decided = self.model.predict(self.model(torch.from_numpy(batch)))
+        names = self.model.region_names
+        return (
+            {n: p.numpy() for n, p in zip(names, probs, strict=True)},
+            {n: d.numpy() for n, d in zip(names, decided, strict=True)},
+        )
 
 
 def open_model(model: str | Path, checkpoint: str = "best") -> _Backend:
@@ -169,6 +175,7 @@ def predict(
             raise SkinclsError(f"--region {r}: not a region of the model ({', '.join(names)})")
     chosen = set(regions or names)
     classes = {r["name"]: r["classes"] for r in backend.regions}
+    rules = {r["name"]: r.get("decision", "argmax") for r in backend.regions}
     transform = build_transform([], backend.image_size, backend.mean, backend.std)
     files = _expand(inputs)
     if not files:
@@ -200,15 +207,15 @@ def predict(
     results: list[dict[str, Any]] = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        probs = backend.run(np.stack([c[1] for c in chunk]).astype(np.float32))
+        probs, decided = backend.run(np.stack([c[1] for c in chunk]).astype(np.float32))
         for j, (path, _, rs) in enumerate(chunk):
             entry: dict[str, Any] = {"path": path, "regions": {}}
             for name in rs:
-                p = probs[name][j]
-                k = int(p.argmax())
+                p, k = probs[name][j], int(decided[name][j])
                 entry["regions"][name] = {
                     "class": classes[name][k],
                     "index": k,
+                    "decision": rules.get(name, "argmax"),
                     "probs": {c: float(v) for c, v in zip(classes[name], p, strict=False)},
                 }
             results.append(entry)

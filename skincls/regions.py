@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from skincls.augment import OP_NAMES, AugmentOp
-from skincls.config import LossName, SamplerName
+from skincls.config import ORDINAL_LOSSES, DecisionName, LossName, SamplerName
 from skincls.errors import RegionSpecError
 
 ENTRY_POINT_GROUP = "skincls.regions"
@@ -72,6 +72,8 @@ class RegionSpec(BaseModel):
     sampler: SamplerName | None = None
     weight: Annotated[float, Field(gt=0, le=1000)] = 1.0
     """Scales this head's per-label loss in the multi-task mean (1: every label counts alike)."""
+    decision: DecisionName | None = None
+    """``argmax`` or ``median`` of the predicted grade distribution (ordinal regions only)."""
 
     @model_validator(mode="after")
     def _check(self) -> RegionSpec:
@@ -86,6 +88,10 @@ class RegionSpec(BaseModel):
                     f"label_map: {raw!r} maps to {mapped!r}, which is not one of classes "
                     f"{self.classes}"
                 )
+        if not self.ordinal and self.loss in ORDINAL_LOSSES:
+            raise ValueError(f"loss: {self.loss!r} needs ordered grades; add 'ordinal: true'")
+        if not self.ordinal and self.decision == "median":
+            raise ValueError("decision: 'median' needs ordered grades; add 'ordinal: true'")
         keys = [(s.facepart, s.key) for s in self.sources]
         if len(set(keys)) != len(keys):
             raise ValueError("sources: the same facepart and key are listed twice")

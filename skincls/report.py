@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from skincls.errors import SkinclsError
-from skincls.metrics import METRICS
+from skincls.metrics import ALL_METRICS
 from skincls.report_plots import (
     confusion_plot,
     distribution_plot,
@@ -68,7 +68,7 @@ def build_report(
         "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
         "mean": scored["metrics"]["mean"],
         "config_yaml": (run.path / "config.yaml").read_text(encoding="utf-8"),
-        "val_metrics": METRICS,
+        "val_metrics": [k for k in ALL_METRICS if any(f"val_{k}" in h for h in run.history())],
         "versions": _versions(),
         "commands": _commands(run.path),
     }

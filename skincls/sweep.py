@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -64,8 +64,14 @@ def run_sweep(
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     build_config({**base, "output": str(output / "probe")}, "sweep options")  # fail early
+    from skincls.metrics import LOWER_IS_BETTER
+
     study = _study(
-        space, storage or f"sqlite:///{(output / 'study.db').resolve()}", study_name, seed
+        space,
+        storage or f"sqlite:///{(output / 'study.db').resolve()}",
+        study_name,
+        seed,
+        "minimize" if base.get("select") in LOWER_IS_BETTER else "maximize",
     )
     todo = max(0, trials - len(_finished(optuna, study)))
     reporter = TrialProgress(todo, str(base.get("select", "balanced_accuracy")), progress)
@@ -85,8 +91,15 @@ def run_sweep(
     return summarize(study, base, output)
 
 
-def _study(space: SearchSpace, storage: str, name: str, seed: int) -> Any:
-    """The study (created or continued): TPE sampler, median pruner per validation epoch."""
+def _study(
+    space: SearchSpace,
+    storage: str,
+    name: str,
+    seed: int,
+    direction: Literal["minimize", "maximize"],
+) -> Any:
+    """The study (created or continued): TPE sampler, median pruner per validation epoch,
+    maximising the selection metric (minimising one where lower is better)."""
     import logging
 
     import optuna
@@ -95,7 +108,7 @@ def _study(space: SearchSpace, storage: str, name: str, seed: int) -> Any:
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        direction="maximize",
+        direction=direction,
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(

@@ -168,6 +168,8 @@ def wandb_sweep_config(
     Parameter names use the CLI spelling (``weight-decay``) because wandb passes
     ``--<name>=<value>``.
     """
+    from skincls.metrics import LOWER_IS_BETTER
+
     space = space or default_space()
     params: dict[str, Any] = {}
     for name, p in space.parameters.items():
@@ -183,7 +185,10 @@ def wandb_sweep_config(
     return {
         "program": "skincls",
         "method": "bayes",
-        "metric": {"name": f"val_{select}", "goal": "maximize"},
+        "metric": {
+            "name": f"val_{select}",
+            "goal": "minimize" if select in LOWER_IS_BETTER else "maximize",
+        },
         "parameters": params,
         "command": ["${env}", "skincls", "train", *base_args, "--wandb", "online", "${args}"],
     }

@@ -33,6 +33,7 @@ from skincls.engine.fit import TrainingInterrupted, fit
 from skincls.engine.loop import TrainState
 from skincls.engine.runtime import resolve_device, seed_everything, set_rng_state
 from skincls.errors import SkinclsError
+from skincls.heads import check_ordinal_use
 from skincls.runs import RunDir, check_meta, resume_config
 
 __all__ = ["RunResult", "TrainingInterrupted", "train", "train_from_options"]
@@ -157,6 +158,7 @@ def _load_data(config: TrainConfig, dctx) -> tuple[TrainConfig, RunDir | None, D
     dataset = load_data(
         config.data, registry, selected, config.source, config.group_column, config.skip_bad
     )
+    check_ordinal_use(dataset.regions, config.loss, config.select)
     return config, run, dataset
 
 
@@ -276,6 +278,7 @@ def _start(run: RunDir, config, kit: Kit, dctx, state: TrainState, group: str | 
 
 
 def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None:
+    from skincls.config import ORDINAL_LOSSES
     from skincls.losses import PRIOR_LOSSES, REWEIGHTING_LOSSES, loss_of
 
     e = kit.engine
@@ -294,13 +297,21 @@ def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None
         double = sampler != "none" and loss in REWEIGHTING_LOSSES + PRIOR_LOSSES
         share = kit.shares[r.name]
         drawn = " ".join(f"{x:.2f}" for x in share["classes"])
+        model: Any = e.model
+        rule = f", decision={model.decisions[r.name]}" if r.ordinal else ""
         console.print(
-            f"  {r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}, "
+            f"  {r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}{rule}, "
             f"imbalance corrections: {', '.join(fixes) or 'none'}"
             + (" [double correction]" if double else "")
             + f"; share of the loss {share['loss_share']:.1%}"
             + (f" (weight {r.weight:g})" if r.weight != 1 else "")
             + f", drawn class shares [{drawn}]"
+        )
+    ordinal = sorted({loss_of(r, config.loss) for r in dataset.regions} & set(ORDINAL_LOSSES))
+    if ordinal:
+        console.print(
+            f"  {', '.join(ordinal)}: ordinal loss(es) use the order of the grades and do not "
+            "re-weight classes; the sampler alone corrects the imbalance"
         )
     multi = sum(1 for s in parts["train"] if len(s.labels) > 1)
     console.print(

@@ -291,7 +291,13 @@ def test_offline_hub_fails_within_seconds_with_the_helpful_line(
     config = build_config(
         tiny_values(tiny_data, tiny_regions, backbone="resnet10t", pretrained="hub")
     )
-    regions = [type("R", (), {"name": "wrinkle", "num_classes": 4, "loss": None})()]
+    regions = [
+        type(
+            "R",
+            (),
+            {"name": "wrinkle", "num_classes": 4, "loss": None, "ordinal": True, "decision": None},
+        )()
+    ]
     t0 = time.perf_counter()
     with pytest.raises(
         SkinclsError, match="--pretrained FILE for a local weights file or --no-pretrained"
@@ -342,9 +348,13 @@ def test_help_shows_every_default_and_choice_and_the_version():
     from skincls import __version__
 
     helptext = " ".join(runner.invoke(app, ["train", "--help"]).stdout.split())
-    assert "<ce|focal|cb_softmax|cb_sigmoid|cb_focal|logit_adjust|balanced_softmax>" in helptext
+    losses = (
+        "ce|focal|cb_softmax|cb_sigmoid|cb_focal|logit_adjust|balanced_softmax|corn|sord|cdw_ce"
+    )
+    assert f"<{losses}>" in helptext
     assert "<none|class_balanced|sqrt>" in helptext and "<auto|bf16|fp16|off>" in helptext
-    assert "<balanced_accuracy|macro_f1|qwk>" in helptext
+    assert "<balanced_accuracy|macro_f1|qwk|within1|grade_mae>" in helptext
+    assert "<argmax|median>" in helptext
     assert "--skip-bad Skip" in helptext  # a flag, no <bool> value
     for field, info in TrainConfig.model_fields.items():
         flag = {"wandb_tags": "--wandb-tag"}.get(field, "--" + field.replace("_", "-"))

@@ -153,9 +153,10 @@ def test_two_regions_may_claim_one_annotation_key(tmp_path):
     reg = discover_regions([d], include_entry_points=False)
     # Another preprocessing recipe (the default one): the crop is two samples, one per recipe.
     ds = load_data(root, reg, ["forehead_wrinkle", "wrinkle_bands"])
-    assert sorted(s.regions for s in ds.samples) == [("forehead_wrinkle",)] * 2 + [
-        ("wrinkle_bands",)
-    ] * 2
+    assert (
+        sorted(s.regions for s in ds.samples)
+        == [("forehead_wrinkle",)] * 2 + [("wrinkle_bands",)] * 2
+    )
     # The same recipe as forehead_wrinkle: one crop, one sample with two labels.
     fine_spec = reg.select(["forehead_wrinkle"])[0]
     augment = json.dumps(fine_spec.augment.model_dump(mode="json"))

@@ -63,9 +63,7 @@ def test_saved_split_round_trips_and_detects_changed_data(tmp_path):
     save_split(tmp_path / "split.csv", samples, a)
     assert load_split(tmp_path / "split.csv", samples) == a
     extra = samples + make_samples([("new", "a", 0)] * 41)[40:]
-    with pytest.raises(
-        SkinclsError, match="1 label\\(s\\) of the data are not in the saved split"
-    ):
+    with pytest.raises(SkinclsError, match="1 label\\(s\\) of the data are not in the saved split"):
         load_split(tmp_path / "split.csv", extra)
 
 

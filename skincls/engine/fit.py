@@ -26,7 +26,7 @@ from skincls.engine.components import Kit
 from skincls.engine.loop import TrainState
 from skincls.engine.runtime import GracefulStop, rng_state
 from skincls.errors import SkinclsError
-from skincls.metrics import METRICS
+from skincls.metrics import ALL_METRICS, LOWER_IS_BETTER
 
 
 class TrainingInterrupted(SkinclsError):
@@ -140,11 +140,12 @@ def run_epoch(
         "select": float(state.epoch) if math.isnan(value) else value,
     }
     if val:
-        record.update({f"val_{k}": val["mean"][k] for k in METRICS})
+        record.update({f"val_{k}": v for k, v in val["mean"].items()})
         for name, m in val["regions"].items():
-            record.update({f"val_{name}_{k}": m[k] for k in METRICS})
+            record.update({f"val_{name}_{k}": m[k] for k in ALL_METRICS if k in m})
     state.epoch += 1
-    improved = state.improve(record["select"])
+    lower = config.select in LOWER_IS_BETTER and not math.isnan(value)
+    improved = state.improve(record["select"], lower)
     state.history.append(record)
     return EpochEnd(state.epoch, record, val, improved, state, time.perf_counter() - t0)
 
@@ -199,6 +200,8 @@ def _meta(config, regions, kit: Kit, end: EpochEnd) -> dict[str, Any]:
         "std": kit.std,
         "regions": [{"name": r.name, "classes": r.classes, "ordinal": r.ordinal} for r in regions],
         "losses": {r.name: loss_of(r, config.loss) for r in regions},
+        "heads": dict(getattr(kit.engine.model, "kinds", {})),
+        "decisions": dict(getattr(kit.engine.model, "decisions", {})),
         "epoch": end.epoch,
         "select": config.select,
         "metric": end.record["select"],

@@ -48,9 +48,11 @@ class TrainState:
         self.best_metric = float(state["best_metric"])
         self.best_epoch = int(state["best_epoch"])
 
-    def improve(self, value: float) -> bool:
-        """Record the epoch just completed; True when ``value`` beats the best so far."""
-        if value > self.best_metric:
+    def improve(self, value: float, lower_is_better: bool = False) -> bool:
+        """Record the epoch just completed; True when ``value`` beats the best so far (is lower,
+        with ``lower_is_better``)."""
+        first = self.best_epoch < 0
+        if first or (value < self.best_metric if lower_is_better else value > self.best_metric):
             self.best_metric, self.best_epoch = value, self.epoch
             return True
         return False
@@ -137,9 +139,9 @@ class Engine:
         with batch B x N and N processes with batch B take the same step. A head with no label
         in the whole group (on any rank) is left out of the update: its parameters, moments and
         weight decay stay as they were, with 1 process or N."""
-        counts = D.reduce_sum([float(c) for c in counts], self.dctx, self.device)
-        self.group_counts = [a + b for a, b in zip_longest(self.group_counts, counts, fillvalue=0)]
-        denominator = max(sum(counts), 1.0) / self.dctx.world_size
+        total = D.reduce_sum([float(c) for c in counts], self.dctx, self.device)
+        self.group_counts = [a + b for a, b in zip_longest(self.group_counts, total, fillvalue=0)]
+        denominator = max(sum(total), 1.0) / self.dctx.world_size
         with D.no_sync(self.net, skip=not last_micro):
             with autocast(self.device, self.dtype):
                 logits = self.net(images)
