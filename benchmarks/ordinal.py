@@ -1,102 +1,192 @@
-"""Ordinal grades with a controlled imbalance: QWK and grade MAE beside balanced accuracy.
+"""Ordinal grades: does an ordinal loss or the median decision lower the grade error?
 
-Generated forehead-wrinkle images (grade g has about 2g lines) with the seed project's AI Hub grade
-distribution 572/5083/3393/2340/1092/819/637 scaled by --scale, one grouped split, the same budget
-for every arm.
+Two data sets, one ordinal head each, one grouped split per data set (split seed 0) shared by
+every arm and seed, the same budget for every arm:
 
-    python benchmarks/ordinal.py --scale 0.1 --seeds 0 --out /tmp/skincls-ordinal
+- ``wrinkles``: generated forehead-wrinkle images (grade g has about 2g lines) with the seed
+  project's AI Hub grade distribution 572/5083/3393/2340/1092/819/637 scaled by --scale;
+- ``ham_age``: the real HAM10000 images, the target being the patient's age band (<30, 30-44,
+  45-59, 60-74, 75+), grouped by lesion (images without an age are left out).
+
+Arms (all with the class-balanced sampler, the default): ``ce`` (the default: cross-entropy,
+argmax), ``ce_median`` (the same model, median decision), ``corn``, ``sord``, ``cdw_ce``.
+
+    python benchmarks/ordinal.py --out /tmp/skincls-ordinal --seeds 0 1 2
+    python benchmarks/ordinal.py --out /tmp/skincls-ordinal --seeds 0 1 2 --report
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import platform
+import statistics
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import ARMS, markdown, summarize  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from multitask import BANDS, DEFAULT_DATA, age_band  # noqa: E402
 
-METRICS = ("balanced_accuracy", "macro_f1", "accuracy", "qwk", "grade_mae")
+ARMS: dict[str, dict] = {
+    "ce": {"loss": "ce", "decision": "argmax"},
+    "ce_median": {"loss": "ce", "decision": "median"},
+    "corn": {"loss": "corn", "decision": "argmax"},
+    "sord": {"loss": "sord", "decision": "argmax"},
+    "cdw_ce": {"loss": "cdw_ce", "decision": "argmax"},
+}
+METRICS = ("balanced_accuracy", "macro_f1", "accuracy", "within1", "grade_mae", "qwk")
 
 
-def main() -> int:
+def make_wrinkles(out: Path, scale: float) -> tuple[Path, str]:
+    from skincls.data.synthetic import FOREHEAD_WRINKLE_COUNTS, make_demo_data
+
+    data = out / "wrinkles"
+    if not (data / "manifest.csv").is_file():
+        counts = [max(2, round(n * scale)) for n in FOREHEAD_WRINKLE_COUNTS]
+        make_demo_data(
+            data, counts={"forehead_wrinkle": counts}, size=64, seed=11, images_per_subject=2
+        )
+    return data, "forehead_wrinkle"
+
+
+def make_ham_age(out: Path, ham: Path) -> tuple[Path, str]:
+    """``ham_age/manifest.csv`` (absolute image paths) and its region file."""
+    folder = out / "ham_age"
+    (folder / "regions").mkdir(parents=True, exist_ok=True)
+    (folder / "regions" / "age_band.yaml").write_text(
+        json.dumps({"name": "age_band", "classes": BANDS, "ordinal": True})
+    )
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        with (
+            open(ham, newline="", encoding="utf-8") as fh,
+            open(manifest, "w", newline="") as out_fh,
+        ):
+            w = csv.writer(out_fh)
+            w.writerow(["path", "label", "region", "group"])
+            for r in csv.DictReader(fh):
+                band = age_band(r["age"])
+                if band is not None:
+                    path = (ham.parent / r["path"]).resolve()
+                    w.writerow([str(path), band, "age_band", r["lesion_id"]])
+    return manifest, "age_band"
+
+
+def run_arm(dataset: str, arm: str, seed: int, data: Path, region: str, args) -> dict:
+    from skincls.config import build_config
+    from skincls.train import train
+
+    values = dict(
+        data=str(data),
+        region=[region],
+        output=str(args.out / "runs" / f"{dataset}-{arm}-s{seed}"),
+        overwrite=True,
+        backbone=args.backbone,
+        pretrained="none",
+        image_size=args.image_size,
+        batch_size=64,
+        epochs=args.epochs,
+        lr=2e-3,
+        warmup_epochs=1,
+        workers=args.workers,
+        seed=seed,
+        split_seed=0,
+        wandb="disabled",
+        quiet=True,
+        report=False,
+        select="balanced_accuracy",
+        sampler="class_balanced",
+        **ARMS[arm],
+    )
+    if dataset == "ham_age":
+        values["regions_dir"] = [str(data.parent / "regions")]
+    t0 = time.perf_counter()
+    result = train(build_config(values))
+    m = result.test["regions"][region]
+    return {
+        "dataset": dataset,
+        "arm": arm,
+        "seed": seed,
+        "best_epoch": result.best_epoch,
+        "seconds": time.perf_counter() - t0,
+        **{k: m[k] for k in METRICS},
+    }
+
+
+def table(rows: list[dict], dataset: str) -> str:
+    lines = [
+        "| arm | runs | balanced acc | macro F1 | exact | within one | grade MAE | QWK |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in ARMS:
+        rs = [r for r in rows if r["dataset"] == dataset and r["arm"] == arm]
+        if not rs:
+            continue
+        cells = []
+        for k in METRICS:
+            vals = [r[k] for r in rs]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            if k in ("grade_mae", "qwk"):
+                cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}")
+            else:
+                cells.append(f"{100 * statistics.mean(vals):.1f} ± {100 * sd:.1f}")
+        lines.append(f"| {arm} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", type=Path, default=Path("/tmp/skincls-ordinal"))
+    p.add_argument("--datasets", nargs="+", default=["wrinkles", "ham_age"])
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--scale", type=float, default=0.1)
-    p.add_argument(
-        "--arms",
-        nargs="+",
-        default=["ce", "ce_sampler", "cb_focal_sampler", "ce_sqrt_sampler"],
-        choices=list(ARMS),
-    )
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--ham", type=Path, default=DEFAULT_DATA)
     p.add_argument("--backbone", default="resnet10t")
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
-    from skincls.config import build_config
-    from skincls.data.synthetic import FOREHEAD_WRINKLE_COUNTS, make_demo_data
-    from skincls.train import train
-
-    counts = [max(2, round(n * args.scale)) for n in FOREHEAD_WRINKLE_COUNTS]
-    data = args.out / "data"
-    if not (data / "manifest.csv").is_file():
-        make_demo_data(
-            data, counts={"forehead_wrinkle": counts}, size=64, seed=11, images_per_subject=2
+    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.json"
+    rows = json.loads(results.read_text()) if results.is_file() else []
+    done = {(r["dataset"], r["arm"], r["seed"]) for r in rows}
+    for dataset in [] if args.report else args.datasets:
+        if dataset == "ham_age" and not args.ham.is_file():
+            print(f"HAM10000 manifest not found at {args.ham}; skipping ham_age", file=sys.stderr)
+            continue
+        data, region = (
+            make_wrinkles(args.out, args.scale)
+            if dataset == "wrinkles"
+            else make_ham_age(args.out, args.ham)
         )
-    rows = []
-    for seed in args.seeds:
-        for arm in args.arms:
-            t0 = time.perf_counter()
-            values = dict(
-                data=str(data),
-                region=["forehead_wrinkle"],
-                output=str(args.out / f"{arm}-s{seed}"),
-                overwrite=True,
-                backbone=args.backbone,
-                pretrained="none",
-                image_size=args.image_size,
-                batch_size=64,
-                epochs=args.epochs,
-                lr=2e-3,
-                warmup_epochs=1,
-                workers=args.workers,
-                seed=seed,
-                split_seed=0,
-                wandb="disabled",
-                quiet=True,
-                region_balance="none",
-            )
-            values.update(ARMS[arm])
-            result = train(build_config(values))
-            m = result.test["regions"]["forehead_wrinkle"]
-            row = {
-                "arm": arm,
-                "seed": seed,
-                **{k: m[k] for k in METRICS},
-                "seconds": time.perf_counter() - t0,
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    import platform
-
+        for seed in args.seeds:
+            for arm in args.arms:
+                if (dataset, arm, seed) in done:
+                    continue
+                rows.append(run_arm(dataset, arm, seed, data, region, args))
+                print(json.dumps(rows[-1]), flush=True)
+                results.write_text(json.dumps(rows, indent=1))
     import torch
 
-    header = (
-        f"command: python benchmarks/ordinal.py {' '.join(sys.argv[1:])}\n"
-        f"counts per grade 0..6: {counts} (max/min {max(counts) / min(counts):.1f})\n"
-        f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, seeds {args.seeds}; "
-        f"python {platform.python_version()}, torch {torch.__version__}\n"
+    rows = [r for r in rows if r["seed"] in args.seeds]
+    text = (
+        f"command: python benchmarks/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}\n"
+        f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores, python "
+        f"{platform.python_version()}, torch {torch.__version__}\n"
+        f"budget: {args.backbone} from scratch, {args.image_size}px, {args.epochs} epochs, batch 64, "
+        f"lr 2e-3, class-balanced sampler, best epoch on validation balanced accuracy\n"
     )
-    table = markdown(summarize(rows, METRICS), METRICS)
-    (args.out / "table.md").write_text(header + "\n" + table + "\n")
-    print(header)
-    print(table)
+    for dataset in args.datasets:
+        text += f"\n{dataset}\n\n{table(rows, dataset)}\n"
+    (args.out / "table.md").write_text(text)
+    print(text)
     return 0
 
 
