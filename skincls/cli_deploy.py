@@ -175,7 +175,7 @@ def export(
         f"opset {report['opset']})\n"
         f"verified on {report['verified_samples']} inputs ({report['real_images']} real): "
         f"max |onnxruntime - torch| logits = {report['max_abs_diff']:.2e}, "
-        f"argmax agreement {report['argmax_agreement']:.1%} ({report['argmax_agreement_on']})\n"
+        f"class agreement {report['class_agreement']:.1%} ({report['class_agreement_on']})\n"
         f"outputs: {', '.join(report['outputs'])}"
     )
 

@@ -132,7 +132,8 @@ def export_onnx(
     """Export, embed metadata, run ``onnx.checker``, quantize if asked, and compare onnxruntime
     with PyTorch; a model that fails the comparison is removed.
 
-    Fails when max |logit difference| exceeds 1e-4 (fp32) or argmax agreement drops below 99%
+    Fails when max |logit difference| exceeds 1e-4 (fp32) or the agreement of the decided
+    classes (``_grade`` or argmax) drops below 99%
     (int8, fp16). Real images through the real preprocessing join the random ones: from ``data``,
     else from the run's own data (when it is still there; ``real_images`` says how many).
     """
@@ -388,8 +389,8 @@ def verify(wrapper, path: Path, inputs: list, quantize: str, real: int = 0) -> d
     agreement = counts[judged][0] / max(counts[judged][1], 1)
     report = {
         "max_abs_diff": max_diff,
-        "argmax_agreement": agreement,
-        "argmax_agreement_on": "real images" if judged == "real" else "all inputs",
+        "class_agreement": agreement,
+        "class_agreement_on": "real images" if judged == "real" else "all inputs",
         "verified_samples": images,
     }
     if quantize == "none" and max_diff > 1e-4:
@@ -398,7 +399,8 @@ def verify(wrapper, path: Path, inputs: list, quantize: str, real: int = 0) -> d
         )
     if quantize != "none" and agreement < 0.99:
         raise SkinclsError(
-            f"{path}: {quantize} model agrees with PyTorch on only {agreement:.1%} of argmax "
-            f"({report['argmax_agreement_on']}; < 99%); keep the fp32 export"
+            f"{path}: {quantize} model agrees with PyTorch on only {agreement:.1%} of the decided "
+            "classes "
+            f"({report['class_agreement_on']}; < 99%); keep the fp32 export"
         )
     return report

@@ -68,7 +68,7 @@ def test_int8_is_smaller_and_agrees(exported, tiny_run, tmp_path):
     path, _ = exported
     report = export_onnx(tiny_run, tmp_path / "q.onnx", quantize="int8", data=None)
     assert (tmp_path / "q.onnx").stat().st_size < path.stat().st_size
-    assert report["argmax_agreement"] >= 0.99
+    assert report["class_agreement"] >= 0.99
     assert onnx_metadata(tmp_path / "q.onnx")["quantize"] == "int8"
 
 

@@ -267,7 +267,7 @@ def test_export_without_data_verifies_on_the_runs_own_images(tmp_path, tiny_run)
     from skincls.export import export_onnx
 
     report = export_onnx(tiny_run, tmp_path / "m.onnx")
-    assert report["real_images"] > 0 and report["argmax_agreement"] >= 0.99
+    assert report["real_images"] > 0 and report["class_agreement"] >= 0.99
 
 
 # 6. Offline is normal ---------------------------------------------------------------------------
