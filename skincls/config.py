@@ -145,9 +145,10 @@ class TrainConfig(BaseModel):
     sampler: Annotated[
         SamplerName, Field(description="Sampling within a region (a region's sampler: wins).")
     ] = "class_balanced"
-    region_balance: Annotated[RegionBalanceName, Field(description="Sampling across regions.")] = (
-        "sqrt"
-    )
+    region_balance: Annotated[
+        RegionBalanceName,
+        Field(description="How often each region is drawn: by label count, sqrt, or equal."),
+    ] = "sqrt"
     select: Annotated[
         MetricName,
         Field(
