@@ -60,6 +60,7 @@ RESUME_MUTABLE = {
     "data",
     "max_bad_fraction",
     "report",
+    "patience",
 }
 
 
@@ -156,6 +157,14 @@ class TrainConfig(BaseModel):
             "grade_mae, lower is better: ordinal regions only)."
         ),
     ] = "balanced_accuracy"
+    patience: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Stop after this many epochs without a better validation metric "
+            "(0: train all epochs).",
+        ),
+    ] = 0
     val_fraction: Annotated[float, Field(ge=0.0, lt=1.0, description="Validation share.")] = 0.15
     test_fraction: Annotated[float, Field(ge=0.0, lt=1.0, description="Test share.")] = 0.15
     max_steps_per_epoch: Annotated[

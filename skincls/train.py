@@ -110,7 +110,7 @@ def train(
         hooks = [*callbacks, *([EpochHook(on_epoch_end)] if on_epoch_end else [])]
         tracker = _start(run, config, kit, dctx, state, wandb_group)
         _print_summary(console, run, config, dataset, parts, kit, dctx)
-        fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
+        stopped = fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
         test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)
         if test is not None and show_test:
             from skincls.console import print_eval
@@ -118,7 +118,10 @@ def train(
             print_eval(console, "test (best checkpoint)", test)
         if dctx.is_main:
             run.update_status(
-                status="finished", best_epoch=state.best_epoch, best_metric=state.best_metric
+                status="finished",
+                best_epoch=state.best_epoch,
+                best_metric=state.best_metric,
+                stopped_early=stopped,
             )
             _write_report(run, config, console)
         tracker.finish()

@@ -23,6 +23,8 @@ from skincls.engine.runtime import GracefulStop
 from skincls.errors import SkinclsError
 from skincls.runs import RunDir
 
+from .conftest import tiny_values
+
 
 def test_train_state_round_trip_and_improvement():
     state = TrainState()
@@ -184,3 +186,50 @@ def test_run_dir_create_refuses_other_files_and_tracks_status(tmp_path):
         assert not run.has_checkpoint("last") and not math.isnan(0.0)
     finally:
         run.close()
+
+
+def test_patience_stops_after_epochs_without_improvement_and_resume_keeps_the_stop(
+    tmp_path, tiny_data, tiny_regions, monkeypatch
+):
+    import json
+
+    import skincls.inference as inference
+    from skincls.config import build_config
+    from skincls.train import train
+
+    # validation balanced accuracy per epoch: best at epoch 2, then two epochs without a better one
+    values = iter([0.3, 0.5, 0.5, 0.4, 0.9, 0.9])
+
+    def scripted(*args, **kwargs):
+        v = next(values, 0.0)
+        mean = {"accuracy": v, "balanced_accuracy": v, "macro_f1": v}
+        return {"regions": {}, "mean": mean, "bad_indices": []}
+
+    monkeypatch.setattr(inference, "score", scripted)
+    out = tmp_path / "run"
+    config = build_config(
+        tiny_values(
+            tiny_data,
+            tiny_regions,
+            output=str(out),
+            epochs=6,
+            patience=2,
+            max_steps_per_epoch=1,
+            test_fraction=0.0,
+        )
+    )
+    result = train(config)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]  # epochs 5 and 6 never ran
+    assert result.best_epoch == 2
+    status = json.loads((out / "run.json").read_text())
+    assert status["status"] == "finished"
+    assert status["stopped_early"] == (
+        "no better validation balanced_accuracy for 2 epoch(s) after epoch 2 (--patience 2)"
+    )
+    # resuming a run that stopped early trains nothing more
+    again = train(config.model_copy(update={"resume": str(out), "overwrite": False}))
+    assert len(again.history) == 4
+    # without --patience the same metrics run all epochs
+    values = iter([0.3, 0.5, 0.5, 0.4, 0.9, 0.9])
+    full = train(config.model_copy(update={"patience": 0, "output": str(tmp_path / "full")}))
+    assert len(full.history) == 6 and full.best_epoch == 5

@@ -7,7 +7,9 @@ The fit loop calls ``on_epoch_end`` of each callback in order after every epoch,
 - :class:`CheckpointSaver`: ``best/`` when the selection metric improved, ``last/`` always;
 - :class:`WandbLogger`: per-epoch metrics to wandb;
 - :class:`ConsoleReporter`: the epoch line and validation table, with the run's ETA;
-- :class:`EpochHook`: a plain ``fn(epoch, record)``, e.g. the sweep's Optuna pruner.
+- :class:`EpochHook`: a plain ``fn(epoch, record)``, e.g. the sweep's Optuna pruner;
+- :class:`EarlyStopping`: ends the run after ``--patience`` epochs without a better validation
+  selection metric (it raises :class:`StopEarly`, which the fit loop treats as a normal end).
 """
 
 from __future__ import annotations
@@ -96,6 +98,34 @@ class ConsoleReporter(Callback):
         print_epoch(
             self.console, end.epoch, self.epochs, end.record, end.val, end.improved, end.remaining
         )
+
+
+class StopEarly(Exception):
+    """Raised by a callback to end training normally; the message is the reason, kept in
+    ``run.json`` as ``stopped_early``."""
+
+
+class EarlyStopping(Callback):
+    """Stops after ``patience`` epochs without a better validation ``metric`` (0: never). Every
+    rank sees the same gathered metrics, so all ranks stop together."""
+
+    def __init__(self, patience: int, metric: str) -> None:
+        self.patience, self.metric = patience, metric
+
+    def reason(self, state: TrainState) -> str | None:
+        """Why training should stop now, or None; also true of a resumed run that had stopped."""
+        since = state.epoch - state.best_epoch
+        if self.patience <= 0 or state.best_epoch <= 0 or since < self.patience:
+            return None
+        return (
+            f"no better validation {self.metric} for {since} epoch(s) after epoch "
+            f"{state.best_epoch} (--patience {self.patience})"
+        )
+
+    def on_epoch_end(self, end: EpochEnd) -> None:
+        reason = self.reason(end.state) if end.val is not None else None
+        if reason:
+            raise StopEarly(reason)
 
 
 class EpochHook(Callback):

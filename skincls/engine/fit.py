@@ -18,8 +18,10 @@ from skincls.engine.callbacks import (
     Callback,
     CheckpointSaver,
     ConsoleReporter,
+    EarlyStopping,
     EpochEnd,
     HistoryWriter,
+    StopEarly,
     WandbLogger,
 )
 from skincls.engine.components import Kit
@@ -33,8 +35,9 @@ class TrainingInterrupted(SkinclsError):
     exit_code = 130
 
 
-def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> None:
-    """Epochs until ``config.epochs``; the run's status says how it ended."""
+def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> str | None:
+    """Epochs until ``config.epochs`` or an early stop; the run's status says how it ended.
+    Returns the early-stopping reason, or None."""
     from skincls.console import make_console
 
     notes = make_console(stderr=True, quiet=config.quiet or not dctx.is_main)
@@ -56,18 +59,26 @@ def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> N
         ConsoleReporter(console, config.epochs),
         *hooks,
     ]
+    early = EarlyStopping(config.patience, config.select)
+    callbacks.append(early)  # last: the epoch is saved and reported before a stop
     bad: dict[str, str] = {}
     times: list[float] = []
     status = "failed"
+    stopped = early.reason(state)  # a resumed run that had already stopped early
     try:
         with GracefulStop() as stop:
-            while state.epoch < config.epochs:
+            while state.epoch < config.epochs and stopped is None:
                 end = run_epoch(config, kit, state, parts, regions, stop, bad, notes, dctx)
                 times.append(end.seconds)
                 end.remaining = (config.epochs - state.epoch) * sum(times) / len(times)
-                for cb in callbacks:
-                    cb.on_epoch_end(end)
+                try:
+                    for cb in callbacks:
+                        cb.on_epoch_end(end)
+                except StopEarly as reason:
+                    stopped = str(reason)
         status = "finished"
+        if stopped:
+            console.print(f"stopped early: {stopped}")
     except KeyboardInterrupt:
         status = "interrupted"
         if write:
@@ -93,6 +104,7 @@ def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> N
             notes.print(_bad_summary(bad, run.path), style="yellow")
         if status != "finished":
             tracker.finish(exit_code=1)
+    return stopped
 
 
 def run_epoch(
