@@ -114,6 +114,18 @@ class TrainConfig(BaseModel):
     epochs: Annotated[int, Field(ge=1, description="Epochs.")] = 20
     lr: Annotated[float, Field(gt=0, le=1, description="Peak learning rate (AdamW).")] = 3e-4
     weight_decay: Annotated[float, Field(ge=0, description="Weight decay.")] = 1e-4
+    head_lr_mult: Annotated[
+        float, Field(gt=0, le=1000, description="Heads' learning rate relative to the backbone.")
+    ] = 1.0
+    layer_decay: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=1,
+            description="Layer-wise learning-rate decay of the backbone towards its input "
+            "(timm's param_groups_layer_decay; off when not given).",
+        ),
+    ] = None
     dropout: Annotated[float, Field(ge=0, lt=1, description="Dropout before each head.")] = 0.3
     eta_min: Annotated[float, Field(ge=0, description="Final learning rate of the cosine.")] = 1e-6
     warmup_epochs: Annotated[int, Field(ge=0, description="Linear warm-up epochs.")] = 1

@@ -233,3 +233,41 @@ def test_patience_stops_after_epochs_without_improvement_and_resume_keeps_the_st
     values = iter([0.3, 0.5, 0.5, 0.4, 0.9, 0.9])
     full = train(config.model_copy(update={"patience": 0, "output": str(tmp_path / "full")}))
     assert len(full.history) == 6 and full.best_epoch == 5
+
+
+def test_heads_learn_faster_and_backbone_layers_decay_towards_the_input():
+    from skincls.model import MultiHeadNet
+
+    model = MultiHeadNet("test_resnet", ["a", "b"], [3, 2], dropout=0.0)
+    opt = create_optimizer(model, 1e-3, 0.05, head_lr_mult=10.0, layer_decay=0.5)
+    sched = create_scheduler(opt, 1e-3, 0.0, total=100, warmup=0)
+    sched.step_update(num_updates=10)
+    heads = {id(p) for p in model.heads.parameters()}
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in model.parameters())  # each parameter once
+    head_groups = [g for g in opt.param_groups if {id(p) for p in g["params"]} <= heads]
+    body_groups = [g for g in opt.param_groups if all(g is not h for h in head_groups)]
+    assert head_groups and all(g["lr_scale"] == 10.0 for g in head_groups)
+    scales = sorted({g["lr_scale"] for g in body_groups})
+    assert scales[-1] == 1.0 and scales[0] < 1.0
+    assert all(math.log(s, 0.5) == pytest.approx(round(math.log(s, 0.5))) for s in scales)
+    # the schedule applies the scales: every group's lr is its scale times one common rate
+    rates = {g["lr"] / g["lr_scale"] for g in opt.param_groups}
+    cosine = 0.5 * 1e-3 * (1 + math.cos(math.pi * 10 / 100))
+    assert max(rates) == pytest.approx(min(rates)) and min(rates) == pytest.approx(cosine)
+    # biases and norm weights keep no weight decay, as without the options
+    assert all(
+        g["weight_decay"] == 0.0 for g in opt.param_groups if all(p.ndim <= 1 for p in g["params"])
+    )
+
+
+def test_head_lr_mult_applies_from_the_first_step():
+    from skincls.model import MultiHeadNet
+
+    model = MultiHeadNet("test_resnet", ["a"], [3], dropout=0.0)
+    opt = create_optimizer(model, 1e-3, 0.0, head_lr_mult=5.0)
+    create_scheduler(opt, 1e-3, 0.0, total=10, warmup=0)
+    heads = {id(p) for p in model.heads.parameters()}
+    for g in opt.param_groups:
+        is_head = {id(p) for p in g["params"]} <= heads
+        assert g["lr"] == pytest.approx(5e-3 if is_head else 1e-3)

@@ -50,7 +50,9 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     updates_per_epoch = math.ceil(steps / config.accum_steps)
-    optimizer = create_optimizer(model, config.lr, config.weight_decay)
+    optimizer = create_optimizer(
+        model, config.lr, config.weight_decay, config.head_lr_mult, config.layer_decay
+    )
     engine = Engine(
         net=net,
         model=model,

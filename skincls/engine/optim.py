@@ -2,7 +2,10 @@
 
 AdamW with no weight decay on biases and normalisation weights (timm's
 ``param_groups_weight_decay``), and timm's cosine schedule with a linear warm-up, stepped once per
-optimizer update: after the last update the learning rate is exactly ``--eta-min``.
+optimizer update: after the last update the learning rate is exactly ``--eta-min``. Optionally
+the fresh heads learn ``--head-lr-mult`` times faster than the backbone, and the backbone's layers
+decay their rate towards the input (``--layer-decay``, timm's ``param_groups_layer_decay``); both
+are ``lr_scale`` entries of the parameter groups, which timm's schedulers apply at every update.
 """
 
 from __future__ import annotations
@@ -13,12 +16,40 @@ from typing import Any
 from torch import nn
 
 
-def create_optimizer(model: nn.Module, lr: float, weight_decay: float) -> Any:
+def create_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    head_lr_mult: float = 1.0,
+    layer_decay: float | None = None,
+) -> Any:
+    """AdamW over the model. With ``head_lr_mult`` != 1 or a ``layer_decay``, a model with a
+    ``backbone`` and ``heads`` gets separate groups: the heads' scaled by ``head_lr_mult``, the
+    backbone's by ``layer_decay ** depth`` from the output (needs timm's ``group_matcher``)."""
     from timm.optim import create_optimizer_v2
+    from timm.optim._param_groups import param_groups_layer_decay, param_groups_weight_decay
 
-    return create_optimizer_v2(
-        model, opt="adamw", lr=lr, weight_decay=weight_decay, filter_bias_and_bn=True
-    )
+    backbone, heads = getattr(model, "backbone", None), getattr(model, "heads", None)
+    if backbone is None or heads is None or (head_lr_mult == 1.0 and not layer_decay):
+        return create_optimizer_v2(
+            model, opt="adamw", lr=lr, weight_decay=weight_decay, filter_bias_and_bn=True
+        )
+    if layer_decay:
+        if not hasattr(backbone, "group_matcher"):
+            from skincls.errors import SkinclsError
+
+            raise SkinclsError(
+                f"--layer-decay: backbone {type(backbone).__name__} has no layer groups in timm "
+                "(no group_matcher); leave --layer-decay off for it"
+            )
+        groups = param_groups_layer_decay(backbone, weight_decay, layer_decay=layer_decay)
+    else:
+        groups = param_groups_weight_decay(backbone, weight_decay)
+    for g in param_groups_weight_decay(heads, weight_decay):
+        groups.append({**g, "lr_scale": head_lr_mult})
+    # every group starts at ``lr``: timm's scheduler multiplies by ``lr_scale`` from its first
+    # update of the groups (at construction) on
+    return create_optimizer_v2(groups, opt="adamw", lr=lr, weight_decay=weight_decay)
 
 
 def create_scheduler(optimizer: Any, lr: float, eta_min: float, total: int, warmup: int) -> Any:
