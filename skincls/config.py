@@ -114,6 +114,16 @@ class TrainConfig(BaseModel):
     epochs: Annotated[int, Field(ge=1, description="Epochs.")] = 20
     lr: Annotated[float, Field(gt=0, le=1, description="Peak learning rate (AdamW).")] = 3e-4
     weight_decay: Annotated[float, Field(ge=0, description="Weight decay.")] = 1e-4
+    ema_decay: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            lt=1,
+            description="Keep an EMA of the weights (timm ModelEmaV3, with warm-up) and validate "
+            "it each epoch beside the raw weights; best/ keeps whichever is better (off when "
+            "not given).",
+        ),
+    ] = None
     head_lr_mult: Annotated[
         float, Field(gt=0, le=1000, description="Heads' learning rate relative to the backbone.")
     ] = 1.0

@@ -63,6 +63,7 @@ def print_epoch(
         f"epoch {epoch}/{epochs}  loss {record['train_loss']:.4f}  "
         f"{record['train_images_per_s']:.1f} img/s  lr {record['lr']:.2e}"
         + ("  new best" if improved else "")
+        + ("  (EMA weights)" if record.get("selected_weights") == "ema" else "")
         + (f"  run eta {duration(remaining)}" if remaining > 0 else "")
     )
     if val:

@@ -240,6 +240,10 @@ def _restore(run: RunDir, kit: Kit, config, regions, console) -> TrainState:
     except ValueError as err:
         raise SkinclsError(f"{origin}: optimizer state does not fit the model: {err}") from None
     e.scheduler.load_state_dict(saved["scheduler"])
+    if e.ema is not None:
+        if "ema" not in saved:
+            raise SkinclsError(f"{origin}: no EMA weights in the trainer state to resume from")
+        e.ema.module.load_state_dict(saved["ema"])
     e.scaler.load_state_dict(saved["scaler"])
     set_rng_state(saved["rng"])
     state.load_state_dict(saved["train_state"])

@@ -271,3 +271,56 @@ def test_head_lr_mult_applies_from_the_first_step():
     for g in opt.param_groups:
         is_head = {id(p) for p in g["params"]} <= heads
         assert g["lr"] == pytest.approx(5e-3 if is_head else 1e-3)
+
+
+def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_exactly(
+    tmp_path, tiny_data, tiny_regions
+):
+    import csv
+
+    from skincls.config import build_config
+    from skincls.evaluate import evaluate
+    from skincls.train import train
+
+    def config(out, epochs, **kw):
+        values = tiny_values(
+            tiny_data,
+            tiny_regions,
+            output=str(out),
+            epochs=epochs,
+            lr=0.01,
+            ema_decay=0.9,
+            max_steps_per_epoch=3,
+            **kw,
+        )
+        return build_config(values)
+
+    straight = train(config(tmp_path / "straight", 3))
+    with open(tmp_path / "straight" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(r["val_ema_balanced_accuracy"] != "" for r in rows)
+    best = rows[straight.best_epoch - 1]
+    meta = json.loads((tmp_path / "straight" / "best" / "meta.json").read_text())
+    assert meta["weights"] == best["selected_weights"] in ("raw", "ema")
+    chosen = float(
+        best["val_ema_balanced_accuracy" if meta["weights"] == "ema" else "val_balanced_accuracy"]
+    )
+    # the best checkpoint holds the weights that were selected: scoring it gives that figure
+    again = evaluate(tmp_path / "straight", split="val")
+    assert again["mean"]["balanced_accuracy"] == pytest.approx(chosen, abs=1e-9)
+    # interrupted after 2 of 3 epochs, then resumed: the EMA ends where the straight run's does
+    from skincls.runs import resume_config
+    from skincls.train import TrainingInterrupted
+
+    def stop_after_two(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(config(tmp_path / "resumed", 3), on_epoch_end=stop_after_two)
+    train(resume_config(tmp_path / "resumed", {}))
+    a = torch.load(tmp_path / "straight" / "last" / "trainer.pt", weights_only=True)["ema"]
+    b = torch.load(tmp_path / "resumed" / "last" / "trainer.pt", weights_only=True)["ema"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)

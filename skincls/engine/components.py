@@ -75,10 +75,21 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
         channels_last=channels_last,
         on_nan=config.on_nan,
         dctx=dctx,
+        ema=_ema(config, model),
     )
     return Kit(
         engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std, shares
     )
+
+
+def _ema(config: Any, model: nn.Module) -> Any:
+    """timm's ``ModelEmaV3`` with its warm-up (decay 1 - (1 + step)^(-2/3), capped at
+    ``--ema-decay``), so short runs average sensibly; None without ``--ema-decay``."""
+    if not config.ema_decay:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=config.ema_decay, use_warmup=True)
 
 
 def _place(config: Any, model: nn.Module, device, dctx):

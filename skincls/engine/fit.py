@@ -50,6 +50,7 @@ def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> s
         CheckpointSaver(
             run,
             weights=kit.engine.model.state_dict,
+            best_weights=lambda end: _selected(kit, end).state_dict(),
             meta=lambda end: _meta(config, regions, kit, end),
             trainer_state=lambda: _trainer_state(kit, state, dctx),
             write=write,
@@ -133,15 +134,24 @@ def run_epoch(
             style="yellow",
         )
     e = kit.engine
-    val = None
+    val = ema_val = None
     D.sync_buffers(e.model, dctx)  # the statistics rank 0 saves are the ones validated
     if kit.val_loader is not None:
         val = score(e.model, kit.val_loader, regions, e.device, e.dtype, e.channels_last, dctx)
         for i in val.pop("bad_indices", []):
             _note_bad(bad, parts["val"][i])
+        if e.ema is not None:
+            ema_val = score(e.ema.module, kit.val_loader, regions, e.device, e.dtype, False, dctx)
+            ema_val.pop("bad_indices", None)
     bad.update(D.merge_dicts(bad, dctx))
     _check_bad_fraction(bad, len(parts["train"]), config)
+    lower = config.select in LOWER_IS_BETTER
     value = val["mean"][config.select] if val else math.nan
+    weights = "raw"
+    if ema_val is not None:
+        ema_value = ema_val["mean"][config.select]
+        if (ema_value < value) if lower else (ema_value > value):
+            value, weights = ema_value, "ema"
     record: dict[str, Any] = {
         "epoch": state.epoch + 1,
         "lr": e.optimizer.param_groups[0]["lr"],
@@ -151,13 +161,15 @@ def run_epoch(
         "skipped_nan_steps": stats.skipped_nan_steps,
         "select": float(state.epoch) if math.isnan(value) else value,
     }
+    if ema_val is not None:
+        record["selected_weights"] = weights
+        record.update({f"val_ema_{k}": v for k, v in ema_val["mean"].items()})
     if val:
         record.update({f"val_{k}": v for k, v in val["mean"].items()})
         for name, m in val["regions"].items():
             record.update({f"val_{name}_{k}": m[k] for k in ALL_METRICS if k in m})
     state.epoch += 1
-    lower = config.select in LOWER_IS_BETTER and not math.isnan(value)
-    improved = state.improve(record["select"], lower)
+    improved = state.improve(record["select"], lower and not math.isnan(value))
     state.history.append(record)
     return EpochEnd(state.epoch, record, val, improved, state, time.perf_counter() - t0)
 
@@ -196,7 +208,14 @@ def _trainer_state(kit: Kit, state: TrainState, dctx) -> dict[str, Any]:
         "train_state": state.state_dict(),
         "sampler": kit.sampler.state_dict(),
         "world_size": dctx.world_size,
+        **({"ema": e.ema.module.state_dict()} if e.ema is not None else {}),
     }
+
+
+def _selected(kit: Kit, end: EpochEnd) -> Any:
+    """The module whose weights this epoch's selection metric was measured on."""
+    e = kit.engine
+    return e.ema.module if end.record.get("selected_weights") == "ema" else e.model
 
 
 def _meta(config, regions, kit: Kit, end: EpochEnd) -> dict[str, Any]:
@@ -215,6 +234,7 @@ def _meta(config, regions, kit: Kit, end: EpochEnd) -> dict[str, Any]:
         "heads": dict(getattr(kit.engine.model, "kinds", {})),
         "decisions": dict(getattr(kit.engine.model, "decisions", {})),
         "epoch": end.epoch,
+        "weights": end.record.get("selected_weights", "raw"),
         "select": config.select,
         "metric": end.record["select"],
         "dropout": config.dropout,

@@ -117,6 +117,8 @@ class Engine:
     channels_last: bool = False
     on_nan: str = "skip"
     dctx: D.DistContext = field(default_factory=D.DistContext)
+    ema: Any = None
+    """timm's ``ModelEmaV3`` of ``model``, updated after every optimizer step (or None)."""
     group_counts: list[float] = field(default_factory=list)
 
     def train_step(
@@ -156,12 +158,15 @@ class Engine:
                 return loss, False
             self.scaler.scale(loss / self.accum).backward()
         if last_micro:
-            self._update()
+            if self._update() and self.ema is not None:
+                self.ema.update(self.model, step=state.updates + 1)
             self._advance(state)
         return loss, True
 
-    def _update(self) -> None:
-        if sum(self.group_counts) > 0:  # no decodable label in the group: nothing to step
+    def _update(self) -> bool:
+        """The optimizer step of an accumulation group; False when there was nothing to step."""
+        stepped = sum(self.group_counts) > 0
+        if stepped:  # no decodable label in the group: nothing to step
             heads: dict[str, nn.Module] = self.model.heads  # type: ignore[assignment]
             for name, n in zip(self.names, self.group_counts, strict=True):
                 if n == 0:
@@ -174,6 +179,7 @@ class Engine:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self._zero_grad()
+        return stepped
 
     def _zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
