@@ -36,6 +36,9 @@ ARMS: dict[str, dict] = {
     },
     "logit_adjust": {"loss": "logit_adjust", "sampler": "none", "tau": 1.0},
     "balanced_softmax": {"loss": "balanced_softmax", "sampler": "none"},
+    # issue 17: recipe features on top of the default (ce + class-balanced sampler)
+    "ce_sampler_ema": {"loss": "ce", "sampler": "class_balanced", "ema_decay": 0.999},
+    "ce_sampler_head_lr10": {"loss": "ce", "sampler": "class_balanced", "head_lr_mult": 10.0},
 }
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
