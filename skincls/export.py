@@ -24,7 +24,7 @@ METADATA_KEY = "skincls"
 
 def output_names(model, regions: Sequence[str]) -> list[str]:
     """The graph's outputs, in order: per region ``_logits``, ``_probs``, and ``_grade`` for an
-    ordinal head (one whose rule is the median, or any head listed in ``grade_heads``)."""
+    ordinal head (``model.grade_heads``)."""
     out = []
     for r in regions:
         out += [f"{r}_logits", f"{r}_probs"] + ([f"{r}_grade"] if r in model.grade_heads else [])

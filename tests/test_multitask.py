@@ -13,7 +13,7 @@ import torch
 
 from skincls.data.sampler import EpochSampler, draw_shares, sample_weights
 from skincls.data.samples import Sample
-from skincls.engine.loop import Engine, TrainState, label_counts, multitask_loss
+from skincls.engine.loop import Engine, TrainState, batch_label_counts, multitask_loss
 from skincls.losses import create_loss
 from skincls.regions import RegionSpec
 
@@ -42,7 +42,7 @@ def test_per_label_mean_over_heads_by_hand():
         }
     )
     logits = (torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True))
-    counts = label_counts(labels, ok)
+    counts = batch_label_counts(labels, ok)
     assert counts == [2, 2]
     loss = multitask_loss(logits, labels, ok, fns, ["a", "b"], [1.0, 3.0], float(sum(counts)))
     expected = (
@@ -107,7 +107,7 @@ def test_each_region_contributes_its_documented_share_of_the_gradient(balance, w
         batch = [samples[i] for i in order[start : start + 64]]
         labels = torch.tensor([[0, -1] if s.regions == ("big",) else [-1, 0] for s in batch])
         ok = torch.ones(len(batch), dtype=torch.bool)
-        counts = label_counts(labels, ok)
+        counts = batch_label_counts(labels, ok)
         dummy = (torch.zeros(len(batch), 2), torch.zeros(len(batch), 2))
         loss = multitask_loss(
             dummy, labels, ok, probes, ["big", "small"], [1.0, weight], float(sum(counts))
@@ -161,7 +161,7 @@ def _steps(engine, images, labels, steps=2):
     ok = torch.ones(images.shape[0], dtype=torch.bool)
     state = TrainState()
     for _ in range(steps):
-        engine.train_step(images, labels, ok, label_counts(labels, ok), state)
+        engine.train_step(images, labels, ok, batch_label_counts(labels, ok), state)
 
 
 def _ddp_worker(rank: int, port: int, out: str) -> None:

@@ -58,7 +58,7 @@ class TrainState:
         return False
 
 
-def label_counts(labels: torch.Tensor, ok: torch.Tensor) -> list[int]:
+def batch_label_counts(labels: torch.Tensor, ok: torch.Tensor) -> list[int]:
     """Per head, the decodable samples of a (CPU) batch that carry a label for it."""
     return ((labels >= 0) & ok[:, None]).sum(0).tolist()
 
@@ -132,7 +132,7 @@ class Engine:
     ) -> tuple[torch.Tensor, bool]:
         """One micro-batch: forward under autocast, the per-label multi-task loss, backward; on
         the last micro-batch of an accumulation group an optimizer update (with clipping) and a
-        schedule step. ``counts`` are the batch's labels per head (:func:`label_counts`).
+        schedule step. ``counts`` are the batch's labels per head (:func:`batch_label_counts`).
         Returns the loss and whether it was finite on every rank; a non-finite loss changes no
         weight (the schedule still advances).
 
@@ -211,7 +211,7 @@ class Engine:
             _, labels_cpu, ok_cpu, index = batch
             if not bool(ok_cpu.all()):
                 on_bad(index[~ok_cpu].tolist())
-            counts = label_counts(labels_cpu, ok_cpu)
+            counts = batch_label_counts(labels_cpu, ok_cpu)
             images, labels, ok, _ = collate_to(batch, self.device, self.channels_last)
             last_micro = (step + 1) % self.accum == 0 or step + 1 == steps
             loss, finite = self.train_step(images, labels, ok, counts, state, last_micro)
