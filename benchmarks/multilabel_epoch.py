@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import provenance
 
 
 def run(arm: str, data: Path, out: Path, args) -> dict:
@@ -94,14 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         arm: [t for r in rows if r["arm"] == arm for t in r["epoch_train_s"][1:]]  # 1st: warm-up
         for arm in ("before", "after")
     }
-    import torch
 
     before, after = statistics.mean(epoch_s["before"]), statistics.mean(epoch_s["after"])
     print(
-        f"command: python benchmarks/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}\n"
-        f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores, python "
-        f"{platform.python_version()}, torch {torch.__version__}\n"
-        f"data: {args.subjects} subjects, {crops} crops with {labels} labels "
+        provenance(__file__, argv)
+        + f"data: {args.subjects} subjects, {crops} crops with {labels} labels "
         f"(decodes saved per epoch: {labels / crops:.3f}x)\n"
         f"epoch (training) seconds: before {before:.2f} (sd {statistics.stdev(epoch_s['before']):.2f}), "
         f"after {after:.2f} (sd {statistics.stdev(epoch_s['after']):.2f}); ratio {before / after:.3f}"

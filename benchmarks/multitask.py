@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import provenance
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "ham10000" / "manifest.csv"
@@ -230,13 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_arm(arm, seed, args, args.out))
             print(json.dumps(rows[-1]), flush=True)
             results_path.write_text(json.dumps(rows, indent=1))
-    import torch
 
     header = (
-        f"command: python benchmarks/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}\n"
-        f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores, "
-        f"python {platform.python_version()}, torch {torch.__version__}\n"
-        f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch "
+        provenance(__file__, argv)
+        + f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch "
         f"{args.batch_size}, lr {args.lr}, no pretrained weights, seeds {args.seeds}\n"
     )
     text = header + "\n" + table([r for r in rows if r["seed"] in args.seeds]) + "\n"

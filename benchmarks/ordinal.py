@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from provenance import provenance
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -173,14 +174,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_arm(dataset, arm, seed, data, region, args))
                 print(json.dumps(rows[-1]), flush=True)
                 results.write_text(json.dumps(rows, indent=1))
-    import torch
 
     rows = [r for r in rows if r["seed"] in args.seeds]
     text = (
-        f"command: python benchmarks/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}\n"
-        f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores, python "
-        f"{platform.python_version()}, torch {torch.__version__}\n"
-        f"budget: {args.backbone} from scratch, {args.image_size}px, {args.epochs} epochs, batch 64, "
+        provenance(__file__, argv)
+        + f"budget: {args.backbone} from scratch, {args.image_size}px, {args.epochs} epochs, batch 64, "
         f"lr 2e-3, class-balanced sampler, best epoch on validation balanced accuracy\n"
     )
     for dataset in args.datasets:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import provenance
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "ham10000" / "manifest.csv"
@@ -222,13 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in rows if r["arm"] in args.arms and r["seed"] in args.seeds]
     summary = summarize(rows)
     table = markdown(summary)
-    import torch
 
     header = (
-        f"command: python benchmarks/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}\n"
-        f"machine: {platform.machine()}, {__import__('os').cpu_count()} cores, "
-        f"python {platform.python_version()}, torch {torch.__version__}\n"
-        f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch {args.batch_size}, "
+        provenance(__file__, argv)
+        + f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch {args.batch_size}, "
         f"lr {args.lr}, no pretrained weights, seeds {args.seeds}\n"
     )
     (args.out / "table.md").write_text(header + "\n" + table + "\n")
