@@ -1,9 +1,10 @@
 """Overhead of skincls's training step against a minimal hand-written timm loop.
 
 Both loops train the same backbone on the same in-memory batches (no data loading), alternating
-blocks of steps in one process so that machine noise hits both alike. The skincls step is the one
-``skincls train`` runs (``skincls.engine.loop.Engine.train_step``): masked per-region losses,
-gradient clipping, timm's scheduler stepped per update. Also reports images per second and peak RSS.
+blocks of steps in one process so that machine noise hits both alike. The skincls side is the epoch
+loop ``skincls train`` runs (``skincls.engine.loop.Engine.train_epoch``: host label counts, the
+masked per-label loss, the finiteness check, gradient clipping, timm's scheduler stepped per
+update, the running loss). Also reports images per second and peak RSS.
 
     python benchmarks/train_step.py --backbone resnet50 --image-size 128 --batch-size 16
 """
@@ -28,11 +29,13 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=6, help="steps per block")
     p.add_argument("--blocks", type=int, default=4)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip, both loops")
     args = p.parse_args()
     import timm
 
     from skincls.engine.loop import Engine, TrainState
     from skincls.engine.optim import create_optimizer, create_scheduler
+    from skincls.engine.runtime import GracefulStop
     from skincls.losses import create_loss
     from skincls.model import MultiHeadNet
 
@@ -46,9 +49,15 @@ def main() -> int:
         for _ in range(args.steps)
     ]
 
-    # minimal loop: timm model with its own classifier, AdamW, cross-entropy
+    # minimal loop, as timm's train.py steps: model with its own classifier, AdamW,
+    # cross-entropy, timm's clipping (--clip-grad) and its scheduler's step_update
+    from timm.scheduler import CosineLRScheduler
+    from timm.utils import dispatch_clip_grad
+
     plain = timm.create_model(args.backbone, pretrained=False, num_classes=n_classes)
     plain_opt = torch.optim.AdamW(plain.parameters(), lr=1e-4)
+    plain_sched = CosineLRScheduler(plain_opt, t_initial=1000, warmup_t=10, t_in_epochs=False)
+    plain_updates = [0]
 
     def plain_block() -> None:
         plain.train()
@@ -56,30 +65,35 @@ def main() -> int:
             loss = nn.functional.cross_entropy(plain(x), y)
             plain_opt.zero_grad(set_to_none=True)
             loss.backward()
+            if args.clip:
+                dispatch_clip_grad(plain.parameters(), args.clip)
             plain_opt.step()
+            plain_updates[0] += 1
+            plain_sched.step_update(num_updates=plain_updates[0])
 
     # skincls: MultiHeadNet with one region head, the real training step
     net = MultiHeadNet(args.backbone, ["lesion"], [n_classes], dropout=0.3)
     opt = create_optimizer(net, 1e-4, 1e-4)
+    names = ["lesion"]
     engine = Engine(
         net=net,
         model=net,
-        loss_fns=nn.ModuleDict({"lesion": create_loss("ce", [1] * n_classes)}),
-        names=["lesion"],
+        loss_fns=nn.ModuleDict({"lesion": create_loss("ce", [1] * n_classes, reduction="none")}),
+        names=names,
+        head_weights=[1.0],
         optimizer=opt,
         scheduler=create_scheduler(opt, 1e-4, 1e-6, total=1000, warmup=10),
         scaler=torch.amp.GradScaler("cpu", enabled=False),
         device=torch.device("cpu"),
-        grad_clip=1.0,
+        grad_clip=args.clip,
     )
     state = TrainState()
-    region = torch.zeros(args.batch_size, dtype=torch.long)
     ok = torch.ones(args.batch_size, dtype=torch.bool)
+    index = torch.arange(args.batch_size)
+    loader = [(x, y[:, None], ok, index) for x, y in batches]
 
     def skincls_block() -> None:
-        net.train()
-        for x, y in batches:
-            engine.train_step(x, region, y, ok, state)
+        engine.train_epoch(loader, len(loader), state, GracefulStop())
 
     plain_block()  # warm-up both
     skincls_block()
@@ -96,6 +110,7 @@ def main() -> int:
                 "backbone": args.backbone,
                 "image_size": args.image_size,
                 "batch_size": args.batch_size,
+                "clip": args.clip,
                 "seconds_per_step": per_step,
                 "ratio_skincls_over_plain": per_step["skincls"] / per_step["plain"],
                 "images_per_second_skincls": args.batch_size / per_step["skincls"],

@@ -214,6 +214,34 @@ OP_NAMES = [
 ]
 
 
+ALWAYS_RANDOM = ("RandomRotate90", "RandomResizedCrop", "GaussNoise", "CoarseDropout")
+SYMMETRIC_LIMITS = (
+    "brightness_limit",
+    "contrast_limit",
+    "hue_shift_limit",
+    "sat_shift_limit",
+    "val_shift_limit",
+)
+
+
+def random_part(op: Any) -> str | None:
+    """What makes ``op`` differ from one call to the next (None: it is deterministic, so an
+    app can reproduce it from its parameters alone)."""
+    values = op.model_dump(exclude={"op"})
+    if 0.0 < values.pop("p") < 1.0:
+        return f"p {op.p} (applied at random)"
+    if op.p == 0.0:
+        return None
+    if op.op in ALWAYS_RANDOM:
+        return "it draws its parameters at random"
+    for key, v in values.items():
+        if isinstance(v, tuple | list) and len(v) == 2 and v[0] != v[1]:
+            return f"{key} {list(v)} (a range, drawn at random)"
+        if key in SYMMETRIC_LIMITS and v:
+            return f"{key} {v} (drawn at random within +-{v})"
+    return None
+
+
 def build_transform(
     ops: list[Any],
     image_size: int,

@@ -47,6 +47,29 @@ class Quantize(str, Enum):
     fp16 = "fp16"
 
 
+class Rule(str, Enum):
+    selected = "selected"
+    argmax = "argmax"
+
+
+RuleOpt = Annotated[
+    Rule,
+    typer.Option(
+        help="Decision rule: selected (the prior correction chosen on validation for the run's "
+        "selection metric), argmax (none: the highest plain accuracy)."
+    ),
+]
+TargetPriorOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target-prior",
+        help="The deployment's class mix for a region: REGION=p1,p2,... (one share per class) "
+        "or a JSON/YAML file {region: [shares] or {class: share}}; repeatable.",
+        metavar="SPEC",
+    ),
+]
+
+
 class Exporter(str, Enum):
     dynamo = "dynamo"
     torchscript = "torchscript"
@@ -67,13 +90,20 @@ def evaluate(
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 0,
     device: Annotated[DeviceChoice, typer.Option(help="Where to run.")] = DeviceChoice("auto"),
     skip_bad: SkipBadOpt = False,
+    rule: RuleOpt = Rule.selected,
+    target_prior: TargetPriorOpt = None,
+    reliability: Annotated[
+        Path | None,
+        typer.Option(help="Folder for a reliability diagram PNG per head.", metavar="DIR"),
+    ] = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write an HTML report of this scoring.")
     ] = None,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Accuracy, balanced accuracy, macro F1, QWK, grade MAE, per-class figures per region."""
+    """Accuracy, balanced accuracy, macro F1, QWK, grade MAE, per-class figures and
+    calibration (ECE, Brier, NLL) per region."""
     from skincls import evaluate as lib
 
     with user_errors():
@@ -91,6 +121,10 @@ def evaluate(
             workers,
             device.value,
             skip_bad,
+            rule.value,
+            target_prior or [],
+            reliability,
+            overwrite,
         )
         if report:
             from skincls.report import build_report
@@ -149,10 +183,13 @@ def export(
     data: Annotated[
         Path | None, typer.Option("--data", help="Also verify on real images of this data.")
     ] = None,
+    rule: RuleOpt = Rule.selected,
+    target_prior: TargetPriorOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """One self-contained ONNX file, verified against PyTorch with onnxruntime."""
+    """One self-contained ONNX file, verified against PyTorch with onnxruntime; the decision
+    rule is baked into its <region>_decision outputs."""
     from skincls.export import export_onnx
 
     with user_errors():
@@ -166,6 +203,8 @@ def export(
             exporter.value,
             data,
             overwrite=overwrite,
+            rule=rule.value,
+            target_prior=target_prior or [],
         )
     if as_json:
         _print_json(report)
@@ -194,6 +233,14 @@ def predict(
     csv_out: Annotated[
         Path | None, typer.Option("--csv", help="Also write predictions as CSV.")
     ] = None,
+    rule: Annotated[
+        Rule | None,
+        typer.Option(
+            help="Decision rule: selected (chosen on validation) or argmax; default: the run's "
+            "selected rule, or the one baked into the ONNX file."
+        ),
+    ] = None,
+    target_prior: TargetPriorOpt = None,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -204,7 +251,15 @@ def predict(
     with user_errors():
         if csv_out:
             check_new_file(csv_out, "--csv", overwrite)
-        result = run_predict(model, inputs, region or [], batch_size, checkpoint.value)
+        result = run_predict(
+            model,
+            inputs,
+            region or [],
+            batch_size,
+            checkpoint.value,
+            rule.value if rule else None,
+            target_prior or [],
+        )
         if csv_out:
             write_csv(result, csv_out)
     if as_json:
@@ -221,12 +276,16 @@ def predict(
         table.add_column("probabilities", overflow="fold")
         for p in result["predictions"]:
             for name, r in p["regions"].items():
-                rule = " (median)" if r.get("decision") == "median" else ""
+                median = " (median)" if r.get("decision") == "median" else ""
                 spread = " ".join(f"{c}:{v:.2f}" for c, v in r["probs"].items())
                 table.add_row(
-                    p["path"], name, r["class"] + rule, f"{r['probs'][r['class']]:.3f}", spread
+                    p["path"], name, r["class"] + median, f"{r['probs'][r['class']]:.3f}", spread
                 )
         _stdout().print(table)
+        rules = {n: r["rule"] for p in result["predictions"] for n, r in p["regions"].items()}
+        if rules:
+            said = "; ".join(f"{n}: {r}" for n, r in rules.items())
+            _stdout().print(f"decision rule: {said}", style="dim")
     err = _stderr()
     for e in result["errors"]:
         _print_error(err, f"{e['path']}: {e['error']}", "skipped", "yellow")

@@ -24,6 +24,8 @@ FLAGS = {
     "quiet": ("--quiet", "-q"),
     "wandb_tags": ("--wandb-tag",),
     "channels_last": ("--channels-last/--no-channels-last",),
+    "compile": ("--compile/--no-compile",),
+    "calibrate": ("--calibrate/--no-calibrate",),
     "report": ("--report/--no-report",),
 }
 METAVARS = {"regions_dir": "DIR", "region": "NAME", "wandb_tags": "TAG"}

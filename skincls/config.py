@@ -47,6 +47,8 @@ WandbMode = Literal["online", "offline", "disabled"]
 # Options that may differ when resuming; everything else must match the saved run.
 RESUME_MUTABLE = {
     "epochs",
+    "calibrate",
+    "compile",
     "workers",
     "device",
     "wandb",
@@ -146,6 +148,21 @@ class TrainConfig(BaseModel):
         AmpKind, Field(description="Mixed precision on CUDA (auto: bf16 if supported).")
     ] = "auto"
     channels_last: Annotated[bool, Field(description="channels_last memory format on CUDA.")] = True
+    calibrate: Annotated[
+        bool,
+        Field(
+            description="After training, fit each head's temperature and choose its decision "
+            "rule (prior correction) on the validation split; evaluate, predict and export use "
+            "them."
+        ),
+    ] = True
+    compile: Annotated[
+        bool,
+        Field(
+            description="torch.compile the backbone (inductor: Triton on CUDA, a C++ compiler "
+            "on CPU); the first steps of each mode take longer while it compiles."
+        ),
+    ] = False
 
     loss: Annotated[LossName, Field(description="Loss of every head (a region's loss: wins).")] = (
         "ce"

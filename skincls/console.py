@@ -78,6 +78,27 @@ def print_eval(console: Any, title: str, result: dict[str, Any]) -> None:
     nia = nia_table(result)
     if nia is not None:
         console.print(nia)
+    if result.get("calibration"):
+        console.print(calibration_table(result))
+
+
+def calibration_table(result: dict[str, Any]) -> Any:
+    """Per head: its decision rule, its temperature, and ECE / Brier / NLL before -> after."""
+    from rich.table import Table
+
+    table = Table(title="calibration (ECE 15 bins; before -> after the temperature)")
+    for col in ("region", "decision", "T", "ECE", "Brier", "NLL"):
+        table.add_column(col, justify="left" if col in ("region", "decision") else "right")
+    serving = result.get("serving", {})
+    for name, c in result["calibration"].items():
+        b, a = c["before"], c["after"]
+        table.add_row(
+            name,
+            serving.get(name, ""),
+            f"{c['temperature']:.2f}",
+            *(f"{b[k]:.3f} -> {a[k]:.3f}" for k in ("ece", "brier", "nll")),
+        )
+    return table
 
 
 def _cell(m: dict[str, Any], k: str) -> str:

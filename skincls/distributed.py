@@ -23,6 +23,9 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     backend: str | None = None
+    cpu_group: Any = None
+    """A gloo group for small host-side reductions when the main backend is NCCL (None: the
+    default group is gloo already, or one process)."""
 
     @property
     def is_main(self) -> bool:
@@ -41,7 +44,8 @@ def init_distributed(device: str) -> DistContext:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
-    return DistContext(True, dist.get_rank(), dist.get_world_size(), local_rank, backend)
+    cpu_group = dist.new_group(backend="gloo") if backend == "nccl" else None
+    return DistContext(True, dist.get_rank(), dist.get_world_size(), local_rank, backend, cpu_group)
 
 
 def broadcast(obj: Any, ctx: DistContext) -> Any:
@@ -68,13 +72,23 @@ def gather_predictions(parts: dict[str, np.ndarray], ctx: DistContext) -> dict[s
     return merged
 
 
-def all_true(flag: bool, ctx: DistContext, device: torch.device) -> bool:
-    """True only when ``flag`` holds on every rank (all ranks must take the same branch)."""
+def all_true_tensor(flag: torch.Tensor, ctx: DistContext) -> bool:
+    """True only when the boolean tensor ``flag`` holds on every rank: one collective on the
+    flag's device and one host read."""
+    if ctx.enabled:
+        flag = flag.to(torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag)
+
+
+def reduce_sum_host(values: list[float], ctx: DistContext) -> list[float]:
+    """Sum host numbers over ranks on a CPU (gloo) group: no device synchronisation, even under
+    NCCL."""
     if not ctx.enabled:
-        return flag
-    t = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, group=ctx.cpu_group)
+    return t.tolist()
 
 
 def reduce_sum(values: list[float], ctx: DistContext, device: torch.device) -> list[float]:

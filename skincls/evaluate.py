@@ -9,8 +9,16 @@ from typing import Any
 from skincls.errors import SkinclsError
 
 
-def load_run_model(run_dir: Path, checkpoint: str = "best"):
-    """The run's MultiHeadNet with the checkpoint's weights, its config, specs and meta."""
+def load_run_model(
+    run_dir: Path,
+    checkpoint: str = "best",
+    rule: str = "selected",
+    target_prior: Sequence[str] = (),
+):
+    """The run's MultiHeadNet with the checkpoint's weights, its config, specs and meta; the
+    model serves the checkpoint's calibration with ``rule`` and ``target_prior``
+    (:func:`skincls.calibration.apply_serving`), described per head in ``meta["serving"]``."""
+    from skincls.calibration import apply_serving, parse_target_prior
     from skincls.checkpoints import check_state_matches, load_checkpoint, resolve_checkpoint
     from skincls.model import MultiHeadNet
     from skincls.regions import RegionRegistry
@@ -43,6 +51,8 @@ def load_run_model(run_dir: Path, checkpoint: str = "best"):
     check_state_matches(model.state_dict(), weights, str(ckpt_dir))
     model.load_state_dict(weights)
     model.eval()
+    target = parse_target_prior(target_prior, {s.name: list(s.classes) for s in specs})
+    meta["serving"] = apply_serving(model, meta.get("calibration"), rule, target)
     return model, config, registry, specs, meta
 
 
@@ -58,20 +68,32 @@ def evaluate(
     workers: int = 0,
     device: str = "auto",
     skip_bad: bool = False,
+    rule: str = "selected",
+    target_prior: Sequence[str] = (),
+    reliability: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of the run's checkpoint on ``data`` (default: the run's own data).
+    """Metrics of the run's checkpoint on ``data`` (default: the run's own data), decided by
+    ``rule`` (and ``target_prior``), with each head's calibration figures before and after its
+    temperature; ``reliability`` is a folder for a reliability diagram PNG per head (existing
+    ones are replaced only with ``overwrite``).
 
     ``split='auto'`` is ``test`` when ``data`` is the data the run was trained on (its saved split
     applies) and ``all`` otherwise. Rows of regions the run lacks are ignored.
     """
-    import torch
-
+    from skincls.calibration import calibration_report, reliability_png
     from skincls.engine.runtime import amp_dtype, resolve_device
-    from skincls.inference import score
+    from skincls.inference import metrics_of, predict_loader
     from skincls.metrics import mean_metrics
 
     run_dir = Path(run_dir)
-    model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
+    model, config, registry, specs, meta = load_run_model(run_dir, checkpoint, rule, target_prior)
+    if reliability is not None:
+        from skincls.outputs import check_dir, check_targets
+
+        folder = check_dir(reliability, "--reliability")
+        names = regions or model.region_names
+        check_targets([folder / f"{n}_reliability.png" for n in names], "--reliability", overwrite)
     data = Path(data) if data is not None else Path(config.data)
     split, samples = select_samples(
         run_dir, config, registry, specs, data, split, regions, source, group_column, skip_bad
@@ -79,12 +101,20 @@ def evaluate(
     dev = resolve_device(device)
     model.to(dev)
     loader, _ = eval_loader(specs, meta, samples, batch_size or config.batch_size, workers, dev)
-    with torch.inference_mode():
-        result = score(model, loader, specs, dev, amp_dtype(config.amp, dev), False)
+    p = predict_loader(model, loader, dev, amp_dtype(config.amp, dev), keep_logits=True)
+    result = metrics_of(p, specs)
     bad = result.pop("bad_indices", [])
     wanted = set(regions) or {s.name for s in specs}
     result["regions"] = {k: v for k, v in result["regions"].items() if k in wanted}
     result["mean"] = mean_metrics(result["regions"])
+    calibration = {k: v for k, v in calibration_report(model, p).items() if k in wanted}
+    if reliability is not None:
+        Path(reliability).mkdir(parents=True, exist_ok=True)
+        for name, figures in calibration.items():
+            reliability_png(name, figures, Path(reliability) / f"{name}_reliability.png")
+        result["reliability"] = str(reliability)
+    result["calibration"] = calibration
+    result["serving"] = {k: v for k, v in meta["serving"].items() if k in wanted}
     result.update(
         {
             "split": split,

@@ -34,10 +34,11 @@ def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple
         kind = model.kinds.get(region, "softmax")
         probs = probabilities(logits, kind)
         rule = model.decisions.get(region, "argmax")
-        cls = int(decide(probs, rule)[0]) if target is None else target
+        shift = getattr(model, "log_shifts", {}).get(region)
+        cls = int(decide(probs, rule, shift)[0]) if target is None else target
         model.zero_grad(set_to_none=True)
         # the class logit (standard Grad-CAM); a CORN head has no per-class logit: log P(class)
-        score = logits[0, cls] if kind == "softmax" else torch.log(probs[0, cls].clamp_min(1e-12))
+        score = logits[0, cls] if kind != "corn" else torch.log(probs[0, cls].clamp_min(1e-12))
         score.backward()
     grads = features.grad[0]
     weights = grads.mean(dim=(1, 2))
@@ -95,9 +96,11 @@ def explain(
     names = [s.name for s in specs]
     if region not in names:
         raise SkinclsError(f"--region {region}: not a region of this run ({', '.join(names)})")
-    classes = next(s.classes for s in specs if s.name == region)
+    spec = next(s for s in specs if s.name == region)
+    classes = spec.classes
     size = int(meta["image_size"])
-    transform = build_transform([], size, tuple(meta["mean"]), tuple(meta["std"]))
+    # the region's evaluation preprocessing, as evaluate and predict apply it
+    transform = build_transform(spec.augment.eval, size, tuple(meta["mean"]), tuple(meta["std"]))
     from skincls.outputs import check_targets
 
     out = Path(out)

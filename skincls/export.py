@@ -2,10 +2,10 @@
 
 The exporter is chosen explicitly (torch.export based by default, the TorchScript one on request)
 and weights are always embedded, never written to a side ``.data`` file. Outputs are named
-``<region>_logits``, ``<region>_probs`` (the head's probabilities, :mod:`skincls.heads`) and, for
-an ordinal head, ``<region>_grade`` (int64, the run's decision rule applied in the graph); the
-preprocessing, labels and rules travel in ``metadata_props`` so that the ``.onnx`` file alone is
-enough to predict.
+``<region>_logits`` (raw), ``<region>_probs`` (the head's probabilities at its calibrated
+temperature, :mod:`skincls.heads`) and ``<region>_decision`` (int64: the decided class, the
+head's rule and prior correction baked into the graph); the preprocessing, labels, temperatures
+and rules travel in ``metadata_props`` so that the ``.onnx`` file alone is enough to predict.
 """
 
 from __future__ import annotations
@@ -23,12 +23,8 @@ METADATA_KEY = "skincls"
 
 
 def output_names(model, regions: Sequence[str]) -> list[str]:
-    """The graph's outputs, in order: per region ``_logits``, ``_probs``, and ``_grade`` for an
-    ordinal head (``model.grade_heads``)."""
-    out = []
-    for r in regions:
-        out += [f"{r}_logits", f"{r}_probs"] + ([f"{r}_grade"] if r in model.grade_heads else [])
-    return out
+    """The graph's outputs, in order: per region ``_logits``, ``_probs`` and ``_decision``."""
+    return [f"{r}_{k}" for r in regions for k in ("logits", "probs", "decision")]
 
 
 class _Exportable:
@@ -49,9 +45,7 @@ class _Exportable:
                 probs, decided = self.net.predict(logits)
                 out = []
                 for i in self.keep:
-                    out += [logits[i], probs[i]]
-                    if self.net.region_names[i] in self.net.grade_heads:
-                        out.append(decided[i])
+                    out += [logits[i], probs[i], decided[i]]
                 return tuple(out)
 
         return Wrapper(model, regions).eval()
@@ -128,13 +122,15 @@ def export_onnx(
     data: str | Path | None = None,
     verify_samples: int = 8,
     overwrite: bool = False,
+    rule: str = "selected",
+    target_prior: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Export, embed metadata, run ``onnx.checker``, quantize if asked, and compare onnxruntime
-    with PyTorch; a model that fails the comparison is removed.
+    with PyTorch; a model that fails the comparison is removed. ``rule`` and ``target_prior``
+    choose the decision baked into ``_decision`` (:func:`skincls.calibration.apply_serving`).
 
     Fails when max |logit difference| exceeds 1e-4 (fp32) or the agreement of the decided
-    classes (``_grade`` or argmax) drops below 99%
-    (int8, fp16). Real images through the real preprocessing join the random ones: from ``data``,
+    classes (``_decision``) drops below 99% (int8, fp16). Real images through the real preprocessing join the random ones: from ``data``,
     else from the run's own data (when it is still there; ``real_images`` says how many).
     """
     import numpy as np
@@ -142,10 +138,11 @@ def export_onnx(
     from skincls.evaluate import load_run_model
 
     run_dir = Path(run_dir)
-    model, config, registry, specs, meta = load_run_model(run_dir, checkpoint)
+    model, config, registry, specs, meta = load_run_model(run_dir, checkpoint, rule, target_prior)
     names = [s.name for s in specs]
     keep = list(regions) or names
     output = _check_request(run_dir, output, keep, names, quantize, exporter, overwrite)
+    check_reproducible([s for s in specs if s.name in keep])
     wrapper = _Exportable.build(model, keep)
     kept = [s for s in specs if s.name in keep]
     props = metadata_props(run_dir, checkpoint, quantize, meta, kept, model)
@@ -200,6 +197,23 @@ def _check_request(run_dir, output, keep, names, quantize, exporter, overwrite) 
     return output
 
 
+def check_reproducible(specs) -> None:
+    """Refuse a region whose evaluation preprocessing an app cannot reproduce from the
+    metadata: an ``augment.eval`` op that is random."""
+    from skincls.augment import random_part
+
+    for s in specs:
+        for i, op in enumerate(s.augment.eval):
+            why = random_part(op)
+            if why:
+                raise SkinclsError(
+                    f"region {s.name}: augment.eval[{i}] {op.op}: {why}; an app cannot "
+                    "reproduce a random evaluation step from the ONNX metadata. Make it "
+                    "deterministic (p: 1.0 and fixed values) or remove it, then train again "
+                    "or export the other regions with --region"
+                )
+
+
 def metadata_props(
     run_dir: Path, checkpoint: str, quantize: str, meta, specs, model=None
 ) -> list[tuple[str, str]]:
@@ -209,6 +223,9 @@ def metadata_props(
 
     kinds = getattr(model, "kinds", {})
     decisions = getattr(model, "decisions", {})
+    calibration = meta.get("calibration") or {}
+    serving = meta.get("serving", {})
+    shifts = getattr(model, "log_shifts", {})
     size = int(meta["image_size"])
     document = {
         "skincls_version": __version__,
@@ -229,13 +246,23 @@ def metadata_props(
                 "ordinal": s.ordinal,
                 "head": kinds.get(s.name, "softmax"),
                 "decision": decisions.get(s.name, "argmax"),
+                "temperature": getattr(model, "temperatures", {}).get(s.name, 1.0),
+                "rule": serving.get(s.name, "uncalibrated"),
+                "decision_log_shift": (
+                    shifts[s.name].tolist() if shifts.get(s.name) is not None else None
+                ),
+                "train_prior": calibration.get(s.name, {}).get("train_prior"),
+                "tau": calibration.get(s.name, {}).get("tau"),
+                "eval_ops": [op.model_dump() for op in s.augment.eval],
                 "sources": [src.model_dump(exclude_none=True) for src in s.sources],
             }
             for s in specs
         ],
-        "outputs": "<region>_logits; <region>_probs (class probabilities: softmax, or CORN's "
-        "from its K-1 conditional logits); <region>_grade (int64) for ordinal heads: the "
-        "decision rule of the region applied in the graph (argmax or median of _probs)",
+        "outputs": "<region>_logits (raw); <region>_probs: class probabilities at the head's "
+        "temperature (softmax of logits/T; sigmoid heads: per-class sigmoid of logits/T "
+        "normalised to sum 1; CORN: from its K-1 conditional logits); <region>_decision "
+        "(int64): the decided class, argmax (or, for decision 'median', the median) of the "
+        "uncalibrated probabilities times exp(decision_log_shift), renormalised",
     }
     return [
         (METADATA_KEY, json.dumps(document, ensure_ascii=False)),
@@ -337,9 +364,8 @@ def _real_batch(data, registry, names, meta, limit: int):
     from skincls.data.sources import load_data
 
     dataset = load_data(data, registry, names, skip_unknown_regions=True)
-    transform = build_transform(
-        [], int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"])
-    )
+    size, mean, std = int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"])
+    transforms = {n: build_transform(registry[n].augment.eval, size, mean, std) for n in names}
     arrays = []
     step = max(1, len(dataset.samples) // limit)
     for s in dataset.samples[::step][:limit]:
@@ -347,13 +373,13 @@ def _real_batch(data, registry, names, meta, limit: int):
             img = read_image(s.path, s.bbox, s.mirror)
         except ImageReadError:
             continue
-        arrays.append(transform(image=img)["image"].transpose(2, 0, 1))
+        arrays.append(transforms[s.labels[0].region](image=img)["image"].transpose(2, 0, 1))
     return np.stack(arrays).astype(np.float32) if arrays else None
 
 
 def verify(wrapper, path: Path, inputs: list, quantize: str, real: int = 0) -> dict[str, Any]:
-    """Max |logits difference| and agreement of the decided classes (``_grade`` where the graph
-    has one, else the argmax of ``_probs``) of onnxruntime vs PyTorch; raises on failure.
+    """Max |logits difference| and agreement of the decided classes (``_decision``) of
+    onnxruntime vs PyTorch; raises on failure.
 
     ``inputs`` are batches; when ``real`` > 0 the last batch holds real images. A quantized model
     is judged on the real images (random noise lies outside its calibrated range), fp32 on all.
@@ -378,9 +404,7 @@ def verify(wrapper, path: Path, inputs: list, quantize: str, real: int = 0) -> d
         for name in (n for n in names if n.endswith("_logits")):
             head = name.removesuffix("_logits")
             max_diff = max(max_diff, float(np.abs(ref[name] - got[name]).max()))
-            grade = f"{head}_grade"
-            mine = ref[grade] if grade in ref else ref[f"{head}_probs"].argmax(1)
-            theirs = got[grade] if grade in got else got[f"{head}_probs"].argmax(1)
+            mine, theirs = ref[f"{head}_decision"], got[f"{head}_decision"]
             same = int((mine == theirs).sum())
             for key in ("all", "real") if is_real else ("all",):
                 counts[key][0] += same

@@ -1,10 +1,13 @@
 """What a head's outputs mean: its width, its class probabilities and its decided class.
 
 A head trained with CORN has ``K - 1`` outputs, the logits of the conditional probabilities
-P(y > k | y > k - 1); every other head has ``K`` logits read through a softmax. The decided class
-is the argmax of the probabilities or, for an ordinal head, their median (the grade that
-minimises the expected absolute error). Training, ``evaluate``, ``predict``, ``explain`` and the
-exported ONNX graph all go through these functions, so they agree by construction.
+P(y > k | y > k - 1); a head trained with a one-vs-rest sigmoid loss (``cb_sigmoid``,
+``cb_focal``) has ``K`` logits read through per-class sigmoids, normalised to sum to 1; every
+other head has ``K`` logits read through a softmax. The decided class is the argmax of the
+probabilities or, for an ordinal head, their median (the grade that minimises the expected
+absolute error), after an optional prior correction (:func:`decide`). Training, ``evaluate``,
+``predict``, ``explain`` and the exported ONNX graph all go through these functions, so they
+agree by construction.
 """
 
 from __future__ import annotations
@@ -19,23 +22,36 @@ ORDINAL_OUTPUT_LOSSES = ("corn",)
 """Losses whose head has K - 1 conditional outputs instead of K class logits."""
 
 
+HEAD_KINDS = ("softmax", "sigmoid", "corn")
+
+
 def head_kind(loss: str) -> str:
-    """``corn`` or ``softmax``: how a head trained with ``loss`` turns logits into classes."""
-    return "corn" if loss in ORDINAL_OUTPUT_LOSSES else "softmax"
+    """``corn``, ``sigmoid`` or ``softmax``: how a head trained with ``loss`` turns logits into
+    class probabilities."""
+    from skincls.losses import SIGMOID_LOSSES
+
+    if loss in ORDINAL_OUTPUT_LOSSES:
+        return "corn"
+    return "sigmoid" if loss in SIGMOID_LOSSES else "softmax"
 
 
 def head_width(kind: str, num_classes: int) -> int:
     return num_classes - 1 if kind == "corn" else num_classes
 
 
-def probabilities(logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """Class probabilities (rows sum to 1) from a head's outputs.
+def probabilities(logits: torch.Tensor, kind: str, temperature: float = 1.0) -> torch.Tensor:
+    """Class probabilities (rows sum to 1) from a head's outputs divided by ``temperature``.
 
-    CORN: P(y > k) is the running product of the conditional sigmoids, computed as
-    exp(cumsum(log sigmoid)) (exportable to ONNX, which has no cumulative product);
-    P(y = k) = P(y > k - 1) - P(y > k), clamped at 0 against rounding.
+    Sigmoid: the per-class sigmoids, normalised to sum to 1 (the one-vs-rest probabilities an
+    app would otherwise have to renormalise itself). CORN: P(y > k) is the running product of
+    the conditional sigmoids, computed as exp(cumsum(log sigmoid)) (exportable to ONNX, which
+    has no cumulative product); P(y = k) = P(y > k - 1) - P(y > k), clamped at 0 against
+    rounding.
     """
-    z = logits.float()
+    z = logits.float() / temperature if temperature != 1.0 else logits.float()
+    if kind == "sigmoid":
+        p = torch.sigmoid(z)
+        return p / p.sum(dim=1, keepdim=True).clamp_min(1e-12)
     if kind != "corn":
         return torch.softmax(z, dim=1)
     above = torch.exp(torch.cumsum(F.logsigmoid(z), dim=1))
@@ -44,9 +60,14 @@ def probabilities(logits: torch.Tensor, kind: str) -> torch.Tensor:
     return (torch.cat([ones, above], 1) - torch.cat([above, zeros], 1)).clamp_min(0.0)
 
 
-def decide(probs: torch.Tensor, rule: str) -> torch.Tensor:
+def decide(probs: torch.Tensor, rule: str, log_shift: torch.Tensor | None = None) -> torch.Tensor:
     """The decided class per row: ``argmax``, or ``median`` (the smallest class whose cumulative
-    probability reaches 0.5)."""
+    probability reaches 0.5), of ``probs`` times ``exp(log_shift)``, renormalised. A prior
+    correction is ``log_shift = -tau * log(train prior) + log(target prior)``; for a softmax
+    head its argmax is ``argmax(logits + log_shift)``."""
+    if log_shift is not None:
+        probs = probs * torch.exp(log_shift.to(probs.device))
+        probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-30)
     if rule == "median":
         below = (torch.cumsum(probs, dim=1) < 0.5).sum(dim=1)
         return below.clamp_max(probs.shape[1] - 1)

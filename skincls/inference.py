@@ -23,11 +23,32 @@ def collate_to(batch, device: torch.device, channels_last: bool = False):
     return images, labels.to(device, non_blocking=True), ok.to(device, non_blocking=True), index
 
 
-def make_loader(dataset, sampler, batch_size: int, workers: int, device, drop_last: bool = False):
+def one_cv2_thread() -> None:
+    """OpenCV (under albumentations) on one thread: each loader process is one core's worth of
+    work, and OpenCV's own thread pool in every worker would oversubscribe the cores. Called in
+    the parent before the workers fork (OpenCV's pool must not be reconfigured inside a forked
+    child: it can hang on locks held by the parent's pool threads)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def make_loader(
+    dataset,
+    sampler,
+    batch_size: int,
+    workers: int,
+    device,
+    drop_last: bool = False,
+    persistent: bool = False,
+):
     """A DataLoader over ``(index, seed)`` items; ``drop_last`` avoids a final batch of one,
-    which batch normalisation cannot train on."""
+    which batch normalisation cannot train on. ``persistent`` keeps the worker processes from
+    one epoch to the next (training), instead of starting them again each epoch."""
     from torch.utils.data import DataLoader
 
+    if workers > 0:
+        one_cv2_thread()
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -35,17 +56,22 @@ def make_loader(dataset, sampler, batch_size: int, workers: int, device, drop_la
         num_workers=workers,
         pin_memory=device.type == "cuda",
         drop_last=drop_last,
-        persistent_workers=False,
+        persistent_workers=persistent and workers > 0,
+        prefetch_factor=2 if workers > 0 else None,
     )
 
 
-def predict_loader(model, loader, device, dtype=None, channels_last=False) -> dict[str, np.ndarray]:
+def predict_loader(
+    model, loader, device, dtype=None, channels_last=False, keep_logits: bool = False
+) -> dict[str, np.ndarray]:
     """One row per (sample, head it has a label for): the head's index (``region``), the label,
-    the head's decided class (``model.predict``: argmax or median of its probabilities) and that
-    class's probability (``conf``), the decode flag and the sample's index. A sample with two
-    labels gives two rows."""
+    the head's decided class (``model.predict``: its rule on its probabilities) and that class's
+    served probability (``conf``), the decode flag and the sample's index. A sample with two
+    labels gives two rows. ``keep_logits`` adds ``logits``: each row's raw head outputs (an
+    object array: heads differ in width)."""
     model.eval()
     out: dict[str, list] = {k: [] for k in ("region", "label", "pred", "conf", "ok", "index")}
+    raw: list[np.ndarray] = []
     with torch.inference_mode():
         for batch in loader:
             _, labels, ok, index = batch
@@ -65,7 +91,42 @@ def predict_loader(model, loader, device, dtype=None, channels_last=False) -> di
             out["conf"].append(conf[rows, heads])
             out["ok"].append(ok[rows])
             out["index"].append(index[rows])
-    return {k: torch.cat(v).numpy() for k, v in out.items() if v}
+            if keep_logits:
+                cpu = [lg.float().cpu().numpy() for lg in logits]
+                raw.extend(cpu[h][r] for r, h in zip(rows.tolist(), heads.tolist(), strict=True))
+    result = {k: torch.cat(v).numpy() for k, v in out.items() if v}
+    if keep_logits and result:
+        result["logits"] = np.empty(len(raw), dtype=object)
+        result["logits"][:] = raw
+    return result
+
+
+def collect_logits(
+    model, loader, device, dtype=None, channels_last=False, dctx=None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per head, the raw logits (float32, CPU) and labels of the decodable samples labelled for
+    it; under torch.distributed, those of every rank."""
+    model.eval()
+    names = list(model.region_names)
+    parts: dict[str, list] = {f"{n}/{k}": [] for n in names for k in ("logits", "label")}
+    with torch.inference_mode():
+        for batch in loader:
+            _, labels, ok, _ = batch
+            images = collate_to(batch, device, channels_last)[0]
+            with autocast(device, dtype):
+                logits = model(images)
+            for i, n in enumerate(names):
+                keep = (labels[:, i] >= 0) & ok
+                parts[f"{n}/logits"].append(logits[i].float().cpu()[keep])
+                parts[f"{n}/label"].append(labels[keep, i])
+    arrays = {k: torch.cat(v).numpy() for k, v in parts.items() if v}
+    if dctx is not None:
+        arrays = D.gather_predictions(arrays, dctx)
+    return {
+        n: (torch.from_numpy(arrays[f"{n}/logits"]), torch.from_numpy(arrays[f"{n}/label"]))
+        for n in names
+        if f"{n}/logits" in arrays
+    }
 
 
 def score(

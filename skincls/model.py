@@ -73,6 +73,10 @@ class MultiHeadNet(nn.Module):
         self.decisions = {n: (decisions or {}).get(n, "argmax") for n in self.region_names}
         self.grade_heads = [n for n in self.region_names if n in ordinal_regions]
         """Ordinal heads: their decided grade is an output of the exported graph."""
+        self.temperatures: dict[str, float] = {n: 1.0 for n in self.region_names}
+        """Per head, the temperature its served probabilities use (:mod:`skincls.calibration`)."""
+        self.log_shifts: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
+        """Per head, the prior correction its decision adds to the log-probabilities."""
         width = int(self.backbone.num_features)  # type: ignore[arg-type]
         self.heads = nn.ModuleDict(
             {
@@ -101,16 +105,17 @@ class MultiHeadNet(nn.Module):
     def predict(
         self, logits: Sequence[torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per region, the class probabilities and the decided class of ``forward``'s logits."""
+        """Per region, the served class probabilities (at the head's temperature) and the
+        decided class (the head's rule on its uncalibrated probabilities, prior-corrected by its
+        log shift) of ``forward``'s logits."""
         from skincls.heads import decide, probabilities
 
-        probs = [
-            probabilities(lg, self.kinds[n])
-            for n, lg in zip(self.region_names, logits, strict=True)
-        ]
-        classes = [
-            decide(p, self.decisions[n]) for n, p in zip(self.region_names, probs, strict=True)
-        ]
+        probs, classes = [], []
+        for n, lg in zip(self.region_names, logits, strict=True):
+            raw = probabilities(lg, self.kinds[n])
+            t = self.temperatures[n]
+            probs.append(raw if t == 1.0 else probabilities(lg, self.kinds[n], t))
+            classes.append(decide(raw, self.decisions[n], self.log_shifts[n]))
         return probs, classes
 
 

@@ -21,18 +21,23 @@ from skincls.errors import SkinclsError
 
 class _Backend(ABC):
     regions: list[dict[str, Any]]
+    """Per region: name, classes, ordinal, decision, rule, eval_ops, sources."""
     image_size: int
     mean: list[float]
     std: list[float]
 
     @abstractmethod
     def run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Per region, the class probabilities and the decided class (the head's rule:
-        argmax, or the median for an ordinal head) of a preprocessed NCHW float32 batch."""
+        """Per region, the served class probabilities and the decided class of a preprocessed
+        NCHW float32 batch."""
 
 
 class OnnxBackend(_Backend):
-    def __init__(self, path: Path):
+    """An exported file: its ``_probs`` and ``_decision`` outputs as baked at export, or, when
+    predict asks for another ``rule``/``target_prior``, the decision made again from the raw
+    ``_logits`` with the metadata's prior correction (as the run directory would)."""
+
+    def __init__(self, path: Path, rule: str | None = None, target_prior: Sequence[str] = ()):
         import onnxruntime as ort
 
         from skincls.export import onnx_metadata
@@ -42,26 +47,76 @@ class OnnxBackend(_Backend):
         self.image_size, self.mean, self.std = meta["image_size"], meta["mean"], meta["std"]
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.redecide: dict[str, Any] = {}
+        if rule is not None or target_prior:
+            self.redecide = _onnx_rules(self.regions, rule or "selected", target_prior, path)
 
     def run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        import torch
+
+        from skincls.heads import decide, probabilities
+
         values = self.session.run(None, {"image": batch})
         named = dict(zip(self.outputs, values, strict=False))
-        probs = {r["name"]: named[f"{r['name']}_probs"] for r in self.regions}
-        decided = {n: named.get(f"{n}_grade", p.argmax(1)) for n, p in probs.items()}
+        probs, decided = {}, {}
+        for r in self.regions:
+            n = r["name"]
+            probs[n] = named[f"{n}_probs"]
+            if n in self.redecide:
+                raw = probabilities(torch.from_numpy(named[f"{n}_logits"]), r["head"])
+                decided[n] = decide(raw, r["decision"], self.redecide[n]).numpy()
+            else:  # files before _decision: _grade (ordinal heads) or the argmax
+                decided[n] = named.get(f"{n}_decision", named.get(f"{n}_grade", probs[n].argmax(1)))
         return probs, decided
 
 
+def _onnx_rules(regions, rule: str, target_prior: Sequence[str], path: Path) -> dict[str, Any]:
+    """Per region, the decision shift for ``rule`` from the metadata's prior and tau."""
+    from skincls.calibration import apply_serving, parse_target_prior
+
+    target = parse_target_prior(target_prior, {r["name"]: r["classes"] for r in regions})
+    calibration = {
+        r["name"]: {"temperature": r.get("temperature", 1.0), "tau": r["tau"], **r}
+        for r in regions
+        if r.get("train_prior") is not None
+    }
+
+    class _Heads:  # what apply_serving sets: one entry per head
+        region_names = [r["name"] for r in regions]
+        temperatures: dict[str, float] = {}
+        log_shifts: dict[str, Any] = {}
+
+    heads = _Heads()
+    said = apply_serving(heads, calibration, rule, target)
+    for r in regions:
+        r["rule"] = said[r["name"]]
+    missing = [r["name"] for r in regions if "head" not in r]
+    if missing:
+        raise SkinclsError(f"{path}: exported before decision rules; export it again")
+    return dict(heads.log_shifts)
+
+
 class TorchBackend(_Backend):
-    def __init__(self, run_dir: Path, checkpoint: str = "best"):
+    def __init__(
+        self,
+        run_dir: Path,
+        checkpoint: str = "best",
+        rule: str | None = None,
+        target_prior: Sequence[str] = (),
+    ):
         from skincls.evaluate import load_run_model
 
-        self.model, _, _, specs, meta = load_run_model(run_dir, checkpoint)
+        self.model, _, _, specs, meta = load_run_model(
+            run_dir, checkpoint, rule or "selected", target_prior
+        )
         self.regions = [
             {
                 "name": s.name,
                 "classes": s.classes,
                 "ordinal": s.ordinal,
                 "decision": self.model.decisions[s.name],
+                "rule": meta["serving"][s.name],
+                "eval_ops": [op.model_dump() for op in s.augment.eval],
                 "sources": [src.model_dump(exclude_none=True) for src in s.sources],
             }
             for s in specs
@@ -80,13 +135,40 @@ class TorchBackend(_Backend):
         )
 
 
-def open_model(model: str | Path, checkpoint: str = "best") -> _Backend:
+def open_model(
+    model: str | Path,
+    checkpoint: str = "best",
+    rule: str | None = None,
+    target_prior: Sequence[str] = (),
+) -> _Backend:
     model = Path(model)
     if model.is_file() and model.suffix == ".onnx":
-        return OnnxBackend(model)
+        return OnnxBackend(model, rule, target_prior)
     if model.is_dir():
-        return TorchBackend(model, checkpoint)
+        return TorchBackend(model, checkpoint, rule, target_prior)
     raise SkinclsError(f"{model}: expected a run directory or an .onnx file")
+
+
+def eval_transforms(backend: _Backend) -> dict[str, Any]:
+    """Per region, the evaluation preprocessing ``evaluate`` applies: the region's
+    ``augment.eval`` ops, then the resize and normalisation (regions with the same ops share
+    one transform)."""
+    import json
+
+    from pydantic import TypeAdapter
+
+    from skincls.augment import AugmentOp, build_transform
+
+    ops_of = TypeAdapter(list[AugmentOp])
+    built: dict[str, Any] = {}
+    out = {}
+    for r in backend.regions:
+        key = json.dumps(r.get("eval_ops", []), sort_keys=True)
+        if key not in built:
+            ops = ops_of.validate_python(r.get("eval_ops", []))
+            built[key] = build_transform(ops, backend.image_size, backend.mean, backend.std)
+        out[r["name"]] = built[key]
+    return out
 
 
 def _expand(inputs: Sequence[str | Path]) -> list[Path]:
@@ -163,12 +245,18 @@ def predict(
     regions: Sequence[str] = (),
     batch_size: int = 16,
     checkpoint: str = "best",
+    rule: str | None = None,
+    target_prior: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Predictions per input; ``errors`` lists inputs that could not be read, with the reason."""
-    from skincls.augment import build_transform
+    """Predictions per input; ``errors`` lists inputs that could not be read, with the reason.
+
+    Each region's input goes through the preprocessing ``evaluate`` uses for it (its
+    ``augment.eval`` ops, resize, normalise), so a run directory, its ONNX export and
+    ``evaluate`` give the same classes and probabilities. ``rule``/``target_prior``: the
+    decision rule (default: the run's selected rule, or the one baked into the ONNX file)."""
     from skincls.data.images import read_image
 
-    backend = open_model(model, checkpoint)
+    backend = open_model(model, checkpoint, rule, target_prior)
     names = [r["name"] for r in backend.regions]
     for r in regions:
         if r not in names:
@@ -176,50 +264,60 @@ def predict(
     chosen = set(regions or names)
     classes = {r["name"]: r["classes"] for r in backend.regions}
     rules = {r["name"]: r.get("decision", "argmax") for r in backend.regions}
-    transform = build_transform([], backend.image_size, backend.mean, backend.std)
+    serving = {r["name"]: r.get("rule", "uncalibrated") for r in backend.regions}
+    transforms = eval_transforms(backend)
     files = _expand(inputs)
     if not files:
         raise SkinclsError("no input images given")
-    items: list[tuple[str, np.ndarray, list[str]]] = []
+    items: list[tuple[str, np.ndarray, list[str], int]] = []
     errors: list[dict[str, str]] = []
-    for f in files:
+    for number, f in enumerate(files):
         try:
             if f.suffix == ".json":
                 image, bbox, wanted = _aihub_crop(f, backend.regions)
-                by_mirror: dict[bool, list[str]] = {}
-                for name, mirror in wanted:
-                    if name in chosen:
-                        by_mirror.setdefault(mirror, []).append(name)
-                for mirror, rs in by_mirror.items():
-                    arr = read_image(str(image), bbox, mirror)
-                    items.append((str(f), transform(image=arr)["image"].transpose(2, 0, 1), rs))
+                jobs = [(str(image), bbox, m, n) for n, m in wanted if n in chosen]
             else:
-                arr = read_image(str(f))
-                items.append(
-                    (
-                        str(f),
-                        transform(image=arr)["image"].transpose(2, 0, 1),
-                        sorted(chosen, key=names.index),
-                    )
-                )
+                jobs = [(str(f), None, False, n) for n in sorted(chosen, key=names.index)]
+            for label, array, rs in _preprocess(str(f), jobs, transforms, read_image):
+                items.append((label, array, rs, number))
         except ValueError as err:  # ImageReadError included: the message is the reason
             errors.append({"path": str(f), "error": str(err)})
-    results: list[dict[str, Any]] = []
+    results: dict[int, dict[str, Any]] = {}  # one entry per input, its regions in model order
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         probs, decided = backend.run(np.stack([c[1] for c in chunk]).astype(np.float32))
-        for j, (path, _, rs) in enumerate(chunk):
-            entry: dict[str, Any] = {"path": path, "regions": {}}
+        for j, (path, _, rs, number) in enumerate(chunk):
+            entry = results.setdefault(number, {"path": path, "regions": {}})
             for name in rs:
                 p, k = probs[name][j], int(decided[name][j])
                 entry["regions"][name] = {
                     "class": classes[name][k],
                     "index": k,
                     "decision": rules.get(name, "argmax"),
+                    "rule": serving[name],
                     "probs": {c: float(v) for c, v in zip(classes[name], p, strict=False)},
                 }
-            results.append(entry)
-    return {"model": str(model), "predictions": results, "errors": errors}
+    for entry in results.values():
+        entry["regions"] = {n: entry["regions"][n] for n in names if n in entry["regions"]}
+    return {"model": str(model), "predictions": list(results.values()), "errors": errors}
+
+
+def _preprocess(label: str, jobs: list, transforms: dict[str, Any], read_image) -> list:
+    """One ``(label, CHW array, regions)`` item per distinct (mirror, transform) among ``jobs``
+    of ``(image, bbox, mirror, region)``: regions that share both share one input. The image is
+    decoded once per mirror."""
+    groups: dict[tuple[bool, int], list[str]] = {}
+    for _, _, mirror, name in jobs:
+        groups.setdefault((mirror, id(transforms[name])), []).append(name)
+    items, decoded = [], {}
+    for (mirror, _), names in groups.items():
+        image, bbox = jobs[0][0], jobs[0][1]
+        if mirror not in decoded:
+            decoded[mirror] = read_image(image, bbox, mirror)
+        transform = transforms[names[0]]
+        transform.set_random_seed(0)
+        items.append((label, transform(image=decoded[mirror])["image"].transpose(2, 0, 1), names))
+    return items
 
 
 def write_csv(result: dict[str, Any], path: Path) -> None:

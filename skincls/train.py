@@ -111,6 +111,7 @@ def train(
         tracker = _start(run, config, kit, dctx, state, wandb_group)
         _print_summary(console, run, config, dataset, parts, kit, dctx)
         stopped = fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
+        _calibrate(run, config, kit, dataset.regions, state, console, dctx)
         test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)
         if test is not None and show_test:
             from skincls.console import print_eval
@@ -332,6 +333,34 @@ def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None
     )
 
 
+def _calibrate(run, config, kit: Kit, regions, state, console, dctx) -> None:
+    """Fit the best checkpoint's temperatures and decision rules on the validation split, store
+    them in ``best/meta.json`` and serve them from the model (``--no-calibrate``: neither)."""
+    from skincls.calibration import apply_serving, calibrate
+    from skincls.checkpoints import META, atomic_write_json, resolve_checkpoint
+    from skincls.inference import collect_logits
+
+    if not config.calibrate or kit.val_loader is None or state.best_epoch <= 0:
+        return
+    e = kit.engine
+    weights, meta = load_checkpoint(run.path / "best")
+    e.model.load_state_dict(weights)
+    val = collect_logits(e.model, kit.val_loader, e.device, e.dtype, e.channels_last, dctx)
+    drawn = {name: share["classes"] for name, share in kit.shares.items()}
+    calibration = calibrate(e.model, val, regions, e.loss_fns, drawn, config.select)
+    apply_serving(e.model, calibration)
+    if dctx.is_main:
+        best = resolve_checkpoint(run.path / "best")
+        atomic_write_json(best / META, {**meta, "calibration": calibration})
+        for name, c in calibration.items():
+            v = c["val"]
+            console.print(
+                f"calibrated {name}: temperature {c['temperature']:.2f} (validation ECE "
+                f"{v['ece_before']:.3f} -> {v['ece_after']:.3f}), decision rule tau "
+                f"{c['tau']:g} for {c['select']}"
+            )
+
+
 def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
     """Scores of the best checkpoint on the test split (never used for selection)."""
     from skincls.checkpoints import atomic_write_json
@@ -343,7 +372,7 @@ def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
         return None
     e = kit.engine
     weights, _ = load_checkpoint(run.path / "best")
-    e.model.load_state_dict(weights)
+    e.model.load_state_dict(weights)  # calibration (not weights) stays as _calibrate set it
     names = [r.name for r in regions]
     ds = SampleDataset(samples, names, kit.eval_transforms, config.image_size)
     sampler = EvalSampler(len(ds), dctx.rank, dctx.world_size)

@@ -30,10 +30,10 @@ def test_export_is_one_file_with_named_outputs_and_metadata(exported, tiny_run):
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     assert [i.name for i in model.graph.input] == ["image"]
-    # both tiny regions are ordinal: each has its decided grade as a third output
+    # every head has its decided class (rule baked in) as a third output
     outputs = [o.name for o in model.graph.output]
     assert outputs in (
-        [f"{r}_{k}" for r in order for k in ("logits", "probs", "grade")]
+        [f"{r}_{k}" for r in order for k in ("logits", "probs", "decision")]
         for order in (("pore", "wrinkle"), ("wrinkle", "pore"))
     )
     meta = onnx_metadata(path)

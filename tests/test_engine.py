@@ -324,3 +324,107 @@ def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_ex
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+
+
+# No host read per region or per micro-batch on the hot path -----------------------------------
+
+
+def _host_reads_during_epoch(monkeypatch, heads: int, steps: int, accum: int) -> int:
+    """Run ``steps`` micro-batches of a ``heads``-head model and count the tensor-to-host reads
+    (``item``, ``tolist``, ``bool``, ``float``, ``int``) made by skincls code."""
+    import sys
+
+    from skincls.engine.loop import Engine
+    from skincls.losses import create_loss
+    from skincls.model import MultiHeadNet
+
+    torch.manual_seed(0)
+    names = [f"r{i}" for i in range(heads)]
+    model = MultiHeadNet("test_resnet", names, [3] * heads, dropout=0.0)
+    optimizer = create_optimizer(model, 1e-3, 0.05)
+    engine = Engine(
+        net=model,
+        model=model,
+        loss_fns=torch.nn.ModuleDict(
+            {n: create_loss("ce", [1, 1, 1], reduction="none") for n in names}
+        ),
+        names=names,
+        head_weights=[1.0] * heads,
+        optimizer=optimizer,
+        scheduler=create_scheduler(optimizer, 1e-3, 0.0, total=steps, warmup=0),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        device=torch.device("cpu"),
+        grad_clip=1.0,
+        accum=accum,
+        log_every=5,
+    )
+    batches = [
+        (
+            torch.randn(4, 3, 32, 32),
+            torch.randint(0, 3, (4, heads)),
+            torch.ones(4, dtype=torch.bool),
+            torch.arange(4),
+        )
+        for _ in range(steps)
+    ]
+    reads = {"n": 0}
+
+    def counting(method):
+        def wrapper(self, *args, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("skincls"):
+                reads["n"] += 1
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+    engine.train_epoch(batches, steps, TrainState(), GracefulStop())
+    monkeypatch.undo()
+    return reads["n"]
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_the_step_reads_the_device_once_per_update_whatever_the_number_of_heads(monkeypatch, accum):
+    steps = 10
+    expected = steps // accum + steps // 5 + 1  # updates, log intervals, the epoch's end
+    for heads in (1, 3):
+        assert _host_reads_during_epoch(monkeypatch, heads, steps, accum) == expected
+
+
+def test_compiled_backbone_matches_eager_and_keeps_the_checkpoint_keys():
+    import copy
+
+    from skincls.engine.runtime import compile_backbone, compile_unavailable
+    from skincls.model import MultiHeadNet
+
+    reason = compile_unavailable(torch.device("cpu"))
+    if reason:
+        pytest.skip(f"torch.compile cannot run on this machine's CPU: {reason}")
+    torch.manual_seed(0)
+    eager = MultiHeadNet("test_resnet", ["a", "b"], [3, 2], dropout=0.0)
+    compiled = copy.deepcopy(eager)
+    compile_backbone(compiled, torch.device("cpu"))
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for model in (eager, compiled):
+        model.train()
+        sum(out.logsumexp(1).sum() for out in model(x)).backward()
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+    eager.eval(), compiled.eval()
+    with torch.no_grad():
+        for a, b in zip(eager(x), compiled(x), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_that_cannot_run_is_a_clear_error(monkeypatch):
+    import shutil
+
+    from skincls.engine.runtime import compile_backbone
+    from skincls.model import MultiHeadNet
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    model = MultiHeadNet("test_resnet", ["a"], [3], dropout=0.0)
+    with pytest.raises(SkinclsError, match="--compile on cpu: inductor needs a C.. compiler"):
+        compile_backbone(model, torch.device("cpu"))

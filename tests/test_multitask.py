@@ -245,9 +245,9 @@ def test_forehead_json_with_two_grades_is_one_sample_decoded_once(tmp_path, monk
     decoded: Counter[tuple] = Counter()
     real = dataset_mod.read_image
 
-    def counting(path, bbox=None, mirror=False):
+    def counting(path, bbox=None, mirror=False, **kwargs):
         decoded[(path, bbox, mirror)] += 1
-        return real(path, bbox, mirror)
+        return real(path, bbox, mirror, **kwargs)
 
     monkeypatch.setattr(dataset_mod, "read_image", counting)
     tf = build_transforms(ds.regions, "train", 32, [0.5] * 3, [0.5] * 3)

@@ -196,7 +196,7 @@ def test_onnx_grade_equals_pytorch_and_predict_agrees(tmp_path, mixed_run, tiny_
 
     path = tmp_path / "m.onnx"
     report = export_onnx(mixed_run, path)
-    assert "wrinkle_grade" in report["outputs"] and "pore_grade" not in report["outputs"]
+    assert "wrinkle_decision" in report["outputs"] and "pore_decision" in report["outputs"]
     regions = {r["name"]: r for r in onnx_metadata(path)["regions"]}
     assert regions["wrinkle"]["decision"] == "median" and regions["wrinkle"]["head"] == "corn"
     model, *_ = load_run_model(mixed_run)
@@ -213,7 +213,7 @@ def test_onnx_grade_equals_pytorch_and_predict_agrees(tmp_path, mixed_run, tiny_
     with torch.inference_mode():
         probs, decided = model.predict(model(torch.from_numpy(batch)))
     wrinkle = model.region_names.index("wrinkle")
-    assert got["wrinkle_grade"].tolist() == decided[wrinkle].tolist()
+    assert got["wrinkle_decision"].tolist() == decided[wrinkle].tolist()
     np.testing.assert_allclose(got["wrinkle_probs"], probs[wrinkle].numpy(), atol=1e-5)
     # predict on the run directory and on the ONNX file give the same classes
     a = predict(mixed_run, [str(p) for p in images])

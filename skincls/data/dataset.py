@@ -23,7 +23,12 @@ class SampleDataset(Dataset):
     index per head in ``region_names`` order, -1 where the sample has no label for that head;
     ``ok`` is False for an image that could not be decoded: a black image that the loss and
     metrics mask out. A sample is preprocessed with its first label's region recipe (samples
-    only share a crop across regions whose recipes are equal)."""
+    only share a crop across regions whose recipes are equal).
+
+    ``draft_min`` (training: the network input size) lets a JPEG decode at 1/2, 1/4 or 1/8
+    scale while the crop's shorter side stays at least that many pixels: a stored crop twice the
+    input or more decodes several times faster, and the transform resizes it to the input
+    anyway. Evaluation and prediction decode at full scale."""
 
     def __init__(
         self,
@@ -31,8 +36,10 @@ class SampleDataset(Dataset):
         region_names: Sequence[str],
         transforms: dict[str, Any],
         image_size: int,
+        draft_min: int | None = None,
     ):
         self.samples = list(samples)
+        self.draft_min = draft_min
         self.region_index = {n: i for i, n in enumerate(region_names)}
         self.transforms = transforms
         self.image_size = image_size
@@ -46,7 +53,7 @@ class SampleDataset(Dataset):
         transform = self.transforms[s.labels[0].region]
         ok = True
         try:
-            arr = read_image(s.path, s.bbox, s.mirror)
+            arr = read_image(s.path, s.bbox, s.mirror, min_side=self.draft_min)
         except ImageReadError:
             ok = False
             arr = np.zeros((self.image_size, self.image_size, 3), np.uint8)

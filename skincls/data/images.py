@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -88,29 +89,39 @@ def read_image(
     bbox: BBox | None = None,
     mirror: bool = False,
     max_side: int | None = None,
+    min_side: int | None = None,
 ) -> np.ndarray:
     """RGB uint8 array of ``path`` (or of ``bbox`` in it), EXIF orientation applied, mirrored.
 
-    With ``max_side`` the result is at most ``max_side`` on its longest side (aspect kept).
+    With ``max_side`` the result is at most ``max_side`` on its longest side (aspect kept). With
+    ``min_side`` a JPEG is decoded at 1/2, 1/4 or 1/8 scale (draft mode) when the crop's shorter
+    side stays at least ``min_side``; the result is then smaller than the stored crop.
     """
-    crop = read_crops(path, [bbox], mirror, max_side)[0]
+    crop = read_crops(path, [bbox], mirror, max_side, min_side)[0]
     if isinstance(crop, ImageReadError):
         raise crop
     return np.asarray(crop, dtype=np.uint8).copy()
 
 
-def read_crops(path: str, boxes: list[BBox | None], mirror: bool = False, max_side=None) -> list:
+def read_crops(
+    path: str,
+    boxes: list[BBox | None],
+    mirror: bool = False,
+    max_side: int | None = None,
+    min_side: int | None = None,
+) -> list:
     """PIL crops of ``boxes`` (None: the whole image) from one decode of ``path``.
 
     With ``max_side``, JPEG draft mode lets the decoder downscale by 1/2, 1/4 or 1/8 as long as
     every crop keeps at least ``max_side`` pixels on its longest side; each crop is then shrunk to
-    at most ``max_side``. A box that cannot be cropped (outside the image, too thin) gives an
+    at most ``max_side``. ``min_side`` alone allows the draft scales that keep every crop's
+    shorter side at least ``min_side``, and shrinks nothing further. A box that cannot be cropped (outside the image, too thin) gives an
     :class:`ImageReadError` in its place; an image that cannot be read raises one.
     """
     from PIL import Image
 
     try:
-        return _read_crops(path, boxes, mirror, max_side)
+        return _read_crops(path, boxes, mirror, max_side, min_side)
     except ImageReadError:
         raise
     except Image.DecompressionBombError:
@@ -121,6 +132,23 @@ def read_crops(path: str, boxes: list[BBox | None], mirror: bool = False, max_si
         raise ImageReadError("cannot decode: file not found") from None
     except Exception as err:  # decoders raise OSError, SyntaxError, struct.error, IndexError...
         raise ImageReadError(f"cannot decode: {type(err).__name__}: {err}") from None
+
+
+def _draft(img: Any, regions: list[BBox], max_side: int | None, min_side: int | None) -> None:
+    """Ask the JPEG decoder for the largest of 1/2, 1/4, 1/8 that keeps every region's longest
+    side at least ``max_side`` and its shorter side at least ``min_side``."""
+    longest = min(max(r[2] - r[0], r[3] - r[1]) for r in regions)
+    shortest = min(min(r[2] - r[0], r[3] - r[1]) for r in regions)
+    reduce = 1
+    while (
+        reduce < 8
+        and longest / (reduce * 2) >= (max_side or 0)
+        and shortest / (reduce * 2) >= (min_side or 0)
+    ):
+        reduce *= 2
+    if reduce > 1:
+        raw_w, raw_h = img.size
+        img.draft("RGB", (raw_w // reduce, raw_h // reduce))
 
 
 def _bomb_reason(path: str) -> str:
@@ -138,7 +166,13 @@ def _bomb_reason(path: str) -> str:
     return f"too large: {w} x {h} (image over {MAX_PIXELS:,} pixels)"
 
 
-def _read_crops(path: str, boxes: list[BBox | None], mirror: bool, max_side: int | None) -> list:
+def _read_crops(
+    path: str,
+    boxes: list[BBox | None],
+    mirror: bool,
+    max_side: int | None,
+    min_side: int | None,
+) -> list:
     from PIL import Image, ImageOps
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -163,14 +197,8 @@ def _read_crops(path: str, boxes: list[BBox | None], mirror: bool, max_side: int
         ]
         if not regions:
             return [problems[i] for i in range(len(boxes))]
-        if max_side and img.format == "JPEG":
-            longest = min(max(r[2] - r[0], r[3] - r[1]) for r in regions)
-            reduce = 1
-            while reduce < 8 and longest / (reduce * 2) >= max_side:
-                reduce *= 2
-            if reduce > 1:
-                raw_w, raw_h = img.size
-                img.draft("RGB", (raw_w // reduce, raw_h // reduce))
+        if (max_side or min_side) and img.format == "JPEG":
+            _draft(img, regions, max_side, min_side)
         rgb = _to_rgb(ImageOps.exif_transpose(img))
     scale = rgb.size[0] / full_w
     crops: list = []

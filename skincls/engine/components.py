@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from skincls.engine.loop import Engine
-from skincls.engine.runtime import amp_dtype
+from skincls.engine.runtime import amp_dtype, compile_backbone
 from skincls.errors import SkinclsError
 from skincls.regions import RegionSpec
 
@@ -53,6 +53,9 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
     optimizer = create_optimizer(
         model, config.lr, config.weight_decay, config.head_lr_mult, config.layer_decay
     )
+    ema = _ema(config, model)  # copied before compiling: the EMA stays an eager module
+    if config.compile:
+        compile_backbone(model, device)
     engine = Engine(
         net=net,
         model=model,
@@ -75,7 +78,7 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
         channels_last=channels_last,
         on_nan=config.on_nan,
         dctx=dctx,
-        ema=_ema(config, model),
+        ema=ema,
     )
     return Kit(
         engine, regions, sampler, train_loader, val_loader, eval_tf, steps, mean, std, shares
@@ -142,7 +145,8 @@ def _loaders(config: Any, regions, parts, train_tf, eval_tf, device, dctx):
     from skincls.inference import make_loader
 
     names = [r.name for r in regions]
-    train_ds = SampleDataset(parts["train"], names, train_tf, config.image_size)
+    size = config.image_size
+    train_ds = SampleDataset(parts["train"], names, train_tf, size, draft_min=size)
     val_ds = SampleDataset(parts["val"], names, eval_tf, config.image_size)
     weights = sample_weights(
         parts["train"],
@@ -157,7 +161,9 @@ def _loaders(config: Any, regions, parts, train_tf, eval_tf, device, dctx):
             f"{config.data}: the training split has {len(sampler)} sample(s); need 2+"
         )
     bs, workers = config.batch_size, config.workers
-    train_loader = make_loader(train_ds, sampler, bs, workers, device, len(sampler) >= bs)
+    train_loader = make_loader(
+        train_ds, sampler, bs, workers, device, len(sampler) >= bs, persistent=True
+    )
     val_sampler = EvalSampler(len(val_ds), dctx.rank, dctx.world_size)
     val_loader = make_loader(val_ds, val_sampler, bs, workers, device) if len(val_ds) else None
     shares = draw_shares(parts["train"], weights, regions)

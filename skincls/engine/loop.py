@@ -59,8 +59,9 @@ class TrainState:
 
 
 def batch_label_counts(labels: torch.Tensor, ok: torch.Tensor) -> list[int]:
-    """Per head, the decodable samples of a (CPU) batch that carry a label for it."""
-    return ((labels >= 0) & ok[:, None]).sum(0).tolist()
+    """Per head, the decodable samples of a (CPU) batch that carry a label for it (counted in
+    NumPy: host data, no device involved)."""
+    return ((labels.numpy() >= 0) & ok.numpy()[:, None]).sum(0).tolist()
 
 
 def multitask_loss(
@@ -100,7 +101,13 @@ class EpochStats:
 
 @dataclass
 class Engine:
-    """The pieces one optimisation step needs. ``net`` is ``model`` or its DDP wrapper."""
+    """The pieces one optimisation step needs. ``net`` is ``model`` or its DDP wrapper.
+
+    The hot path reads nothing back from the device per region or per micro-batch: label counts
+    come from the CPU batch (summed over ranks on a CPU process group), the loss and the
+    finiteness of each micro-batch accumulate on the device, and the host looks once per
+    optimizer update (whether the group was finite: it must decide whether to step) and once per
+    ``log_every`` micro-batches (the running loss for the progress bar)."""
 
     net: nn.Module
     model: nn.Module
@@ -119,7 +126,9 @@ class Engine:
     dctx: D.DistContext = field(default_factory=D.DistContext)
     ema: Any = None
     """timm's ``ModelEmaV3`` of ``model``, updated after every optimizer step (or None)."""
+    log_every: int = 20
     group_counts: list[float] = field(default_factory=list)
+    group_finite: torch.Tensor | None = None
 
     def train_step(
         self,
@@ -129,19 +138,20 @@ class Engine:
         counts: list[int],
         state: TrainState,
         last_micro: bool = True,
-    ) -> tuple[torch.Tensor, bool]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One micro-batch: forward under autocast, the per-label multi-task loss, backward; on
         the last micro-batch of an accumulation group an optimizer update (with clipping) and a
         schedule step. ``counts`` are the batch's labels per head (:func:`batch_label_counts`).
-        Returns the loss and whether it was finite on every rank; a non-finite loss changes no
-        weight (the schedule still advances).
+        Returns the detached loss and whether it was finite, both still on the device. A group
+        with a non-finite loss on any rank changes no weight (the schedule still advances);
+        with ``on_nan="stop"`` it raises instead.
 
         Under DDP the counts are summed over ranks and the loss divided by the global count over
         the world size, so the gradient DDP averages is the global per-label mean: one process
         with batch B x N and N processes with batch B take the same step. A head with no label
         in the whole group (on any rank) is left out of the update: its parameters, moments and
         weight decay stay as they were, with 1 process or N."""
-        total = D.reduce_sum([float(c) for c in counts], self.dctx, self.device)
+        total = D.reduce_sum_host([float(c) for c in counts], self.dctx)
         self.group_counts = [a + b for a, b in zip_longest(self.group_counts, total, fillvalue=0)]
         denominator = max(sum(total), 1.0) / self.dctx.world_size
         with D.no_sync(self.net, skip=not last_micro):
@@ -150,23 +160,29 @@ class Engine:
             loss = multitask_loss(
                 logits, labels, ok, self.loss_fns, self.names, self.head_weights, denominator
             )
-            finite = D.all_true(bool(torch.isfinite(loss)), self.dctx, self.device)
-            if not finite:
-                self._zero_grad()
-                if last_micro:
-                    self._advance(state)
-                return loss, False
+            finite = torch.isfinite(loss.detach())
+            self.group_finite = finite if self.group_finite is None else self.group_finite & finite
             self.scaler.scale(loss / self.accum).backward()
         if last_micro:
-            if self._update() and self.ema is not None:
+            if self._update(state, loss) and self.ema is not None:
                 self.ema.update(self.model, step=state.updates + 1)
             self._advance(state)
-        return loss, True
+        return loss.detach(), finite
 
-    def _update(self) -> bool:
-        """The optimizer step of an accumulation group; False when there was nothing to step."""
+    def _update(self, state: TrainState, loss: torch.Tensor) -> bool:
+        """The optimizer step of an accumulation group; False when there was nothing to step
+        (no decodable label) or the group's loss was not finite on some rank."""
         stepped = sum(self.group_counts) > 0
-        if stepped:  # no decodable label in the group: nothing to step
+        if stepped:
+            assert self.group_finite is not None
+            stepped = D.all_true_tensor(self.group_finite, self.dctx)  # the one host read
+            if not stepped and self.on_nan == "stop":
+                raise SkinclsError(
+                    f"epoch {state.epoch + 1} optimizer step {state.updates + 1}: loss is "
+                    f"{float(loss.detach())}; stopping (--on-nan stop). Lower --lr or check "
+                    "the data."
+                )
+        if stepped:
             heads: dict[str, nn.Module] = self.model.heads  # type: ignore[assignment]
             for name, n in zip(self.names, self.group_counts, strict=True):
                 if n == 0:
@@ -184,6 +200,7 @@ class Engine:
     def _zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.group_counts = []
+        self.group_finite = None
 
     def _advance(self, state: TrainState) -> None:
         state.updates += 1
@@ -199,41 +216,36 @@ class Engine:
         progress: Callable[[float, float], None] = lambda loss, rate: None,
     ) -> EpochStats:
         """Up to ``steps`` micro-batches of ``loader``. ``on_bad`` receives the sample indices
-        that did not decode; ``progress`` the running mean loss and images/s after each step."""
+        that did not decode; ``progress`` the running mean loss (read every ``log_every``
+        micro-batches) and images/s after each micro-batch."""
         self.net.train()
         t0 = time.perf_counter()
-        seen, loss_sum, loss_n, skipped = 0, 0.0, 0, 0
+        sums = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss, finite, images
+        running, done, drawn = math.nan, 0, 0
         self._zero_grad()
         for step, batch in enumerate(loader):
             if step >= steps:
                 break
             stop.check()
             _, labels_cpu, ok_cpu, index = batch
-            if not bool(ok_cpu.all()):
-                on_bad(index[~ok_cpu].tolist())
+            if not ok_cpu.numpy().all():
+                on_bad(index.numpy()[~ok_cpu.numpy()].tolist())
             counts = batch_label_counts(labels_cpu, ok_cpu)
             images, labels, ok, _ = collate_to(batch, self.device, self.channels_last)
             last_micro = (step + 1) % self.accum == 0 or step + 1 == steps
             loss, finite = self.train_step(images, labels, ok, counts, state, last_micro)
-            if not finite:
-                if self.on_nan == "stop":
-                    raise SkinclsError(
-                        f"epoch {state.epoch + 1} step {step + 1}: loss is {loss.item()}; "
-                        "stopping (--on-nan stop). Lower --lr or check the data."
-                    )
-                skipped += 1
-                continue
-            seen += images.shape[0]
-            loss_sum += float(loss.detach())
-            loss_n += 1
-            progress(loss_sum / loss_n, seen / max(time.perf_counter() - t0, 1e-9))
+            kept = finite.double()
+            sums += torch.stack([torch.where(finite, loss, 0.0).double(), kept, kept * len(index)])
+            done, drawn = step + 1, drawn + len(index)
+            if done % self.log_every == 0:
+                loss_sum, n, _ = sums.tolist()
+                running = loss_sum / max(n, 1)
+            progress(running, drawn / max(time.perf_counter() - t0, 1e-9))
         seconds = time.perf_counter() - t0
-        total_loss, total_n, total_seen = D.reduce_sum(
-            [loss_sum, loss_n, seen], self.dctx, self.device
-        )
+        loss_sum, n, seen = D.reduce_sum(sums.tolist(), self.dctx, self.device)
         return EpochStats(
-            train_loss=total_loss / max(total_n, 1),
-            images_per_s=total_seen / max(seconds, 1e-9),
-            skipped_nan_steps=skipped,
+            train_loss=loss_sum / max(n, 1),
+            images_per_s=seen / max(seconds, 1e-9),
+            skipped_nan_steps=int(done * self.dctx.world_size - n),
             seconds=seconds,
         )

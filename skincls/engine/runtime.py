@@ -34,6 +34,29 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why ``torch.compile``'s default (inductor) backend cannot run on ``device``; None when
+    it can."""
+    import shutil
+
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "inductor needs Triton for CUDA (pip install triton)"
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        return "inductor needs a C++ compiler on CPU (g++ or clang++ on PATH; apt install g++)"
+    return None
+
+
+def compile_backbone(model: torch.nn.Module, device: torch.device) -> None:
+    """Compile ``model.backbone`` in place (``nn.Module.compile``: the state dict keeps its
+    keys, so checkpoints are the same as eager ones); a clear error when it cannot run here."""
+    reason = compile_unavailable(device)
+    if reason:
+        raise SkinclsError(f"--compile on {device.type}: {reason}; or train without --compile")
+    model.backbone.compile()  # type: ignore[union-attr,operator]
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 

@@ -1,0 +1,127 @@
+"""Calibration and the validation-chosen decision rule on HAM10000 (issue 15).
+
+The quality benchmark's split and budget (``benchmarks/quality.py``: one lesion-grouped split,
+resnet10t from scratch), 3 training seeds, two recipes: plain cross-entropy with uniform
+sampling (``ce``) and the default recipe (cross-entropy with the class-balanced sampler,
+``ce_sampler``). Each run is trained once (temperature and tau fitted on validation as
+``skincls train`` does), then its test split is scored with the two decision rules fixed in
+advance, raw argmax and the validation-chosen rule, and the test ECE (15 bins) is read before
+and after the temperature.
+
+    python benchmarks/calibration.py --out /tmp/skincls-calibration --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from provenance import provenance
+from quality import CLASSES, DEFAULT_DATA, run_arm
+
+RECIPES = ("ce", "ce_sampler")
+FIGURES = ("balanced_accuracy", "macro_f1", "accuracy")
+
+
+def measure(arm: str, seed: int, args, regions_dir: Path) -> dict:
+    from skincls.evaluate import evaluate
+
+    run_arm(arm, seed, args, regions_dir, args.out)
+    run = args.out / f"{arm}-s{seed}"
+    row: dict = {"arm": arm, "seed": seed}
+    for rule in ("argmax", "selected"):
+        r = evaluate(run, split="test", rule=rule, device="cpu")
+        m = r["regions"]["lesion"]
+        row[rule] = {k: m[k] for k in FIGURES}
+        c = r["calibration"]["lesion"]
+        row["ece_before"], row["ece_after"] = c["before"]["ece"], c["after"]["ece"]
+        row["nll_before"], row["nll_after"] = c["before"]["nll"], c["after"]["nll"]
+        row["temperature"] = c["temperature"]
+    meta = json.loads((run / "best" / "meta.json").read_text())
+    row["tau"] = meta["calibration"]["lesion"]["tau"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=Path("/tmp/skincls-calibration"))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--arms", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--backbone", default="resnet10t")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
+    args = p.parse_args(argv)
+    if not args.data.is_file():
+        print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    regions_dir = args.out / "regions"
+    regions_dir.mkdir(exist_ok=True)
+    (regions_dir / "lesion.yaml").write_text(f"name: lesion\nclasses: [{', '.join(CLASSES)}]\n")
+    results = args.out / "results.json"
+    rows = json.loads(results.read_text()) if results.is_file() else []
+    done = {(r["arm"], r["seed"]) for r in rows}
+    for seed in [] if args.report else args.seeds:
+        for arm in args.arms:
+            if (arm, seed) not in done:
+                rows.append(measure(arm, seed, args, regions_dir))
+                print(json.dumps(rows[-1]), flush=True)
+                results.write_text(json.dumps(rows, indent=2))
+    rows = [r for r in rows if r["arm"] in args.arms and r["seed"] in args.seeds]
+    text = provenance(__file__, argv) + (
+        f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch "
+        f"{args.batch_size}, lr {args.lr}, no pretrained weights, seeds {args.seeds}\n\n"
+        + table(rows)
+    )
+    (args.out / "table.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _ms(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    v = [x * scale for x in values]
+    spread = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{statistics.mean(v):.{digits}f} ± {spread:.{digits}f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| recipe | rule | balanced acc. | macro F1 | accuracy | tau (per seed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm in RECIPES:
+        mine = [r for r in rows if r["arm"] == arm]
+        if not mine:
+            continue
+        for rule in ("argmax", "selected"):
+            cells = [_ms([r[rule][k] for r in mine]) for k in FIGURES]
+            taus = ", ".join(f"{r['tau']:g}" for r in mine) if rule == "selected" else "0"
+            lines.append(f"| {arm} | {rule} | " + " | ".join(cells) + f" | {taus} |")
+    lines += [
+        "",
+        "| recipe | temperature | test ECE before | test ECE after | test NLL before | after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm in RECIPES:
+        mine = [r for r in rows if r["arm"] == arm]
+        if mine:
+            lines.append(
+                f"| {arm} | {_ms([r['temperature'] for r in mine], 1, 2)} | "
+                f"{_ms([r['ece_before'] for r in mine], 1, 3)} | "
+                f"{_ms([r['ece_after'] for r in mine], 1, 3)} | "
+                f"{_ms([r['nll_before'] for r in mine], 1, 3)} | "
+                f"{_ms([r['nll_after'] for r in mine], 1, 3)} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

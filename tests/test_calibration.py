@@ -1,0 +1,281 @@
+"""Issue 15: calibrated probabilities, a decision rule chosen on validation, serving = evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skincls.calibration import (
+    apply_serving,
+    calibration_figures,
+    fit_temperature,
+    log_shift,
+    parse_target_prior,
+    training_prior,
+)
+from skincls.errors import SkinclsError
+from skincls.heads import decide, probabilities
+
+from .conftest import tiny_values
+
+HAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
+
+
+def test_temperature_fitting_recovers_a_known_temperature():
+    g = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(20000, 5, generator=g) * 1.5
+    labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=g)[:, 0]
+    overconfident = true_logits * 2.5  # a model whose logits are 2.5x too sharp
+    t = fit_temperature(overconfident, labels, "softmax")
+    assert abs(t - 2.5) / 2.5 < 0.05
+    assert abs(fit_temperature(true_logits, labels, "softmax") - 1.0) < 0.05
+
+
+def test_ece_brier_and_nll_on_a_hand_made_case():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    labels = np.array([0, 1, 1, 1])
+    f = calibration_figures(probs, labels)
+    # bin of 0.9: accuracy 1/2, gap 0.4, weight 1/2; bin of 0.6: accuracy 1, gap 0.4, weight 1/2
+    assert f["ece"] == pytest.approx(0.4)
+    brier = (0.01 + 0.01 + 0.81 + 0.81 + 0.16 + 0.16 + 0.16 + 0.16) / 4
+    assert f["brier"] == pytest.approx(brier)
+    assert f["nll"] == pytest.approx(-(math.log(0.9) + math.log(0.1) + 2 * math.log(0.6)) / 4)
+
+
+def test_tau_zero_reproduces_argmax_and_the_prior_correction_follows_the_formula():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(500, 4, generator=g)
+    prior = [0.7, 0.2, 0.05, 0.05]
+    probs = probabilities(logits, "softmax")
+    assert torch.equal(decide(probs, "argmax", log_shift(prior, 0.0)), logits.argmax(1))
+    expected = (logits - torch.log(torch.tensor(prior))).argmax(1)  # tau 1, uniform target
+    assert torch.equal(decide(probs, "argmax", log_shift(prior, 1.0)), expected)
+
+
+def test_target_prior_moves_decisions_towards_the_deployment_mix():
+    probs = torch.tensor([[0.5, 0.4, 0.1], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    trained = [1 / 3] * 3
+    plain = decide(probs, "argmax", log_shift(trained, 1.0))
+    assert plain.tolist() == [0, 1, 0]
+    rare_first = decide(probs, "argmax", log_shift(trained, 1.0, [0.1, 0.1, 0.8]))
+    assert rare_first.tolist() == [2, 2, 2]  # 0.1*0.8 > 0.5*0.1: class 2 wins everywhere
+    common_first = decide(probs, "argmax", log_shift(trained, 1.0, [0.8, 0.1, 0.1]))
+    assert common_first.tolist() == [0, 0, 0]
+
+
+def test_training_prior_folds_in_the_sampler_and_the_loss():
+    from skincls.losses import create_loss
+
+    drawn = [0.5, 0.3, 0.2]
+    assert training_prior(create_loss("ce", [50, 30, 20]), drawn) == pytest.approx(drawn)
+    cb = create_loss("cb_softmax", [50, 30, 20], beta=0.9)
+    w = cb.weight.numpy()
+    expected = np.array(drawn) * w / (np.array(drawn) * w).sum()
+    assert training_prior(cb, drawn) == pytest.approx(expected.tolist())
+    la = create_loss("logit_adjust", [50, 30, 20], tau=1.0)  # trains logits + log prior
+    assert training_prior(la, [0.5, 0.3, 0.2]) == pytest.approx([1 / 3] * 3)
+
+
+def test_sigmoid_probabilities_are_normalised_sigmoids_not_a_softmax():
+    z = torch.tensor([[2.0, 0.0, -2.0]])
+    s = [1 / (1 + math.exp(-2)), 0.5, 1 / (1 + math.exp(2))]
+    expected = [v / sum(s) for v in s]  # 0.587, 0.333, 0.079 (a softmax gives 0.867, ...)
+    assert probabilities(z, "sigmoid")[0].tolist() == pytest.approx(expected, abs=1e-6)
+    t = [1 / (1 + math.exp(-1)), 0.5, 1 / (1 + math.exp(1))]
+    halved = [v / sum(t) for v in t]
+    assert probabilities(z, "sigmoid", 2.0)[0].tolist() == pytest.approx(halved, abs=1e-6)
+
+
+def test_target_prior_option_parsing_and_errors(tmp_path):
+    regions = {"pore": ["0", "1", "2"]}
+    assert parse_target_prior(["pore=1,1,2"], regions) == {"pore": [0.25, 0.25, 0.5]}
+    f = tmp_path / "mix.yaml"
+    f.write_text("pore: {'0': 0.2, '2': 0.8}\n")
+    assert parse_target_prior([str(f)], regions) == {"pore": [0.2, 0.0, 0.8]}
+    with pytest.raises(SkinclsError, match=r"pore: expected 3 non-negative shares"):
+        parse_target_prior(["pore=1,2"], regions)
+    with pytest.raises(SkinclsError, match=r"'lip' is not a region of the model"):
+        parse_target_prior(["lip=1,1"], regions)
+    f.write_text("pore: {'9': 1}\n")
+    with pytest.raises(SkinclsError, match=r"'9' is not a class of the region"):
+        parse_target_prior([str(f)], regions)
+
+
+# Trained runs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sigmoid_run(tmp_path_factory, tiny_data):
+    """A tiny run whose pore head is trained with the sigmoid CB loss and whose wrinkle region
+    has a deterministic evaluation op (CLAHE, always, fixed clip limit)."""
+    from skincls.config import build_config
+    from skincls.train import train
+
+    regions = tmp_path_factory.mktemp("regions15")
+    (regions / "wrinkle.yaml").write_text(
+        "name: wrinkle\nclasses: ['0', '1', '2', '3']\nordinal: true\n"
+        "augment: {train: [], eval: [{op: CLAHE, p: 1.0, clip_limit: [2.0, 2.0]}]}\n"
+    )
+    (regions / "pore.yaml").write_text(
+        "name: pore\nclasses: ['0', '1', '2']\nloss: cb_sigmoid\naugment: {train: [], eval: []}\n"
+    )
+    out = tmp_path_factory.mktemp("runs15") / "run"
+    values = tiny_values(tiny_data, regions, output=str(out), epochs=2, lr=3e-3, seed=0)
+    return train(build_config(values)).run_dir
+
+
+def test_the_run_stores_a_temperature_and_rule_per_head(sigmoid_run):
+    meta = json.loads((sigmoid_run / "best" / "meta.json").read_text())
+    cal = meta["calibration"]
+    assert set(cal) == {"wrinkle", "pore"}
+    assert cal["pore"]["head"] == "sigmoid" and cal["wrinkle"]["head"] == "softmax"
+    for c in cal.values():
+        assert c["temperature"] > 0 and c["tau"] in [round(0.1 * i, 1) for i in range(21)]
+        assert sum(c["train_prior"]) == pytest.approx(1.0)
+        assert c["val"]["nll_after"] <= c["val"]["nll_before"] + 1e-9  # T minimises NLL
+
+
+def test_sigmoid_heads_are_served_as_sigmoid_from_the_run_and_the_onnx_file(
+    sigmoid_run, tiny_data, tmp_path
+):
+    from skincls.evaluate import load_run_model
+    from skincls.export import export_onnx
+    from skincls.predict import predict
+
+    images = sorted((Path(tiny_data) / "images").rglob("*.png"))[:6]
+    model, *_, meta = load_run_model(sigmoid_run)
+    t = meta["calibration"]["pore"]["temperature"]
+    run_pred = predict(sigmoid_run, images)["predictions"]
+    onnx = export_onnx(sigmoid_run, tmp_path / "m.onnx")["path"]
+    onnx_pred = predict(onnx, images)["predictions"]
+    from skincls.predict import eval_transforms, open_model
+
+    backend = open_model(sigmoid_run)
+    transform = eval_transforms(backend)["pore"]
+    from skincls.data.images import read_image
+
+    for path, a, b in zip(images, run_pred, onnx_pred, strict=True):
+        x = transform(image=read_image(str(path)))["image"].transpose(2, 0, 1)[None]
+        with torch.no_grad():
+            z = model(torch.from_numpy(np.ascontiguousarray(x)))[model.region_names.index("pore")]
+        s = torch.sigmoid(z / t)[0]
+        expected = (s / s.sum()).numpy()
+        got = np.array(list(a["regions"]["pore"]["probs"].values()))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        for name in ("pore", "wrinkle"):
+            ra, rb = a["regions"][name], b["regions"][name]
+            assert ra["class"] == rb["class"]
+            np.testing.assert_allclose(
+                list(ra["probs"].values()), list(rb["probs"].values()), atol=1e-5
+            )
+
+
+def test_evaluate_and_predict_give_identical_classes_and_probabilities(sigmoid_run, tiny_data):
+    """The wrinkle region's CLAHE eval op is applied by predict as by evaluate."""
+    from skincls.data.sources import load_data
+    from skincls.evaluate import eval_loader, load_run_model
+    from skincls.inference import predict_loader
+    from skincls.predict import predict
+
+    model, config, registry, specs, meta = load_run_model(sigmoid_run)
+    samples = load_data(tiny_data, registry, ["wrinkle"]).samples[:10]
+    loader, _ = eval_loader(specs, meta, samples, 4, 0, torch.device("cpu"))
+    p = predict_loader(model, loader, torch.device("cpu"))
+    served = predict(sigmoid_run, [s.path for s in samples], ["wrinkle"])["predictions"]
+    assert len(served) == len(samples) == len(p["pred"])
+    for k, entry in zip(p["index"], p["pred"], strict=True):
+        r = served[k]["regions"]["wrinkle"]
+        assert r["index"] == entry
+    conf = [served[k]["regions"]["wrinkle"]["probs"] for k in p["index"]]
+    chosen = [
+        c[served[k]["regions"]["wrinkle"]["class"]] for k, c in zip(p["index"], conf, strict=True)
+    ]
+    np.testing.assert_allclose(chosen, p["conf"], atol=1e-6)
+    # the CLAHE op matters: without it the same model gives other probabilities
+    from skincls.augment import build_transform
+    from skincls.data.images import read_image
+
+    plain = build_transform([], meta["image_size"], meta["mean"], meta["std"])
+    x = np.stack([plain(image=read_image(s.path))["image"].transpose(2, 0, 1) for s in samples])
+    with torch.no_grad():
+        probs, decided = model.predict(model(torch.from_numpy(np.ascontiguousarray(x))))
+    wrinkle = probs[model.region_names.index("wrinkle")]
+    unclahed = wrinkle.gather(1, torch.tensor(p["pred"])[:, None])[:, 0].numpy()
+    assert np.abs(unclahed - p["conf"]).max() > 1e-3
+
+
+def test_the_decision_baked_into_onnx_equals_pytorch_on_real_images(tiny_run, tmp_path):
+    """A strong prior correction (tau 2) is baked into ``_decision``; onnxruntime and the run
+    directory decide the same class on real photographs (HAM10000 when present)."""
+    import shutil
+
+    from skincls.checkpoints import META
+    from skincls.export import export_onnx
+    from skincls.predict import predict
+
+    if not (HAM / "manifest.csv").is_file():
+        pytest.skip(f"HAM10000 not found at {HAM}: no real photographs to decide on")
+    images = sorted((HAM / "images").rglob("*.jpg"))[::997][:8]
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    plain = predict(run, images, rule="argmax")["predictions"]
+    meta = json.loads((run / "best" / META).read_text())
+    rare = {}
+    for name, c in meta["calibration"].items():  # make the least-chosen class "rare in training"
+        k = len(c["train_prior"])
+        chosen = [p["regions"][name]["index"] for p in plain]
+        rare[name] = min(range(k), key=chosen.count)
+        c["train_prior"] = [0.001 if i == rare[name] else 1.0 for i in range(k)]
+        c["tau"] = 2.0
+    (run / "best" / META).write_text(json.dumps(meta))
+    onnx = export_onnx(run, tmp_path / "m.onnx")["path"]
+    a = predict(run, images)["predictions"]
+    b = predict(onnx, images)["predictions"]
+    assert a[0]["regions"]["wrinkle"]["rule"] == "prior-corrected, tau 2"
+    for x, y in zip(a, b, strict=True):
+        for name in x["regions"]:
+            assert x["regions"][name]["index"] == y["regions"][name]["index"]
+    for name, c in rare.items():  # the correction is really in the graph
+        assert sum(p["regions"][name]["index"] == c for p in b) > sum(
+            p["regions"][name]["index"] == c for p in plain
+        )
+
+
+def test_export_refuses_a_random_evaluation_op(tmp_path, tiny_data):
+    from skincls.export import check_reproducible
+    from skincls.regions import RegionSpec
+
+    spec = RegionSpec.model_validate(
+        {
+            "name": "pore",
+            "classes": ["0", "1"],
+            "augment": {"train": [], "eval": [{"op": "CLAHE", "p": 0.5}]},
+        }
+    )
+    with pytest.raises(SkinclsError, match=r"pore: augment.eval\[0\] CLAHE: p 0.5"):
+        check_reproducible([spec])
+    spec.augment.eval[0].p = 1.0
+    with pytest.raises(SkinclsError, match=r"clip_limit \[1.0, 4.0\] \(a range"):
+        check_reproducible([spec])
+    spec.augment.eval[0].clip_limit = (2.0, 2.0)
+    check_reproducible([spec])
+
+
+def test_no_calibrate_keeps_plain_softmax_and_argmax(tmp_path, tiny_data, tiny_regions):
+    from skincls.config import build_config
+    from skincls.evaluate import load_run_model
+    from skincls.train import train
+
+    values = tiny_values(tiny_data, tiny_regions, output=str(tmp_path / "r"), calibrate=False)
+    run = train(build_config(values)).run_dir
+    model, *_, meta = load_run_model(run)
+    assert "calibration" not in meta
+    assert set(meta["serving"].values()) == {"uncalibrated"}
+    assert all(t == 1.0 for t in model.temperatures.values())
+    with pytest.raises(SkinclsError, match="no calibration for this head"):
+        apply_serving(model, None, "selected", {"pore": [0.5, 0.3, 0.2]})
