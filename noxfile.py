@@ -40,5 +40,5 @@ def bench_quality(session: nox.Session) -> None:
 @nox.session
 def bench_speed(session: nox.Session) -> None:
     session.install("-e", ".")
-    for script in ("startup.py", "index.py", "train_step.py"):
+    for script in ("startup.py", "index.py", "train_step.py", "loader.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)

@@ -8,7 +8,7 @@ sampling (``ce``) and the default recipe (cross-entropy with the class-balanced 
 advance, raw argmax and the validation-chosen rule, and the test ECE (15 bins) is read before
 and after the temperature.
 
-    python benchmarks/calibration.py --out /tmp/skincls-calibration --seeds 0 1 2
+    python benchmarks/calibration.py --out /tmp/skincls-calibration --seeds 0 1 2 --image-size 48
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--arms", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--backbone", default="resnet10t")
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--lr", type=float, default=2e-3)

@@ -40,6 +40,8 @@ ARMS: dict[str, dict] = {
     # issue 17: recipe features on top of the default (ce + class-balanced sampler)
     "ce_sampler_ema": {"loss": "ce", "sampler": "class_balanced", "ema_decay": 0.999},
     "ce_sampler_head_lr10": {"loss": "ce", "sampler": "class_balanced", "head_lr_mult": 10.0},
+    # issue 19: the yardstick, a plain hand-written timm loop (benchmarks/minimal_loop.py)
+    "minimal_loop": {},
 }
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
@@ -47,6 +49,9 @@ CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     from skincls.config import build_config
     from skincls.train import train
+
+    if name == "minimal_loop":
+        return _minimal_row(seed, args, regions_dir)
 
     values = dict(
         data=str(args.data),
@@ -94,6 +99,31 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
         "minority_classes": minority,
         "per_class_recall": {c: v["recall"] for c, v in m["per_class"].items()},
         "seconds": time.perf_counter() - t0,
+    }
+
+
+def _minimal_row(seed: int, args, regions_dir: Path) -> dict:
+    """The ``minimal_loop`` arm: its test figures in the same row shape as the other arms
+    (minority classes: those under 5% of its training images, as for the others)."""
+    from minimal_loop import run_minimal, split_parts
+
+    result = run_minimal(seed, args.data, regions_dir, args)
+    m = result["metrics"]
+    parts = split_parts(args.data, regions_dir)
+    train = [s.labels[0].index for s in parts["train"]]
+    minority = [i for i in range(len(CLASSES)) if train.count(i) / len(train) < 0.05]
+    recall = {CLASSES[int(c)]: v["recall"] for c, v in m["per_class"].items()}
+    return {
+        "arm": "minimal_loop",
+        "seed": seed,
+        "best_epoch": args.epochs,
+        "balanced_accuracy": m["balanced_accuracy"],
+        "macro_f1": m["macro_f1"],
+        "accuracy": m["accuracy"],
+        "minority_recall": statistics.mean(recall[CLASSES[i]] for i in minority),
+        "minority_classes": [CLASSES[i] for i in minority],
+        "per_class_recall": recall,
+        "seconds": result["seconds"],
     }
 
 

@@ -242,32 +242,68 @@ def random_part(op: Any) -> str | None:
     return None
 
 
+RESIZE_POLICIES = ("squash", "pad", "crop")
+"""How a crop becomes the square network input: ``squash`` resizes the whole crop (aspect not
+kept), ``pad`` resizes its longer side and pads the rest with the mean colour (zero after
+normalisation), ``crop`` resizes its shorter side and keeps the centre square (the outer parts
+of a wide box are lost)."""
+
+
+def policy_steps(resize: str, image_size: int, mean: Sequence[float]) -> list[Any]:
+    """The albumentations steps of a resize policy (:data:`RESIZE_POLICIES`)."""
+    import albumentations as A
+    import cv2
+
+    s = image_size
+    if resize == "squash":
+        return [A.Resize(height=s, width=s)]
+    if resize == "pad":
+        fill = tuple(float(m) * 255.0 for m in mean)
+        return [
+            A.LongestMaxSize(max_size=s),
+            A.PadIfNeeded(min_height=s, min_width=s, border_mode=cv2.BORDER_CONSTANT, fill=fill),
+        ]
+    if resize == "crop":
+        return [A.SmallestMaxSize(max_size=s), A.CenterCrop(height=s, width=s)]
+    raise ValueError(f"resize: expected one of {', '.join(RESIZE_POLICIES)}, got {resize!r}")
+
+
 def build_transform(
     ops: list[Any],
     image_size: int,
     mean: Sequence[float],
     std: Sequence[float],
+    resize: str = "crop",
 ) -> Any:
-    """An albumentations pipeline: the recipe, then resize to ``image_size`` and normalise.
+    """An albumentations pipeline: the recipe with the ``resize`` policy, then normalise.
 
-    A recipe that already has a ``RandomResizedCrop`` gets its size from ``image_size``; otherwise
-    the image is resized (aspect kept, shorter side to ``image_size``) and centre-cropped. The output
-    is a float32 CHW numpy array under the key ``image``.
+    With ``crop``, a recipe's ``RandomResizedCrop`` crops and resizes to the input as
+    albumentations does (its ``ratio`` is an absolute aspect), and without one the image is
+    resized by its shorter side and centre-cropped. With ``squash`` or ``pad``, a
+    ``RandomResizedCrop`` becomes a :class:`BoxAspectCrop` (its ``ratio`` relative to the crop's
+    own aspect, so the random crop follows the box) followed by the policy, and without one the
+    policy applies first. The output is an HWC float32 array under the key ``image``.
     """
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import albumentations as A
 
     steps = []
-    has_rrc = False
+    placed = False
     for op in ops:
         kwargs = op.albumentations_kwargs()
-        if op.op == "RandomResizedCrop":
-            has_rrc = True
+        if op.op == "RandomResizedCrop" and resize == "crop":
             kwargs["size"] = (image_size, image_size)
+            placed = True
+        elif op.op == "RandomResizedCrop":
+            from skincls.box_crop import BoxAspectCrop
+
+            steps.append(BoxAspectCrop(**kwargs))
+            steps.extend(policy_steps(resize, image_size, mean))
+            placed = True
+            continue
         steps.append(getattr(A, op.op)(**kwargs))
-    if not has_rrc:
-        steps.insert(0, A.SmallestMaxSize(max_size=image_size))
-        steps.insert(1, A.CenterCrop(height=image_size, width=image_size))
+    if not placed:
+        steps[0:0] = policy_steps(resize, image_size, mean)
     steps.append(A.Resize(height=image_size, width=image_size))
     steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
     return A.Compose(steps)

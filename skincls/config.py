@@ -148,6 +148,14 @@ class TrainConfig(BaseModel):
         AmpKind, Field(description="Mixed precision on CUDA (auto: bf16 if supported).")
     ] = "auto"
     channels_last: Annotated[bool, Field(description="channels_last memory format on CUDA.")] = True
+    resize: Annotated[
+        Literal["squash", "pad", "crop"],
+        Field(
+            description="How a crop becomes the square input, for regions without their own "
+            "'resize:': squash (whole crop, aspect not kept), pad (whole crop, padded), crop "
+            "(shorter side, centre square)."
+        ),
+    ] = "crop"
     calibrate: Annotated[
         bool,
         Field(

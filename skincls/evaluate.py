@@ -51,6 +51,7 @@ def load_run_model(
     check_state_matches(model.state_dict(), weights, str(ckpt_dir))
     model.load_state_dict(weights)
     model.eval()
+    meta["resize"] = {s.name: s.resize_policy(config.resize) for s in specs}
     target = parse_target_prior(target_prior, {s.name: list(s.classes) for s in specs})
     meta["serving"] = apply_serving(model, meta.get("calibration"), rule, target)
     return model, config, registry, specs, meta
@@ -128,14 +129,21 @@ def evaluate(
 
 
 def eval_loader(specs, meta: dict[str, Any], samples, batch_size: int, workers: int, device):
-    """A loader over ``samples`` with the run's eval preprocessing, and those transforms. Heads
-    stay in the run's order; samples carry indices into it."""
+    """A loader over ``samples`` with the run's eval preprocessing (each region's resize policy
+    from ``meta["resize"]``, set by :func:`load_run_model`), and those transforms. Heads stay in
+    the run's order; samples carry indices into it."""
     from skincls.data.dataset import SampleDataset, build_transforms
     from skincls.data.sampler import EvalSampler
     from skincls.inference import make_loader
 
     size = meta["image_size"]
-    transforms = build_transforms(specs, "eval", size, meta["mean"], meta["std"])
+    policies = meta.get("resize", {})
+    transforms = {
+        s.name: build_transforms(
+            [s], "eval", size, meta["mean"], meta["std"], policies.get(s.name, "crop")
+        )[s.name]
+        for s in specs
+    }
     ds = SampleDataset(samples, [s.name for s in specs], transforms, size)
     return make_loader(ds, EvalSampler(len(ds)), batch_size, workers, device), transforms
 

@@ -48,27 +48,51 @@ def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple
     return cam, cls
 
 
-def cam_overlay(model, rgb: np.ndarray, region: str, transform: Any, alpha: float = 0.45):
-    """Grad-CAM of ``region`` over ``rgb`` (HxWx3 uint8) through the eval ``transform``: the
-    overlay (uint8, the image's own size), the heat map in [0, 1] at that size, and the class."""
+def cam_overlay(
+    model,
+    rgb: np.ndarray,
+    region: str,
+    transform: Any,
+    alpha: float = 0.45,
+    resize: str = "crop",
+):
+    """Grad-CAM of ``region`` over ``rgb`` (HxWx3 uint8) through the eval ``transform`` (made
+    with the ``resize`` policy): the overlay (uint8, the image's own size), the heat map in
+    [0, 1] at that size, and the class."""
     import torch
     from matplotlib import colormaps
-    from PIL import Image
 
     x = torch.from_numpy(transform(image=rgb)["image"].transpose(2, 0, 1)[None].copy())
     cam, cls = grad_cam(model, x, region)
-    h, w = rgb.shape[:2]
-    # The network saw the centre crop of the image resized to its shorter side: map back.
-    side = min(h, w)
-    cam_img = Image.fromarray((cam * 255).astype(np.uint8)).resize(
-        (side, side), Image.Resampling.BILINEAR
-    )
-    full = np.zeros((h, w), np.float32)
-    top, left = (h - side) // 2, (w - side) // 2
-    full[top : top + side, left : left + side] = np.asarray(cam_img, np.float32) / 255.0
+    full = cam_on_image(cam, rgb.shape[0], rgb.shape[1], resize)
     heat = colormaps["jet"](full)[..., :3] * 255
     overlay = (1 - alpha) * rgb.astype(np.float32) + alpha * heat
     return overlay.clip(0, 255).astype(np.uint8), full, cls
+
+
+def cam_on_image(cam: np.ndarray, h: int, w: int, resize: str) -> np.ndarray:
+    """The heat map (network input coordinates) on the h x w image, undoing the policy: a
+    squashed input maps onto the whole image, a padded one's content square onto the whole
+    image, a centre-cropped one onto the centre square (zero outside, which the network never
+    saw)."""
+    from PIL import Image
+
+    def scaled(a: np.ndarray, width: int, height: int) -> np.ndarray:
+        img = Image.fromarray((a * 255).astype(np.uint8))
+        return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), np.float32) / 255
+
+    if resize == "squash":
+        return scaled(cam, w, h)
+    if resize == "pad":
+        side = max(h, w)
+        square = scaled(cam, side, side)
+        top, left = (side - h) // 2, (side - w) // 2
+        return np.ascontiguousarray(square[top : top + h, left : left + w])
+    side = min(h, w)
+    full = np.zeros((h, w), np.float32)
+    top, left = (h - side) // 2, (w - side) // 2
+    full[top : top + side, left : left + side] = scaled(cam, side, side)
+    return full
 
 
 def explain(
@@ -100,7 +124,9 @@ def explain(
     classes = spec.classes
     size = int(meta["image_size"])
     # the region's evaluation preprocessing, as evaluate and predict apply it
-    transform = build_transform(spec.augment.eval, size, tuple(meta["mean"]), tuple(meta["std"]))
+    resize = meta["resize"][region]
+    mean, std = tuple(meta["mean"]), tuple(meta["std"])
+    transform = build_transform(spec.augment.eval, size, mean, std, resize)
     from skincls.outputs import check_targets
 
     out = Path(out)
@@ -115,7 +141,7 @@ def explain(
         except ImageReadError as err:
             written.append({"path": str(path), "error": str(err)})
             continue
-        overlay, full, cls = cam_overlay(model, rgb, region, transform, alpha)
+        overlay, full, cls = cam_overlay(model, rgb, region, transform, alpha, resize)
         target = out / f"{path.stem}_{region}_gradcam.png"
         # two inputs with one stem would write one file: keep both by numbering the second
         n = 2

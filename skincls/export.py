@@ -236,7 +236,9 @@ def metadata_props(
         "image_size": size,
         "mean": meta["mean"],
         "std": meta["std"],
-        "resize": "shorter side to image_size, then centre crop",
+        "resize": "per region (regions[].resize): squash = resize the whole crop to "
+        "image_size x image_size; pad = longer side to image_size, centred, padded with the "
+        "mean colour; crop = shorter side to image_size, then the centre square",
         "input": "image: float32 NCHW, RGB, normalised with mean/std",
         "quantize": quantize,
         "regions": [
@@ -254,6 +256,7 @@ def metadata_props(
                 "train_prior": calibration.get(s.name, {}).get("train_prior"),
                 "tau": calibration.get(s.name, {}).get("tau"),
                 "eval_ops": [op.model_dump() for op in s.augment.eval],
+                "resize": meta.get("resize", {}).get(s.name, "crop"),
                 "sources": [src.model_dump(exclude_none=True) for src in s.sources],
             }
             for s in specs
@@ -365,7 +368,11 @@ def _real_batch(data, registry, names, meta, limit: int):
 
     dataset = load_data(data, registry, names, skip_unknown_regions=True)
     size, mean, std = int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"])
-    transforms = {n: build_transform(registry[n].augment.eval, size, mean, std) for n in names}
+    policies = meta.get("resize", {})
+    transforms = {
+        n: build_transform(registry[n].augment.eval, size, mean, std, policies.get(n, "crop"))
+        for n in names
+    }
     arrays = []
     step = max(1, len(dataset.samples) // limit)
     for s in dataset.samples[::step][:limit]:

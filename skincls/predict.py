@@ -117,6 +117,7 @@ class TorchBackend(_Backend):
                 "decision": self.model.decisions[s.name],
                 "rule": meta["serving"][s.name],
                 "eval_ops": [op.model_dump() for op in s.augment.eval],
+                "resize": meta["resize"][s.name],
                 "sources": [src.model_dump(exclude_none=True) for src in s.sources],
             }
             for s in specs
@@ -151,8 +152,8 @@ def open_model(
 
 def eval_transforms(backend: _Backend) -> dict[str, Any]:
     """Per region, the evaluation preprocessing ``evaluate`` applies: the region's
-    ``augment.eval`` ops, then the resize and normalisation (regions with the same ops share
-    one transform)."""
+    ``augment.eval`` ops with its resize policy, and the normalisation (regions with the same
+    ops and policy share one transform)."""
     import json
 
     from pydantic import TypeAdapter
@@ -163,10 +164,11 @@ def eval_transforms(backend: _Backend) -> dict[str, Any]:
     built: dict[str, Any] = {}
     out = {}
     for r in backend.regions:
-        key = json.dumps(r.get("eval_ops", []), sort_keys=True)
+        resize = r.get("resize", "crop")  # files before resize policies: crop
+        key = json.dumps([r.get("eval_ops", []), resize], sort_keys=True)
         if key not in built:
             ops = ops_of.validate_python(r.get("eval_ops", []))
-            built[key] = build_transform(ops, backend.image_size, backend.mean, backend.std)
+            built[key] = build_transform(ops, backend.image_size, backend.mean, backend.std, resize)
         out[r["name"]] = built[key]
     return out
 

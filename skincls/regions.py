@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -74,6 +74,12 @@ class RegionSpec(BaseModel):
     """Scales this head's per-label loss in the multi-task mean (1: every label counts alike)."""
     decision: DecisionName | None = None
     """``argmax`` or ``median`` of the predicted grade distribution (ordinal regions only)."""
+    resize: Literal["squash", "pad", "crop"] | None = None
+    """How a crop becomes the square input (:data:`skincls.augment.RESIZE_POLICIES`); None: the
+    run's ``--resize``."""
+
+    def resize_policy(self, default: str) -> str:
+        return self.resize or default
 
     @model_validator(mode="after")
     def _check(self) -> RegionSpec:

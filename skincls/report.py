@@ -238,9 +238,9 @@ def _thumbnails(scored, spec, positions: list[int], explain: bool) -> list[dict[
         if explain and n < GRADCAMS:
             from skincls.explain import cam_overlay
 
-            overlay, _, _ = cam_overlay(
-                scored["model"], rgb, spec.name, scored["transforms"][spec.name]
-            )
+            transform = scored["transforms"][spec.name]
+            resize = scored["meta"]["resize"][spec.name]
+            overlay, _, _ = cam_overlay(scored["model"], rgb, spec.name, transform, resize=resize)
             item["cam"] = jpeg(Image.fromarray(overlay))
         out.append(item)
     return out

@@ -309,6 +309,7 @@ def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None
         rule = f", decision={model.decisions[r.name]}" if r.ordinal else ""
         console.print(
             f"  {r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}{rule}, "
+            f"resize={r.resize_policy(config.resize)} ({_box_aspect(parts['train'], r.name)}), "
             f"imbalance corrections: {', '.join(fixes) or 'none'}"
             + (" [double correction]" if double else "")
             + f"; share of the loss {share['loss_share']:.1%}"
@@ -331,6 +332,18 @@ def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None
         f"{config.accum_steps} accumulation step(s) = global batch "
         f"{config.batch_size * dctx.world_size * config.accum_steps}"
     )
+
+
+def _box_aspect(samples, region: str) -> str:
+    """The median width / height of a region's training boxes, in words."""
+    import statistics
+
+    aspects = [
+        (s.bbox[2] - s.bbox[0]) / max(s.bbox[3] - s.bbox[1], 1)
+        for s in samples
+        if s.bbox and any(lab.region == region for lab in s.labels)
+    ]
+    return f"median box aspect {statistics.median(aspects):.2f}" if aspects else "whole images"
 
 
 def _calibrate(run, config, kit: Kit, regions, state, console, dctx) -> None:

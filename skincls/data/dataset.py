@@ -67,13 +67,22 @@ class SampleDataset(Dataset):
 
 
 def build_transforms(
-    regions: Sequence[Any], phase: str, image_size: int, mean: Sequence[float], std: Sequence[float]
+    regions: Sequence[Any],
+    phase: str,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    resize: str = "crop",
 ) -> dict[str, Any]:
+    """Per region, its ``phase`` recipe with its resize policy (its own ``resize:``, else
+    ``resize``)."""
     from skincls.augment import build_transform
 
     if phase not in ("train", "eval"):
         raise SkinclsError(f"phase must be train or eval, got {phase!r}")
     return {
-        r.name: build_transform(getattr(r.augment, phase), image_size, tuple(mean), tuple(std))
+        r.name: build_transform(
+            getattr(r.augment, phase), image_size, tuple(mean), tuple(std), r.resize_policy(resize)
+        )
         for r in regions
     }

@@ -76,7 +76,7 @@ def label_counts(regions: Sequence[RegionSpec], samples: Iterable[Sample]) -> di
 
 def recipe_key(spec: RegionSpec) -> str:
     """Two regions whose crops may be one sample must preprocess them alike: this says how."""
-    return json.dumps(spec.augment.model_dump(mode="json"), sort_keys=True)
+    return json.dumps([spec.augment.model_dump(mode="json"), spec.resize], sort_keys=True)
 
 
 def merge_labels(

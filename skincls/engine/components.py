@@ -41,8 +41,8 @@ def build_kit(config: Any, model: nn.Module, regions, parts, device, dctx) -> Ki
     data_cfg: dict[str, Any] = model.data_config  # type: ignore[assignment]
     mean, std = list(data_cfg["mean"]), list(data_cfg["std"])
     model, net, dtype, channels_last = _place(config, model, device, dctx)
-    eval_tf = build_transforms(regions, "eval", config.image_size, mean, std)
-    train_tf = build_transforms(regions, "train", config.image_size, mean, std)
+    eval_tf = build_transforms(regions, "eval", config.image_size, mean, std, config.resize)
+    train_tf = build_transforms(regions, "train", config.image_size, mean, std, config.resize)
     sampler, shares, train_loader, val_loader = _loaders(
         config, regions, parts, train_tf, eval_tf, device, dctx
     )

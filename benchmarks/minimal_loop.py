@@ -1,0 +1,99 @@
+"""The yardstick of issue 19: a plain hand-written timm loop on the quality benchmark's split.
+
+What a user would write in a notebook: resnet10t from scratch, AdamW (weight decay 0.05) with a
+one-cycle schedule peaking at 2e-3, batch 64, no augmentation, the whole image resized to the
+input square, cross-entropy with a class-balanced sampler (weights 1 / class count), every
+non-test image (the split's train and validation parts: no model selection), the last epoch
+scored on the split's test part. The split is the one ``skincls train`` makes for the quality
+benchmark (lesion-grouped, 70/15/15, split seed 0), so the test images are the same.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def split_parts(data: Path, regions_dir: Path, group_column: str = "lesion_id") -> dict:
+    """The quality benchmark's train/val/test samples (the split ``skincls train`` makes)."""
+    from skincls.data.sources import load_data
+    from skincls.data.split import partition, split_samples
+    from skincls.regions import discover_regions
+
+    dataset = load_data(data, discover_regions([regions_dir]), ["lesion"], "csv", group_column)
+    return partition(dataset.samples, split_samples(dataset.samples, (0.7, 0.15, 0.15), 0))
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, samples, size: int, mean, std):
+        self.samples, self.size = samples, size
+        self.mean = np.array(mean, np.float32)[:, None, None]
+        self.std = np.array(std, np.float32)[:, None, None]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        s = self.samples[i]
+        img = Image.open(s.path).convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        x = np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0
+        return torch.from_numpy((x - self.mean) / self.std), s.labels[0].index
+
+
+def run_minimal(seed: int, data: Path, regions_dir: Path, args) -> dict:
+    """Train and score the minimal loop; the quality benchmark's row for ``minimal_loop``."""
+    import timm
+    from timm.data import resolve_data_config
+
+    from skincls.metrics import region_metrics
+
+    t0 = time.perf_counter()
+    parts = split_parts(data, regions_dir)
+    train = parts["train"] + parts["val"]
+    torch.manual_seed(seed)
+    model = timm.create_model(args.backbone, pretrained=False, num_classes=7)
+    cfg = resolve_data_config({}, model=model)
+    labels = np.array([s.labels[0].index for s in train])
+    weights = 1.0 / np.bincount(labels, minlength=7)[labels]
+    sampler = torch.utils.data.WeightedRandomSampler(
+        torch.as_tensor(weights, dtype=torch.double),
+        len(train),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    loader = torch.utils.data.DataLoader(
+        _Images(train, args.image_size, cfg["mean"], cfg["std"]),
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,
+        drop_last=True,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=2e-3, total_steps=args.epochs * len(loader)
+    )
+    for _ in range(args.epochs):
+        model.train()
+        for x, y in loader:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    test = torch.utils.data.DataLoader(
+        _Images(parts["test"], args.image_size, cfg["mean"], cfg["std"]), batch_size=128
+    )
+    pred, true = [], []
+    with torch.no_grad():
+        for x, y in test:
+            pred += model(x).argmax(1).tolist()
+            true += y.tolist()
+    return {
+        "metrics": region_metrics(true, pred, [str(i) for i in range(7)]),
+        "seconds": time.perf_counter() - t0,
+    }
