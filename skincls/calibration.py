@@ -1,13 +1,21 @@
 """Probabilities an app can trust: a temperature per head and a decision rule chosen on validation.
 
-After training, each head's temperature T is fitted on the validation split by minimising the
-negative log-likelihood of its labels (Guo et al., "On Calibration of Modern Neural Networks",
-ICML 2017); served probabilities are ``probabilities(logits / T)`` while logits stay raw. The
+After training, each head's temperature T and a bias per output b are fitted on the validation
+split by minimising the negative log-likelihood of its labels: bias-corrected temperature
+scaling (Alexandari, Kundaje and Shrikumar, "Maximum Likelihood with Bias-Corrected Calibration
+is Hard-To-Beat at Label Shift Adaptation", ICML 2020; temperature scaling: Guo et al., ICML
+2017). The bias absorbs the difference between the class mix a head was trained under (a
+balanced sampler draws rare grades as often as common ones) and the data's own mix, which a
+temperature alone cannot. Served probabilities are ``probabilities(logits / T + b)`` while
+logits stay raw. The
 decided class is corrected for the class prior the head was trained under (Menon et al.,
 "Long-tail learning via logit adjustment", ICLR 2021): ``argmax(log p - tau * log(train prior) +
 log(target prior))`` with ``tau`` chosen on validation for the run's selection metric (0 when
 no correction helps), so a model trained with a balanced sampler or a re-weighting loss is not
-corrected twice. The temperature changes confidence only, never the decided class.
+corrected twice. Calibration changes the served probabilities only, never the decided class:
+the probabilities describe the data's own class mix (how often a grade really is right), the
+decision serves the selection metric (balanced accuracy by default: a rare grade may be decided
+at a probability below that of a common one).
 """
 
 from __future__ import annotations
@@ -60,6 +68,42 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> fl
             b = lo + g * (hi - lo)
             fb = f(b)
     return float(math.exp((lo + hi) / 2))
+
+
+def fit_calibration(
+    logits: torch.Tensor, labels: torch.Tensor, kind: str
+) -> tuple[float, list[float]]:
+    """Temperature and per-output bias minimising the NLL of ``labels`` (L-BFGS in float64
+    from the best temperature alone, bias 0; for softmax heads the NLL is convex in 1/T and b),
+    with standard normal priors on log T and on each bias (a penalty of their squares / 2n):
+    negligible against a real validation split, but it keeps a handful of labels from driving
+    T to 0 or a bias to infinity, and fixes the bias's free offset."""
+    t0 = fit_temperature(logits, labels, kind)
+    if labels.numel() == 0:
+        return t0, [0.0] * logits.shape[1]
+    z = logits.double()
+    y = labels[:, None].long()
+    inv_t = torch.tensor(1.0 / t0, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([inv_t, bias], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        shifted = z * inv_t + bias
+        if kind == "softmax":
+            logp = torch.log_softmax(shifted, 1)
+        else:
+            logp = torch.log(probabilities(shifted, kind).double().clamp_min(1e-12))
+        prior = (torch.log(inv_t) ** 2 + (bias**2).sum()) / (2 * len(y))
+        loss = -logp.gather(1, y).mean() + prior
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    if not (torch.isfinite(inv_t) and inv_t > 0 and torch.isfinite(bias).all()):
+        return t0, [0.0] * logits.shape[1]
+    centred = bias.detach() - bias.detach().mean() if kind == "softmax" else bias.detach()
+    return float(1.0 / inv_t.detach()), centred.tolist()
 
 
 def calibration_figures(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict:
@@ -218,15 +262,18 @@ def calibrate(
         if labels.numel() == 0:
             continue
         kind, rule = model.kinds[r.name], model.decisions[r.name]
-        temperature = fit_temperature(logits, labels, kind)
+        temperature, bias = fit_calibration(logits, labels, kind)
         prior = training_prior(loss_fns[r.name], drawn[r.name])
         tau, figures = choose_tau(logits, labels, kind, rule, prior, r.classes, r.ordinal, select)
         y = labels.numpy()
         before = calibration_figures(probabilities(logits, kind).numpy(), y)
-        after = calibration_figures(probabilities(logits, kind, temperature).numpy(), y)
+        after = calibration_figures(
+            probabilities(logits, kind, temperature, torch.tensor(bias)).numpy(), y
+        )
         out[r.name] = {
             "head": kind,
             "temperature": temperature,
+            "bias": bias,
             "train_prior": prior,
             "tau": tau,
             "select": select,
@@ -258,6 +305,7 @@ def apply_serving(
         c = (calibration or {}).get(name)
         if c is None:
             model.temperatures[name], model.log_shifts[name] = 1.0, None
+            model.biases[name] = None
             said[name] = "uncalibrated"
             if name in target:
                 raise SkinclsError(
@@ -266,6 +314,8 @@ def apply_serving(
                 )
             continue
         model.temperatures[name] = float(c["temperature"])
+        bias = c.get("bias")
+        model.biases[name] = torch.tensor(bias, dtype=torch.float32) if bias else None
         tau = 0.0 if rule == "argmax" else float(c["tau"])
         if name in target:
             model.log_shifts[name] = log_shift(c["train_prior"], tau, target[name])
@@ -290,11 +340,12 @@ def calibration_report(model: Any, p: dict[str, np.ndarray]) -> dict[str, dict[s
             continue
         logits = torch.from_numpy(np.stack(list(p["logits"][rows])))
         labels = p["label"][rows]
-        kind, t = model.kinds[name], model.temperatures[name]
+        kind, t, b = model.kinds[name], model.temperatures[name], model.biases[name]
         out[name] = {
             "temperature": t,
+            "bias": None if b is None else b.tolist(),
             "before": calibration_figures(probabilities(logits, kind).numpy(), labels),
-            "after": calibration_figures(probabilities(logits, kind, t).numpy(), labels),
+            "after": calibration_figures(probabilities(logits, kind, t, b).numpy(), labels),
         }
     return out
 

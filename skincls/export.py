@@ -249,6 +249,7 @@ def metadata_props(
                 "head": kinds.get(s.name, "softmax"),
                 "decision": decisions.get(s.name, "argmax"),
                 "temperature": getattr(model, "temperatures", {}).get(s.name, 1.0),
+                "bias": calibration.get(s.name, {}).get("bias"),
                 "rule": serving.get(s.name, "uncalibrated"),
                 "decision_log_shift": (
                     shifts[s.name].tolist() if shifts.get(s.name) is not None else None
@@ -261,9 +262,9 @@ def metadata_props(
             }
             for s in specs
         ],
-        "outputs": "<region>_logits (raw); <region>_probs: class probabilities at the head's "
-        "temperature (softmax of logits/T; sigmoid heads: per-class sigmoid of logits/T "
-        "normalised to sum 1; CORN: from its K-1 conditional logits); <region>_decision "
+        "outputs": "<region>_logits (raw); <region>_probs: calibrated class probabilities, "
+        "computed from logits/T + bias (softmax; sigmoid heads: per-class sigmoids normalised "
+        "to sum 1; CORN: from its K-1 conditional outputs); <region>_decision "
         "(int64): the decided class, argmax (or, for decision 'median', the median) of the "
         "uncalibrated probabilities times exp(decision_log_shift), renormalised",
     }

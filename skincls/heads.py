@@ -39,8 +39,14 @@ def head_width(kind: str, num_classes: int) -> int:
     return num_classes - 1 if kind == "corn" else num_classes
 
 
-def probabilities(logits: torch.Tensor, kind: str, temperature: float = 1.0) -> torch.Tensor:
-    """Class probabilities (rows sum to 1) from a head's outputs divided by ``temperature``.
+def probabilities(
+    logits: torch.Tensor,
+    kind: str,
+    temperature: float = 1.0,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Class probabilities (rows sum to 1) from a head's outputs divided by ``temperature``,
+    plus ``bias`` (one per output; see :func:`skincls.calibration.fit_calibration`).
 
     Sigmoid: the per-class sigmoids, normalised to sum to 1 (the one-vs-rest probabilities an
     app would otherwise have to renormalise itself). CORN: P(y > k) is the running product of
@@ -49,9 +55,10 @@ def probabilities(logits: torch.Tensor, kind: str, temperature: float = 1.0) -> 
     rounding.
     """
     z = logits.float() / temperature if temperature != 1.0 else logits.float()
-    if kind == "sigmoid":
-        p = torch.sigmoid(z)
-        return p / p.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    if bias is not None:
+        z = z + bias.to(z.device, z.dtype)
+    if kind == "sigmoid":  # sigmoid(z_k) / sum_j sigmoid(z_j), stable far from 0
+        return torch.softmax(F.logsigmoid(z), dim=1)
     if kind != "corn":
         return torch.softmax(z, dim=1)
     above = torch.exp(torch.cumsum(F.logsigmoid(z), dim=1))

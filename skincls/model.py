@@ -75,6 +75,8 @@ class MultiHeadNet(nn.Module):
         """Ordinal heads: their decided grade is an output of the exported graph."""
         self.temperatures: dict[str, float] = {n: 1.0 for n in self.region_names}
         """Per head, the temperature its served probabilities use (:mod:`skincls.calibration`)."""
+        self.biases: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
+        """Per head, the calibration bias added to its logits / temperature (or None)."""
         self.log_shifts: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
         """Per head, the prior correction its decision adds to the log-probabilities."""
         width = int(self.backbone.num_features)  # type: ignore[arg-type]
@@ -105,16 +107,16 @@ class MultiHeadNet(nn.Module):
     def predict(
         self, logits: Sequence[torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per region, the served class probabilities (at the head's temperature) and the
-        decided class (the head's rule on its uncalibrated probabilities, prior-corrected by its
+        """Per region, the served class probabilities (at the head's temperature and bias) and
+        the decided class (the head's rule on its uncalibrated probabilities, prior-corrected by its
         log shift) of ``forward``'s logits."""
         from skincls.heads import decide, probabilities
 
         probs, classes = [], []
         for n, lg in zip(self.region_names, logits, strict=True):
             raw = probabilities(lg, self.kinds[n])
-            t = self.temperatures[n]
-            probs.append(raw if t == 1.0 else probabilities(lg, self.kinds[n], t))
+            t, b = self.temperatures[n], self.biases[n]
+            probs.append(raw if t == 1.0 and b is None else probabilities(lg, self.kinds[n], t, b))
             classes.append(decide(raw, self.decisions[n], self.log_shifts[n]))
         return probs, classes
 

@@ -84,6 +84,7 @@ def _onnx_rules(regions, rule: str, target_prior: Sequence[str], path: Path) -> 
     class _Heads:  # what apply_serving sets: one entry per head
         region_names = [r["name"] for r in regions]
         temperatures: dict[str, float] = {}
+        biases: dict[str, Any] = {}
         log_shifts: dict[str, Any] = {}
 
     heads = _Heads()

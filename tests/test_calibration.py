@@ -150,6 +150,7 @@ def test_sigmoid_heads_are_served_as_sigmoid_from_the_run_and_the_onnx_file(
     images = sorted((Path(tiny_data) / "images").rglob("*.png"))[:6]
     model, *_, meta = load_run_model(sigmoid_run)
     t = meta["calibration"]["pore"]["temperature"]
+    bias = torch.tensor(meta["calibration"]["pore"]["bias"])
     run_pred = predict(sigmoid_run, images)["predictions"]
     onnx = export_onnx(sigmoid_run, tmp_path / "m.onnx")["path"]
     onnx_pred = predict(onnx, images)["predictions"]
@@ -163,7 +164,7 @@ def test_sigmoid_heads_are_served_as_sigmoid_from_the_run_and_the_onnx_file(
         x = transform(image=read_image(str(path)))["image"].transpose(2, 0, 1)[None]
         with torch.no_grad():
             z = model(torch.from_numpy(np.ascontiguousarray(x)))[model.region_names.index("pore")]
-        s = torch.sigmoid(z / t)[0]
+        s = torch.sigmoid(z / t + bias)[0]
         expected = (s / s.sum()).numpy()
         got = np.array(list(a["regions"]["pore"]["probs"].values()))
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -279,3 +280,29 @@ def test_no_calibrate_keeps_plain_softmax_and_argmax(tmp_path, tiny_data, tiny_r
     assert all(t == 1.0 for t in model.temperatures.values())
     with pytest.raises(SkinclsError, match="no calibration for this head"):
         apply_serving(model, None, "selected", {"pore": [0.5, 0.3, 0.2]})
+
+
+def test_bias_corrected_calibration_recovers_a_temperature_and_a_prior_shift():
+    """A model trained on a balanced draw, deployed on data where class 0 is 8x as common:
+    the fitted bias recovers log(deployment prior) up to its free offset, and the calibrated
+    probabilities are far better than a temperature alone gives."""
+    from skincls.calibration import fit_calibration
+
+    g = torch.Generator().manual_seed(3)
+    true_logits = torch.randn(30000, 3, generator=g) * 1.5
+    shift = torch.log(torch.tensor([0.8, 0.1, 0.1]))
+    labels = torch.multinomial(torch.softmax(true_logits + shift, 1), 1, generator=g)[:, 0]
+    model_logits = true_logits * 2.0  # overconfident, and blind to the deployment prior
+    t, bias = fit_calibration(model_logits, labels, "softmax")
+    assert abs(t - 2.0) / 2.0 < 0.05
+    centred = shift - shift.mean()
+    assert bias == pytest.approx(centred.tolist(), abs=0.08)
+    y = labels.numpy()
+    calibrated = probabilities(model_logits, "softmax", t, torch.tensor(bias)).numpy()
+    temperature_only = probabilities(
+        model_logits, "softmax", fit_temperature(model_logits, labels, "softmax")
+    ).numpy()
+    assert calibration_figures(calibrated, y)["ece"] < 0.02
+    assert (
+        calibration_figures(calibrated, y)["nll"] < calibration_figures(temperature_only, y)["nll"]
+    )
