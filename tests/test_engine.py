@@ -428,3 +428,45 @@ def test_compile_that_cannot_run_is_a_clear_error(monkeypatch):
     model = MultiHeadNet("test_resnet", ["a"], [3], dropout=0.0)
     with pytest.raises(SkinclsError, match="--compile on cpu: inductor needs a C.. compiler"):
         compile_backbone(model, torch.device("cpu"))
+
+
+def test_ema_follows_timms_warm_up_arithmetic_by_hand():
+    """Three updates with decay 0.9 and warm-up: the EMA is the weights after update 1, then
+    d2 * ema + (1 - d2) * weights with d2 = 1 - 2^(-2/3), then d3 = 1 - 3^(-2/3) (both below
+    0.9, so the warm-up, not the cap, sets them)."""
+    from timm.utils import ModelEmaV3
+
+    from skincls.engine.loop import Engine
+    from skincls.losses import create_loss
+    from skincls.model import MultiHeadNet
+
+    torch.manual_seed(0)
+    model = MultiHeadNet("test_resnet", ["a"], [3], dropout=0.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    engine = Engine(
+        net=model,
+        model=model,
+        loss_fns=torch.nn.ModuleDict({"a": create_loss("ce", [1, 1, 1], reduction="none")}),
+        names=["a"],
+        head_weights=[1.0],
+        optimizer=optimizer,
+        scheduler=create_scheduler(optimizer, 0.5, 0.5, total=10, warmup=0),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        device=torch.device("cpu"),
+        ema=ModelEmaV3(model, decay=0.9, use_warmup=True),
+    )
+    state = TrainState()
+    g = torch.Generator().manual_seed(1)
+    weights, expected = [], None
+    for step in range(3):
+        images = torch.randn(4, 3, 32, 32, generator=g)
+        labels = torch.randint(0, 3, (4, 1), generator=g)
+        ok = torch.ones(4, dtype=torch.bool)
+        engine.train_step(images, labels, ok, [4], state)
+        w = model.heads["a"][1].weight.detach().clone()
+        weights.append(w)
+        d = [0.0, 1 - 2 ** (-2 / 3), 1 - 3 ** (-2 / 3)][step]
+        expected = w if expected is None else d * expected + (1 - d) * w
+        ema_w = engine.ema.module.heads["a"][1].weight
+        torch.testing.assert_close(ema_w, expected, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(weights[0], weights[2])  # the weights really moved
