@@ -71,29 +71,22 @@ class OnnxBackend(_Backend):
 
 
 def _onnx_rules(regions, rule: str, target_prior: Sequence[str], path: Path) -> dict[str, Any]:
-    """Per region, the decision shift for ``rule`` from the metadata's prior and tau."""
+    """Per region, the decision shift for ``rule`` from the metadata's prior and tau (the
+    serving logic of a run directory, :func:`skincls.calibration.apply_serving`)."""
+    from types import SimpleNamespace
+
     from skincls.calibration import apply_serving, parse_target_prior
 
+    if any("head" not in r for r in regions):
+        raise SkinclsError(f"{path}: exported before decision rules; export it again")
     target = parse_target_prior(target_prior, {r["name"]: r["classes"] for r in regions})
-    calibration = {
-        r["name"]: {"temperature": r.get("temperature", 1.0), "tau": r["tau"], **r}
-        for r in regions
-        if r.get("train_prior") is not None
-    }
-
-    class _Heads:  # what apply_serving sets: one entry per head
-        region_names = [r["name"] for r in regions]
-        temperatures: dict[str, float] = {}
-        biases: dict[str, Any] = {}
-        log_shifts: dict[str, Any] = {}
-
-    heads = _Heads()
+    calibration = {r["name"]: r for r in regions if r.get("train_prior") is not None}
+    heads = SimpleNamespace(
+        region_names=[r["name"] for r in regions], temperatures={}, biases={}, log_shifts={}
+    )
     said = apply_serving(heads, calibration, rule, target)
     for r in regions:
         r["rule"] = said[r["name"]]
-    missing = [r["name"] for r in regions if "head" not in r]
-    if missing:
-        raise SkinclsError(f"{path}: exported before decision rules; export it again")
     return dict(heads.log_shifts)
 
 
