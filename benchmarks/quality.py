@@ -42,6 +42,17 @@ ARMS: dict[str, dict] = {
     "ce_sampler_head_lr10": {"loss": "ce", "sampler": "class_balanced", "head_lr_mult": 10.0},
     # issue 19: the yardstick, a plain hand-written timm loop (benchmarks/minimal_loop.py)
     "minimal_loop": {},
+    # issue 19: the default recipe with one change towards the yardstick ("region": extra lines
+    # of the lesion region file)
+    "ablate_no_augment": {
+        "loss": "ce",
+        "sampler": "class_balanced",
+        "region": "augment: {train: [], eval: []}",
+    },
+    "ablate_squash": {"loss": "ce", "sampler": "class_balanced", "region": "resize: squash"},
+    "ablate_no_dropout": {"loss": "ce", "sampler": "class_balanced", "dropout": 0.0},
+    "ablate_no_warmup": {"loss": "ce", "sampler": "class_balanced", "warmup_epochs": 0},
+    "ablate_wd005": {"loss": "ce", "sampler": "class_balanced", "weight_decay": 0.05},
 }
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
@@ -52,6 +63,14 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
 
     if name == "minimal_loop":
         return _minimal_row(seed, args, regions_dir)
+    arm = dict(ARMS[name])
+    extra = arm.pop("region", None)
+    if extra:  # this arm's own lesion region file
+        regions_dir = out / f"regions-{name}"
+        regions_dir.mkdir(parents=True, exist_ok=True)
+        (regions_dir / "lesion.yaml").write_text(
+            f"name: lesion\nclasses: [{', '.join(CLASSES)}]\n{extra}\n"
+        )
 
     values = dict(
         data=str(args.data),
@@ -74,7 +93,7 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
         select="balanced_accuracy",
         region_balance="none",
     )
-    values.update(ARMS[name])
+    values.update(arm)
     values["split_seed"] = 0  # one split for every arm and seed; the seed varies training only
     t0 = time.perf_counter()
     result = train(build_config(values))
