@@ -6,16 +6,18 @@ scaling (Alexandari, Kundaje and Shrikumar, "Maximum Likelihood with Bias-Correc
 is Hard-To-Beat at Label Shift Adaptation", ICML 2020; temperature scaling: Guo et al., ICML
 2017). The bias absorbs the difference between the class mix a head was trained under (a
 balanced sampler draws rare grades as often as common ones) and the data's own mix, which a
-temperature alone cannot. Served probabilities are ``probabilities(logits / T + b)`` while
-logits stay raw. The
-decided class is corrected for the class prior the head was trained under (Menon et al.,
-"Long-tail learning via logit adjustment", ICLR 2021): ``argmax(log p - tau * log(train prior) +
-log(target prior))`` with ``tau`` chosen on validation for the run's selection metric (0 when
-no correction helps), so a model trained with a balanced sampler or a re-weighting loss is not
-corrected twice. Calibration changes the served probabilities only, never the decided class:
-the probabilities describe the data's own class mix (how often a grade really is right), the
-decision serves the selection metric (balanced accuracy by default: a rare grade may be decided
-at a probability below that of a common one).
+temperature alone cannot. Served probabilities are ``p = probabilities(logits / T + b)``
+while logits stay raw: they say how often a grade is really right on data with the data's own
+class mix.
+
+Decisions are made on those probabilities: ``argmax`` (the most probable class: the highest
+plain accuracy), or the rule chosen on validation, ``argmax(log p - tau * log(prior) +
+log(target prior))`` (logit adjustment, Menon et al., ICLR 2021), where ``prior`` is the data's
+own class mix (the training split's label counts; calibration has already removed whatever mix
+the sampler or the loss trained the head under, so nothing is corrected twice) and ``tau`` in
+0..2 is chosen for the run's selection metric (tau 1 with a uniform target is the Bayes rule for
+balanced accuracy). An ordinal head with ``decision: median`` takes the median instead of the
+argmax of the same corrected distribution.
 """
 
 from __future__ import annotations
@@ -136,21 +138,6 @@ def calibration_figures(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_B
     }
 
 
-def training_prior(loss_fn: torch.nn.Module, drawn: Sequence[float]) -> list[float]:
-    """The class prior a head was trained under: the sampler's drawn class shares, times the
-    loss's class weights (class-balanced losses), divided by ``prior^tau`` (logit-adjusted
-    losses, which train ``logits + tau * log prior``)."""
-    prior = np.asarray(drawn, dtype=np.float64)
-    weight = getattr(loss_fn, "weight", None)
-    if isinstance(weight, torch.Tensor):
-        prior = prior * weight.detach().cpu().double().numpy()
-    log_prior = getattr(loss_fn, "log_prior", None)
-    if isinstance(log_prior, torch.Tensor):
-        prior = prior * np.exp(-getattr(loss_fn, "tau", 1.0) * log_prior.cpu().double().numpy())
-    prior = np.clip(prior, 1e-12, None)
-    return (prior / prior.sum()).tolist()
-
-
 def log_shift(prior: Sequence[float], tau: float, target: Sequence[float] | None = None):
     """``-tau * log(prior) + log(target)`` (target: uniform when None), as a float tensor."""
     shift = -tau * torch.log(torch.tensor(prior, dtype=torch.float64).clamp_min(1e-12))
@@ -160,20 +147,19 @@ def log_shift(prior: Sequence[float], tau: float, target: Sequence[float] | None
 
 
 def choose_tau(
-    logits: torch.Tensor,
+    probs: torch.Tensor,
     labels: torch.Tensor,
-    kind: str,
     rule: str,
     prior: Sequence[float],
     classes: Sequence[str],
     ordinal: bool,
     select: str,
 ) -> tuple[float, dict[float, float]]:
-    """The prior-correction strength in ``TAU_GRID`` with the best validation ``select``
-    figure (ties: the smaller tau), and the figure of every candidate."""
+    """The prior-correction strength in ``TAU_GRID`` whose decisions on the (calibrated)
+    validation ``probs`` have the best ``select`` figure (ties: the smaller tau), and the
+    figure of every candidate."""
     from skincls.metrics import LOWER_IS_BETTER, region_metrics
 
-    probs = probabilities(logits, kind)
     y = labels.tolist()
     figures: dict[float, float] = {}
     for tau in TAU_GRID:
@@ -248,14 +234,13 @@ def calibrate(
     model: Any,
     val: dict[str, tuple[torch.Tensor, torch.Tensor]],
     regions: Sequence[Any],
-    loss_fns: Any,
-    drawn: dict[str, Sequence[float]],
+    counts: dict[str, list[int]],
     select: str,
 ) -> dict[str, dict[str, Any]]:
-    """Per head with validation labels: its temperature, its training prior, the tau of its
-    decision rule, and the validation figures before and after (``meta.json``'s
-    ``calibration``). ``val`` maps a head to its raw validation logits and labels; ``drawn`` to
-    the sampler's class shares."""
+    """Per head with validation labels: its temperature and bias, the data's class prior (from
+    the training split's label ``counts``), the tau of its decision rule, and the validation
+    figures before and after (``meta.json``'s ``calibration``). ``val`` maps a head to its raw
+    validation logits and labels."""
     out: dict[str, dict[str, Any]] = {}
     for r in regions:
         logits, labels = val.get(r.name, (torch.empty(0, 1), torch.empty(0, dtype=torch.long)))
@@ -263,18 +248,18 @@ def calibrate(
             continue
         kind, rule = model.kinds[r.name], model.decisions[r.name]
         temperature, bias = fit_calibration(logits, labels, kind)
-        prior = training_prior(loss_fns[r.name], drawn[r.name])
-        tau, figures = choose_tau(logits, labels, kind, rule, prior, r.classes, r.ordinal, select)
+        calibrated = probabilities(logits, kind, temperature, torch.tensor(bias))
+        n = np.asarray(counts[r.name], dtype=np.float64) + 0.5  # a class absent from training
+        prior = (n / n.sum()).tolist()
+        tau, figures = choose_tau(calibrated, labels, rule, prior, r.classes, r.ordinal, select)
         y = labels.numpy()
         before = calibration_figures(probabilities(logits, kind).numpy(), y)
-        after = calibration_figures(
-            probabilities(logits, kind, temperature, torch.tensor(bias)).numpy(), y
-        )
+        after = calibration_figures(calibrated.numpy(), y)
         out[r.name] = {
             "head": kind,
             "temperature": temperature,
             "bias": bias,
-            "train_prior": prior,
+            "prior": prior,
             "tau": tau,
             "select": select,
             "tau_figures": {str(t): v for t, v in figures.items()},
@@ -293,10 +278,11 @@ def apply_serving(
     rule: str = "selected",
     target: dict[str, list[float]] | None = None,
 ) -> dict[str, str]:
-    """Set ``model``'s temperatures and decision shifts from a run's ``calibration`` and the
-    rule asked for: ``selected`` (tau chosen on validation), ``argmax`` (no prior correction:
-    the highest plain accuracy), or a ``target`` prior per head (the deployment's class mix;
-    tau as chosen). Returns, per head, the rule in words (for ``predict`` and the metadata)."""
+    """Set ``model``'s temperatures, biases and decision shifts from a run's ``calibration``
+    and the rule asked for: ``selected`` (tau chosen on validation), ``argmax`` (the most
+    probable class: the highest plain accuracy), or a ``target`` prior per head (the
+    deployment's class mix: the calibrated probabilities moved from the data's mix to it, by
+    Bayes' rule). Returns, per head, the rule in words (for ``predict`` and the metadata)."""
     if rule not in RULES:
         raise SkinclsError(f"--rule: expected one of {', '.join(RULES)}, got {rule!r}")
     target = target or {}
@@ -318,14 +304,15 @@ def apply_serving(
         model.biases[name] = torch.tensor(bias, dtype=torch.float32) if bias else None
         tau = 0.0 if rule == "argmax" else float(c["tau"])
         if name in target:
-            model.log_shifts[name] = log_shift(c["train_prior"], tau, target[name])
-            said[name] = f"target prior, tau {tau:g}"
+            # Bayes: the calibrated probabilities moved from the data's mix to the target's
+            model.log_shifts[name] = log_shift(c["prior"], 1.0, target[name])
+            said[name] = "target prior"
         elif tau:
-            model.log_shifts[name] = log_shift(c["train_prior"], tau)
+            model.log_shifts[name] = log_shift(c["prior"], tau)
             said[name] = f"prior-corrected, tau {tau:g}"
         else:
             model.log_shifts[name] = None
-            said[name] = "plain" if rule == "argmax" else "tau 0"
+            said[name] = "most probable" if rule == "argmax" else "most probable (tau 0)"
     return said
 
 

@@ -136,7 +136,7 @@ def evaluate(
     if as_json:
         _print_json(result)
         return
-    from skincls.console import print_eval
+    from skincls.console import print_eval, print_per_class
 
     console = _stdout()
     print_eval(
@@ -144,24 +144,7 @@ def evaluate(
         f"{run} ({checkpoint.value}, epoch {result['epoch']}) on split {result['split']}",
         result,
     )
-    from rich.table import Table
-
-    for name, m in result["regions"].items():
-        table = Table(title=f"{name}: per class", title_justify="left")
-        for col in ("class", "precision", "recall", "f1", "support"):
-            table.add_column(col, justify="right")
-        for label, pc in m["per_class"].items():
-            table.add_row(
-                label,
-                f"{pc['precision']:.3f}",
-                f"{pc['recall']:.3f}",
-                f"{pc['f1']:.3f}",
-                str(pc["support"]),
-            )
-        console.print(table)
-        console.print("confusion matrix (rows true, columns predicted):")
-        for label, row in zip(m["per_class"], m["confusion_matrix"], strict=False):
-            console.print(f"  {label:>6} " + " ".join(f"{v:5d}" for v in row))
+    print_per_class(console, result)
 
 
 @app.command()

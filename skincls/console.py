@@ -82,6 +82,28 @@ def print_eval(console: Any, title: str, result: dict[str, Any]) -> None:
         console.print(calibration_table(result))
 
 
+def print_per_class(console: Any, result: dict[str, Any]) -> None:
+    """Per region, precision, recall, F1 and support per class, then the confusion matrix."""
+    from rich.table import Table
+
+    for name, m in result["regions"].items():
+        table = Table(title=f"{name}: per class", title_justify="left")
+        for col in ("class", "precision", "recall", "f1", "support"):
+            table.add_column(col, justify="right")
+        for label, pc in m["per_class"].items():
+            table.add_row(
+                label,
+                f"{pc['precision']:.3f}",
+                f"{pc['recall']:.3f}",
+                f"{pc['f1']:.3f}",
+                str(pc["support"]),
+            )
+        console.print(table)
+        console.print("confusion matrix (rows true, columns predicted):")
+        for label, row in zip(m["per_class"], m["confusion_matrix"], strict=False):
+            console.print(f"  {label:>6} " + " ".join(f"{v:5d}" for v in row))
+
+
 def calibration_table(result: dict[str, Any]) -> Any:
     """Per head: its decision rule, its temperature, and ECE / Brier / NLL before -> after."""
     from rich.table import Table

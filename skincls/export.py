@@ -254,7 +254,7 @@ def metadata_props(
                 "decision_log_shift": (
                     shifts[s.name].tolist() if shifts.get(s.name) is not None else None
                 ),
-                "train_prior": calibration.get(s.name, {}).get("train_prior"),
+                "prior": calibration.get(s.name, {}).get("prior"),
                 "tau": calibration.get(s.name, {}).get("tau"),
                 "eval_ops": [op.model_dump() for op in s.augment.eval],
                 "resize": meta.get("resize", {}).get(s.name, "crop"),
@@ -265,8 +265,8 @@ def metadata_props(
         "outputs": "<region>_logits (raw); <region>_probs: calibrated class probabilities, "
         "computed from logits/T + bias (softmax; sigmoid heads: per-class sigmoids normalised "
         "to sum 1; CORN: from its K-1 conditional outputs); <region>_decision "
-        "(int64): the decided class, argmax (or, for decision 'median', the median) of the "
-        "uncalibrated probabilities times exp(decision_log_shift), renormalised",
+        "(int64): the decided class, argmax (or, for decision 'median', the median) of _probs "
+        "times exp(decision_log_shift), renormalised",
     }
     return [
         (METADATA_KEY, json.dumps(document, ensure_ascii=False)),

@@ -108,16 +108,18 @@ class MultiHeadNet(nn.Module):
         self, logits: Sequence[torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per region, the served class probabilities (at the head's temperature and bias) and
-        the decided class (the head's rule on its uncalibrated probabilities, prior-corrected by its
-        log shift) of ``forward``'s logits."""
+        the decided class (the head's argmax or median of them, after its decision shift) of
+        ``forward``'s logits."""
         from skincls.heads import decide, probabilities
 
-        probs, classes = [], []
-        for n, lg in zip(self.region_names, logits, strict=True):
-            raw = probabilities(lg, self.kinds[n])
-            t, b = self.temperatures[n], self.biases[n]
-            probs.append(raw if t == 1.0 and b is None else probabilities(lg, self.kinds[n], t, b))
-            classes.append(decide(raw, self.decisions[n], self.log_shifts[n]))
+        probs = [
+            probabilities(lg, self.kinds[n], self.temperatures[n], self.biases[n])
+            for n, lg in zip(self.region_names, logits, strict=True)
+        ]
+        classes = [
+            decide(p, self.decisions[n], self.log_shifts[n])
+            for n, p in zip(self.region_names, probs, strict=True)
+        ]
         return probs, classes
 
 

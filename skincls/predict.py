@@ -54,7 +54,7 @@ class OnnxBackend(_Backend):
     def run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         import torch
 
-        from skincls.heads import decide, probabilities
+        from skincls.heads import decide
 
         values = self.session.run(None, {"image": batch})
         named = dict(zip(self.outputs, values, strict=False))
@@ -62,9 +62,9 @@ class OnnxBackend(_Backend):
         for r in self.regions:
             n = r["name"]
             probs[n] = named[f"{n}_probs"]
-            if n in self.redecide:
-                raw = probabilities(torch.from_numpy(named[f"{n}_logits"]), r["head"])
-                decided[n] = decide(raw, r["decision"], self.redecide[n]).numpy()
+            if n in self.redecide:  # the served probabilities, decided by another rule
+                served = torch.from_numpy(probs[n])
+                decided[n] = decide(served, r["decision"], self.redecide[n]).numpy()
             else:  # files before _decision: _grade (ordinal heads) or the argmax
                 decided[n] = named.get(f"{n}_decision", named.get(f"{n}_grade", probs[n].argmax(1)))
         return probs, decided
@@ -80,7 +80,7 @@ def _onnx_rules(regions, rule: str, target_prior: Sequence[str], path: Path) -> 
     if any("head" not in r for r in regions):
         raise SkinclsError(f"{path}: exported before decision rules; export it again")
     target = parse_target_prior(target_prior, {r["name"]: r["classes"] for r in regions})
-    calibration = {r["name"]: r for r in regions if r.get("train_prior") is not None}
+    calibration = {r["name"]: r for r in regions if r.get("prior") is not None}
     heads = SimpleNamespace(
         region_names=[r["name"] for r in regions], temperatures={}, biases={}, log_shifts={}
     )

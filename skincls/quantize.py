@@ -58,20 +58,45 @@ def quantize(src: Path, dst: Path, mode: str, calibration=None) -> str:
                 pre.unlink()
         return f"int8 static (QDQ convolutions, {len(calibration)} calibration images)"
     elif mode == "fp16":
-        import onnx
-        from onnxconverter_common import float16
-
-        model = onnx.load(str(src))
-        # Softmax stays fp32: converting it breaks the typed graph outputs (onnxconverter-common
-        # inserts a Cast whose type no longer matches the declared float32 output).
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            half = float16.convert_float_to_float16(
-                model, keep_io_types=True, op_block_list=["Softmax"]
-            )
-        onnx.save(half, str(dst))
-        return "fp16 (softmax kept in fp32)"
+        _fp16(src, dst)
+        return "fp16 (probabilities and decisions computed in fp32)"
     else:
         raise SkinclsError(f"--quantize: expected none, int8 or fp16, got {mode!r}")
+
+
+def _fp16(src: Path, dst: Path) -> None:
+    """fp16 up to the ``<region>_logits``, fp32 after them: the graph is cut at the logits, the
+    first part converted by onnxconverter-common (inputs and outputs kept fp32) and the second
+    (temperature, bias, probabilities, the decision) joined back unchanged. Converting the whole
+    graph with the post-processing blocked broke it (the converter halves the constants those
+    nodes read, and feeds them its fp16 copy of a graph output)."""
+    import warnings
+
+    import onnx
+    import onnx.compose
+    import onnx.utils
+    from onnxconverter_common import float16
+
+    outputs = [o.name for o in onnx.load(str(src), load_external_data=False).graph.output]
+    logits = [o for o in outputs if o.endswith("_logits")]
+    rest = [o for o in outputs if o not in logits]
+    core_path, post_path = dst.with_suffix(".core.onnx"), dst.with_suffix(".post.onnx")
+    try:
+        onnx.utils.extract_model(str(src), str(core_path), ["image"], logits)
+        onnx.utils.extract_model(str(src), str(post_path), logits, rest)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            core = float16.convert_float_to_float16(onnx.load(str(core_path)), keep_io_types=True)
+        del core.graph.value_info[:]  # stale fp32/fp16 shapes; shape inference redoes them
+        merged = onnx.compose.merge_models(
+            core, onnx.load(str(post_path)), io_map=[(x, x) for x in logits], outputs=outputs
+        )
+        del merged.graph.value_info[:]
+        by_name = {o.name: o for o in merged.graph.output}
+        ordered = [by_name[n] for n in outputs]  # the exported order: callers zip by position
+        del merged.graph.output[:]
+        merged.graph.output.extend(ordered)
+        onnx.save(merged, str(dst))
+    finally:
+        core_path.unlink(missing_ok=True)
+        post_path.unlink(missing_ok=True)

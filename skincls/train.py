@@ -111,7 +111,7 @@ def train(
         tracker = _start(run, config, kit, dctx, state, wandb_group)
         _print_summary(console, run, config, dataset, parts, kit, dctx)
         stopped = fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
-        _calibrate(run, config, kit, dataset.regions, state, console, dctx)
+        _calibrate(run, config, kit, dataset.regions, parts["train"], state, console, dctx)
         test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)
         if test is not None and show_test:
             from skincls.console import print_eval
@@ -346,11 +346,12 @@ def _box_aspect(samples, region: str) -> str:
     return f"median box aspect {statistics.median(aspects):.2f}" if aspects else "whole images"
 
 
-def _calibrate(run, config, kit: Kit, regions, state, console, dctx) -> None:
+def _calibrate(run, config, kit: Kit, regions, train_samples, state, console, dctx) -> None:
     """Fit the best checkpoint's temperatures and decision rules on the validation split, store
     them in ``best/meta.json`` and serve them from the model (``--no-calibrate``: neither)."""
     from skincls.calibration import apply_serving, calibrate
     from skincls.checkpoints import META, atomic_write_json, resolve_checkpoint
+    from skincls.data.samples import label_counts
     from skincls.inference import collect_logits
 
     if not config.calibrate or kit.val_loader is None or state.best_epoch <= 0:
@@ -359,8 +360,8 @@ def _calibrate(run, config, kit: Kit, regions, state, console, dctx) -> None:
     weights, meta = load_checkpoint(run.path / "best")
     e.model.load_state_dict(weights)
     val = collect_logits(e.model, kit.val_loader, e.device, e.dtype, e.channels_last, dctx)
-    drawn = {name: share["classes"] for name, share in kit.shares.items()}
-    calibration = calibrate(e.model, val, regions, e.loss_fns, drawn, config.select)
+    counts = label_counts(regions, train_samples)
+    calibration = calibrate(e.model, val, regions, counts, config.select)
     apply_serving(e.model, calibration)
     if dctx.is_main:
         best = resolve_checkpoint(run.path / "best")

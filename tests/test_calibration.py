@@ -16,7 +16,6 @@ from skincls.calibration import (
     fit_temperature,
     log_shift,
     parse_target_prior,
-    training_prior,
 )
 from skincls.errors import SkinclsError
 from skincls.heads import decide, probabilities
@@ -68,27 +67,30 @@ def test_target_prior_moves_decisions_towards_the_deployment_mix():
     assert common_first.tolist() == [0, 0, 0]
 
 
-def test_training_prior_folds_in_the_sampler_and_the_loss():
-    from skincls.losses import create_loss
+def test_the_rule_chosen_for_balanced_accuracy_corrects_calibrated_probabilities_by_bayes():
+    """Calibrated probabilities on data where class 0 is 8x as common: the argmax favours class
+    0; for balanced accuracy validation chooses a tau near 1 (the Bayes rule argmax p / prior),
+    which raises balanced accuracy; on balanced data it leaves the argmax alone (tau 0)."""
+    from skincls.calibration import choose_tau
+    from skincls.metrics import region_metrics
 
-    drawn = [0.5, 0.3, 0.2]
-    assert training_prior(create_loss("ce", [50, 30, 20]), drawn) == pytest.approx(drawn)
-    cb = create_loss("cb_softmax", [50, 30, 20], beta=0.9)
-    w = cb.weight.numpy()
-    expected = np.array(drawn) * w / (np.array(drawn) * w).sum()
-    assert training_prior(cb, drawn) == pytest.approx(expected.tolist())
-    la = create_loss("logit_adjust", [50, 30, 20], tau=1.0)  # trains logits + log prior
-    assert training_prior(la, [0.5, 0.3, 0.2]) == pytest.approx([1 / 3] * 3)
-
-
-def test_sigmoid_probabilities_are_normalised_sigmoids_not_a_softmax():
-    z = torch.tensor([[2.0, 0.0, -2.0]])
-    s = [1 / (1 + math.exp(-2)), 0.5, 1 / (1 + math.exp(2))]
-    expected = [v / sum(s) for v in s]  # 0.587, 0.333, 0.079 (a softmax gives 0.867, ...)
-    assert probabilities(z, "sigmoid")[0].tolist() == pytest.approx(expected, abs=1e-6)
-    t = [1 / (1 + math.exp(-1)), 0.5, 1 / (1 + math.exp(1))]
-    halved = [v / sum(t) for v in t]
-    assert probabilities(z, "sigmoid", 2.0)[0].tolist() == pytest.approx(halved, abs=1e-6)
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(6000, 3, generator=g)
+    prior = [0.8, 0.1, 0.1]
+    probs = torch.softmax(logits + torch.log(torch.tensor(prior)), 1)  # calibrated by design
+    labels = torch.multinomial(probs, 1, generator=g)[:, 0]
+    tau, figures = choose_tau(
+        probs, labels, "argmax", prior, ["a", "b", "c"], False, "balanced_accuracy"
+    )
+    assert 0.7 <= tau <= 1.3 and figures[tau] > figures[0.0] + 0.05
+    even = torch.softmax(logits, 1)
+    even_labels = torch.multinomial(even, 1, generator=g)[:, 0]
+    tau0, _ = choose_tau(
+        even, even_labels, "argmax", [1 / 3] * 3, ["a", "b", "c"], False, "balanced_accuracy"
+    )
+    assert tau0 == 0.0
+    plain = region_metrics(labels.tolist(), probs.argmax(1).tolist(), ["a", "b", "c"])
+    assert plain["balanced_accuracy"] == pytest.approx(figures[0.0])
 
 
 def test_target_prior_option_parsing_and_errors(tmp_path):
@@ -136,7 +138,7 @@ def test_the_run_stores_a_temperature_and_rule_per_head(sigmoid_run):
     assert cal["pore"]["head"] == "sigmoid" and cal["wrinkle"]["head"] == "softmax"
     for c in cal.values():
         assert c["temperature"] > 0 and c["tau"] in [round(0.1 * i, 1) for i in range(21)]
-        assert sum(c["train_prior"]) == pytest.approx(1.0)
+        assert sum(c["prior"]) == pytest.approx(1.0)
         assert c["val"]["nll_after"] <= c["val"]["nll_before"] + 1e-9  # T minimises NLL
 
 
@@ -228,16 +230,19 @@ def test_the_decision_baked_into_onnx_equals_pytorch_on_real_images(tiny_run, tm
     meta = json.loads((run / "best" / META).read_text())
     rare = {}
     for name, c in meta["calibration"].items():  # make the least-chosen class "rare in training"
-        k = len(c["train_prior"])
+        k = len(c["prior"])
         chosen = [p["regions"][name]["index"] for p in plain]
         rare[name] = min(range(k), key=chosen.count)
-        c["train_prior"] = [0.001 if i == rare[name] else 1.0 for i in range(k)]
+        c["prior"] = [0.001 if i == rare[name] else 1.0 for i in range(k)]
         c["tau"] = 2.0
     (run / "best" / META).write_text(json.dumps(meta))
     onnx = export_onnx(run, tmp_path / "m.onnx")["path"]
     a = predict(run, images)["predictions"]
     b = predict(onnx, images)["predictions"]
     assert a[0]["regions"]["wrinkle"]["rule"] == "prior-corrected, tau 2"
+    for x in plain:  # --rule argmax: the most probable class of the served probabilities
+        for r in x["regions"].values():
+            assert r["probs"][r["class"]] == max(r["probs"].values())
     for x, y in zip(a, b, strict=True):
         for name in x["regions"]:
             assert x["regions"][name]["index"] == y["regions"][name]["index"]
@@ -311,3 +316,17 @@ def test_bias_corrected_calibration_recovers_a_temperature_and_a_prior_shift():
     assert (
         calibration_figures(calibrated, y)["nll"] < calibration_figures(temperature_only, y)["nll"]
     )
+
+
+def test_fp16_export_of_a_calibrated_run_keeps_its_probabilities_in_fp32(sigmoid_run, tmp_path):
+    """The fp16 converter once broke the graph at the temperature's division (a traceback):
+    everything computed from the logits stays fp32 and the export verifies."""
+    from skincls.export import export_onnx, onnx_metadata
+
+    report = export_onnx(sigmoid_run, tmp_path / "half.onnx", quantize="fp16")
+    assert report["method"] == "fp16 (probabilities and decisions computed in fp32)"
+    assert report["class_agreement"] >= 0.99
+    assert {r["name"] for r in onnx_metadata(tmp_path / "half.onnx")["regions"]} == {
+        "pore",
+        "wrinkle",
+    }

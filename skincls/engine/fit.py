@@ -189,7 +189,8 @@ class _progress:
         task = self.bar.add_task(self.title, total=self.steps, info="")
 
         def update(loss: float, rate: float) -> None:
-            self.bar.update(task, advance=1, info=f"loss {loss:.4f}  {rate:.1f} img/s")
+            shown = "-" if math.isnan(loss) else f"{loss:.4f}"  # read every log_every steps
+            self.bar.update(task, advance=1, info=f"loss {shown}  {rate:.1f} img/s")
 
         return update
 
