@@ -56,7 +56,7 @@ RuleOpt = Annotated[
     Rule,
     typer.Option(
         help="Decision rule: selected (the prior correction chosen on validation for the run's "
-        "selection metric), argmax (none: the highest plain accuracy)."
+        "selection metric) or argmax (the most probable class: the highest plain accuracy)."
     ),
 ]
 TargetPriorOpt = Annotated[
