@@ -291,6 +291,7 @@ def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_ex
             lr=0.01,
             ema_decay=0.9,
             max_steps_per_epoch=3,
+            calibrate=False,  # scored again below as selected: raw probabilities, argmax
             **kw,
         )
         return build_config(values)

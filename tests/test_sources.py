@@ -157,11 +157,12 @@ def test_two_regions_may_claim_one_annotation_key(tmp_path):
         sorted(s.regions for s in ds.samples)
         == [("forehead_wrinkle",)] * 2 + [("wrinkle_bands",)] * 2
     )
-    # The same recipe as forehead_wrinkle: one crop, one sample with two labels.
+    # The same recipe (augmentation and resize policy) as forehead_wrinkle: one crop, one
+    # sample with two labels.
     fine_spec = reg.select(["forehead_wrinkle"])[0]
     augment = json.dumps(fine_spec.augment.model_dump(mode="json"))
     with open(d / "wrinkle_bands.yaml", "a") as fh:
-        fh.write(f"augment: {augment}\n")
+        fh.write(f"augment: {augment}\nresize: {fine_spec.resize}\n")
     reg = discover_regions([d], include_entry_points=False)
     ds = load_data(root, reg, ["forehead_wrinkle", "wrinkle_bands"])
     # One forehead crop per subject, carrying both heads' labels of the same grade.
