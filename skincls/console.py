@@ -108,7 +108,7 @@ def calibration_table(result: dict[str, Any]) -> Any:
     """Per head: its decision rule, its temperature, and ECE / Brier / NLL before -> after."""
     from rich.table import Table
 
-    table = Table(title="calibration (ECE 15 bins; before -> after the temperature)")
+    table = Table(title="calibration (ECE 15 bins; before -> after calibration)")
     for col in ("region", "decision", "T", "ECE", "Brier", "NLL"):
         table.add_column(col, justify="left" if col in ("region", "decision") else "right")
     serving = result.get("serving", {})
