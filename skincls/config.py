@@ -159,9 +159,9 @@ class TrainConfig(BaseModel):
     calibrate: Annotated[
         bool,
         Field(
-            description="After training, fit each head's temperature and choose its decision "
-            "rule (prior correction) on the validation split; evaluate, predict and export use "
-            "them."
+            description="After training, calibrate each head (a temperature and a bias per "
+            "class) and choose its decision rule on the validation split; evaluate, predict and "
+            "export use them."
         ),
     ] = True
     compile: Annotated[
