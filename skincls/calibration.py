@@ -120,7 +120,8 @@ def calibration_figures(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_B
     correct = (pred == labels).astype(float)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    ece, table = 0.0, []
+    ece = 0.0
+    table: list[list[float | int | None]] = []  # per bin: confidence, accuracy (None: empty), n
     for b in range(bins):
         m = which == b
         if m.any():
@@ -128,7 +129,7 @@ def calibration_figures(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_B
             ece += m.sum() / n * gap
             table.append([float(conf[m].mean()), float(correct[m].mean()), int(m.sum())])
         else:
-            table.append([float((edges[b] + edges[b + 1]) / 2), math.nan, 0])
+            table.append([float((edges[b] + edges[b + 1]) / 2), None, 0])  # JSON-safe
     onehot = np.eye(probs.shape[1])[labels]
     return {
         "ece": float(ece),
@@ -339,7 +340,7 @@ def calibration_report(model: Any, p: dict[str, np.ndarray]) -> dict[str, dict[s
 
 def reliability_png(name: str, figures: dict[str, Any], path: Any) -> None:
     """A reliability diagram of one head: accuracy against confidence per bin, before and after
-    its temperature, with the diagonal of perfect calibration and each curve's ECE."""
+    calibration, with the diagonal of perfect calibration and each curve's ECE."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,7 +350,7 @@ def reliability_png(name: str, figures: dict[str, Any], path: Any) -> None:
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="perfect")
     for key, color in (("before", "#d62728"), ("after", "#1f77b4")):
         bins = [b for b in figures[key]["bins"] if b[2] > 0]
-        label = "T = 1" if key == "before" else f"T = {figures['temperature']:.2f}"
+        label = "raw" if key == "before" else f"calibrated (T {figures['temperature']:.2f})"
         ax.plot(
             [b[0] for b in bins],
             [b[1] for b in bins],

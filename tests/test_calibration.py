@@ -330,3 +330,20 @@ def test_fp16_export_of_a_calibrated_run_keeps_its_probabilities_in_fp32(sigmoid
         "pore",
         "wrinkle",
     }
+
+
+def test_evaluate_reports_calibration_and_writes_reliability_diagrams(sigmoid_run, tmp_path):
+    from skincls.evaluate import evaluate
+
+    out = tmp_path / "rel"
+    result = evaluate(sigmoid_run, split="val", reliability=out, device="cpu")
+    for name in ("pore", "wrinkle"):
+        c = result["calibration"][name]
+        assert 0.0 <= c["after"]["ece"] <= 1.0 and len(c["after"]["bins"]) == 15
+        assert sum(b[2] for b in c["after"]["bins"]) == result["regions"][name]["n"]
+        png = out / f"{name}_reliability.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    json.dumps(result, allow_nan=False)  # plain JSON for --json (empty bins are null)
+    with pytest.raises(SkinclsError, match="--reliability: 2 file\\(s\\) exist"):
+        evaluate(sigmoid_run, split="val", reliability=out, device="cpu")
+    evaluate(sigmoid_run, split="val", reliability=out, device="cpu", overwrite=True)
