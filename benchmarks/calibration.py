@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from provenance import provenance
-from quality import CLASSES, DEFAULT_DATA, run_arm
+from quality import DEFAULT_DATA, add_budget_args, lesion_regions, run_arm
 
 RECIPES = ("ce", "ce_sampler")
 FIGURES = ("balanced_accuracy", "macro_f1", "accuracy")
@@ -49,23 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, default=Path("/tmp/skincls-calibration"))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--arms", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    p.add_argument("--backbone", default="resnet10t")
-    p.add_argument("--image-size", type=int, default=48)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
+    add_budget_args(p, image_size=48)
     args = p.parse_args(argv)
     if not args.data.is_file():
         print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    regions_dir = args.out / "regions"
-    regions_dir.mkdir(exist_ok=True)
-    (regions_dir / "lesion.yaml").write_text(f"name: lesion\nclasses: [{', '.join(CLASSES)}]\n")
+    regions_dir = lesion_regions(args.out)
     results = args.out / "results.json"
     rows = json.loads(results.read_text()) if results.is_file() else []
     done = {(r["arm"], r["seed"]) for r in rows}

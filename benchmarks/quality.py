@@ -57,6 +57,27 @@ ARMS: dict[str, dict] = {
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
 
+def add_budget_args(p: argparse.ArgumentParser, image_size: int) -> None:
+    """The training budget and run options every HAM10000 arm benchmark shares."""
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--backbone", default="resnet10t")
+    p.add_argument("--image-size", type=int, default=image_size)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
+
+
+def lesion_regions(out: Path, folder: str = "regions", extra: str = "") -> Path:
+    """``out/folder/lesion.yaml``: the 7-diagnosis region, plus ``extra`` lines."""
+    regions_dir = out / folder
+    regions_dir.mkdir(parents=True, exist_ok=True)
+    text = f"name: lesion\nclasses: [{', '.join(CLASSES)}]\n" + (f"{extra}\n" if extra else "")
+    (regions_dir / "lesion.yaml").write_text(text)
+    return regions_dir
+
+
 def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     from skincls.config import build_config
     from skincls.train import train
@@ -66,11 +87,7 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     arm = dict(ARMS[name])
     extra = arm.pop("region", None)
     if extra:  # this arm's own lesion region file
-        regions_dir = out / f"regions-{name}"
-        regions_dir.mkdir(parents=True, exist_ok=True)
-        (regions_dir / "lesion.yaml").write_text(
-            f"name: lesion\nclasses: [{', '.join(CLASSES)}]\n{extra}\n"
-        )
+        regions_dir = lesion_regions(out, f"regions-{name}", extra)
 
     values = dict(
         data=str(args.data),
@@ -222,22 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "skincls-quality")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--backbone", default="resnet10t")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
+    add_budget_args(p, image_size=64)
     args = p.parse_args(argv)
     if not args.data.is_file():
         print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    regions_dir = args.out / "regions"
-    regions_dir.mkdir(exist_ok=True)
-    (regions_dir / "lesion.yaml").write_text(f"name: lesion\nclasses: [{', '.join(CLASSES)}]\n")
+    regions_dir = lesion_regions(args.out)
     results_path = args.out / "results.json"
     rows = json.loads(results_path.read_text())["rows"] if results_path.is_file() else []
     done = {(r["arm"], r["seed"]) for r in rows}
