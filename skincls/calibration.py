@@ -319,15 +319,12 @@ def apply_serving(
 
 def calibration_report(model: Any, p: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
     """Per head, ECE, Brier and NLL of ``predict_loader(keep_logits=True)`` rows before (T = 1)
-    and after the head's temperature, with the reliability bins of both."""
+    and after calibration, with the reliability bins of both."""
+    from skincls.inference import head_logits
+
     out: dict[str, dict[str, Any]] = {}
-    keep = p["ok"].astype(bool)
-    for i, name in enumerate(model.region_names):
-        rows = np.flatnonzero(keep & (p["region"] == i))
-        if not len(rows):
-            continue
-        logits = torch.from_numpy(np.stack(list(p["logits"][rows])))
-        labels = p["label"][rows]
+    for name, (logits, y) in head_logits(p, model.region_names).items():
+        labels = y.numpy()
         kind, t, b = model.kinds[name], model.temperatures[name], model.biases[name]
         out[name] = {
             "temperature": t,

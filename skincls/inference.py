@@ -104,29 +104,27 @@ def predict_loader(
 def collect_logits(
     model, loader, device, dtype=None, channels_last=False, dctx=None
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per head, the raw logits (float32, CPU) and labels of the decodable samples labelled for
-    it; under torch.distributed, those of every rank."""
-    model.eval()
-    names = list(model.region_names)
-    parts: dict[str, list] = {f"{n}/{k}": [] for n in names for k in ("logits", "label")}
-    with torch.inference_mode():
-        for batch in loader:
-            _, labels, ok, _ = batch
-            images = collate_to(batch, device, channels_last)[0]
-            with autocast(device, dtype):
-                logits = model(images)
-            for i, n in enumerate(names):
-                keep = (labels[:, i] >= 0) & ok
-                parts[f"{n}/logits"].append(logits[i].float().cpu()[keep])
-                parts[f"{n}/label"].append(labels[keep, i])
-    arrays = {k: torch.cat(v).numpy() for k, v in parts.items() if v}
+    """Per head, the raw logits and labels of the decodable samples labelled for it
+    (:func:`head_logits` of :func:`predict_loader`); under torch.distributed, every rank's."""
+    p = predict_loader(model, loader, device, dtype, channels_last, keep_logits=True)
     if dctx is not None:
-        arrays = D.gather_predictions(arrays, dctx)
-    return {
-        n: (torch.from_numpy(arrays[f"{n}/logits"]), torch.from_numpy(arrays[f"{n}/label"]))
-        for n in names
-        if f"{n}/logits" in arrays
-    }
+        p = D.gather_predictions(p, dctx)
+    return head_logits(p, model.region_names) if p else {}
+
+
+def head_logits(
+    p: dict[str, np.ndarray], region_names: list[str]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per head with decodable labelled rows in ``predict_loader(keep_logits=True)``'s output,
+    its raw logits (float32) and labels."""
+    keep = p["ok"].astype(bool)
+    out = {}
+    for i, name in enumerate(region_names):
+        rows = np.flatnonzero(keep & (p["region"] == i))
+        if len(rows):
+            logits = torch.from_numpy(np.stack(list(p["logits"][rows])))
+            out[name] = (logits, torch.from_numpy(p["label"][rows]))
+    return out
 
 
 def score(
