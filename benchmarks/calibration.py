@@ -4,9 +4,11 @@ The quality benchmark's split and budget (``benchmarks/quality.py``: one lesion-
 resnet10t from scratch), 3 training seeds, two recipes: plain cross-entropy with uniform
 sampling (``ce``) and the default recipe (cross-entropy with the class-balanced sampler,
 ``ce_sampler``). Each run is trained once (temperature and tau fitted on validation as
-``skincls train`` does), then its test split is scored with the two decision rules fixed in
-advance, raw argmax and the validation-chosen rule, and the test ECE (15 bins) is read before
-and after the temperature.
+``skincls train`` does), then its test split is scored with three decision rules fixed in
+advance: the raw argmax (no calibration: what ``--no-calibrate`` and a hand-written loop give),
+the most probable calibrated class (``--rule argmax``) and the validation-chosen rule (the
+default), and the test ECE (15 bins) is read before and after calibration. Runs already in
+``--out`` (``benchmarks/quality.py`` with the same budget) are measured, not retrained.
 
     python benchmarks/calibration.py --out /tmp/skincls-calibration --seeds 0 1 2 --image-size 48
 """
@@ -20,18 +22,22 @@ import sys
 from pathlib import Path
 
 from provenance import provenance
-from quality import DEFAULT_DATA, add_budget_args, lesion_regions, run_arm
+from quality import DEFAULT_DATA, add_budget_args, lesion_regions, raw_figures, run_arm
 
 RECIPES = ("ce", "ce_sampler")
 FIGURES = ("balanced_accuracy", "macro_f1", "accuracy")
 
 
 def measure(arm: str, seed: int, args, regions_dir: Path) -> dict:
+    """One run's test figures under each rule and its calibration figures; a finished run
+    already in ``--out`` (the quality benchmark's, same arm, seed and budget) is measured as it
+    is, not trained again."""
     from skincls.evaluate import evaluate
 
-    run_arm(arm, seed, args, regions_dir, args.out)
     run = args.out / f"{arm}-s{seed}"
-    row: dict = {"arm": arm, "seed": seed}
+    if not (run / "evaluation.json").is_file():
+        run_arm(arm, seed, args, regions_dir, args.out)
+    row: dict = {"arm": arm, "seed": seed, "raw": raw_figures(run)["raw_best"]}
     for rule in ("argmax", "selected"):
         r = evaluate(run, split="test", rule=rule, device="cpu")
         m = r["regions"]["lesion"]
@@ -91,9 +97,9 @@ def table(rows: list[dict]) -> str:
         mine = [r for r in rows if r["arm"] == arm]
         if not mine:
             continue
-        for rule in ("argmax", "selected"):
+        for rule in ("raw", "argmax", "selected"):
             cells = [_ms([r[rule][k] for r in mine]) for k in FIGURES]
-            taus = ", ".join(f"{r['tau']:g}" for r in mine) if rule == "selected" else "0"
+            taus = {"raw": "-", "argmax": "0"}.get(rule) or ", ".join(f"{r['tau']:g}" for r in mine)
             lines.append(f"| {arm} | {rule} | " + " | ".join(cells) + f" | {taus} |")
     lines += [
         "",

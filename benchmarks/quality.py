@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from provenance import provenance
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +54,8 @@ ARMS: dict[str, dict] = {
     "ablate_no_dropout": {"loss": "ce", "sampler": "class_balanced", "dropout": 0.0},
     "ablate_no_warmup": {"loss": "ce", "sampler": "class_balanced", "warmup_epochs": 0},
     "ablate_wd005": {"loss": "ce", "sampler": "class_balanced", "weight_decay": 0.05},
+    "ablate_batch32": {"loss": "ce", "sampler": "class_balanced", "batch_size": 32, "lr": 1e-3},
+    "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
@@ -107,7 +110,6 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
         seed=seed,
         wandb="disabled",
         quiet=True,
-        select="balanced_accuracy",
         region_balance="none",
     )
     values.update(arm)
@@ -135,7 +137,51 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
         "minority_classes": minority,
         "per_class_recall": {c: v["recall"] for c, v in m["per_class"].items()},
         "seconds": time.perf_counter() - t0,
+        **raw_figures(Path(result.run_dir)),
     }
+
+
+def split_logits(run: Path, checkpoint: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The run's raw (uncalibrated) lesion logits and labels on one of its saved splits."""
+    import torch
+
+    from skincls.calibration import apply_serving
+    from skincls.evaluate import eval_loader, load_run_model, select_samples
+    from skincls.inference import head_logits, predict_loader
+
+    model, config, registry, specs, meta = load_run_model(run, checkpoint)
+    apply_serving(model, None)
+    _, samples = select_samples(
+        run, config, registry, specs, Path(config.data), split, (), "auto", None, False
+    )
+    cpu = torch.device("cpu")
+    loader, _ = eval_loader(specs, meta, samples, 256, 0, cpu)
+    logits, labels = head_logits(
+        predict_loader(model, loader, cpu, keep_logits=True), model.region_names
+    )["lesion"]
+    return logits.numpy(), labels.numpy()
+
+
+def raw_figures(run: Path) -> dict:
+    """Test figures of the raw argmax (no calibration, no decision rule: what a hand-written
+    loop reports) of the best and of the last checkpoint; the logits are kept in the run
+    (``<run>.logits.npz`` beside it: best val and test, last test) for analyses after the fact."""
+    from skincls.metrics import region_metrics
+
+    arrays, out = {}, {}
+    for checkpoint, split in (("best", "val"), ("best", "test"), ("last", "test")):
+        logits, labels = split_logits(run, checkpoint, split)
+        arrays[f"{checkpoint}_{split}_logits"], arrays[f"{checkpoint}_{split}_labels"] = (
+            logits,
+            labels,
+        )
+        if split == "test":
+            m = region_metrics(labels, logits.argmax(1), CLASSES)
+            out[f"raw_{checkpoint}"] = {
+                k: m[k] for k in ("balanced_accuracy", "macro_f1", "accuracy")
+            }
+    np.savez(run.parent / f"{run.name}.logits.npz", **arrays)
+    return out
 
 
 def _minimal_row(seed: int, args, regions_dir: Path) -> dict:
@@ -202,6 +248,26 @@ def markdown(summary: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
             for k in metrics
         ]
         lines.append(f"| {s['arm']} | {s['runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def raw_table(rows: list[dict]) -> str:
+    """Per arm, the decision rule's part: the test figures of the served decision (calibrated,
+    the validation-chosen rule) beside the raw argmax of the best and of the last checkpoint."""
+    lines = [
+        "| arm | runs | served BA / F1 / acc | raw best BA / F1 / acc | raw last BA / F1 / acc |",
+        "|---|---|---|---|---|",
+    ]
+    keys = ("balanced_accuracy", "macro_f1", "accuracy")
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        rs = [r for r in rows if r["arm"] == arm and "raw_best" in r]
+        if not rs:
+            continue
+        cells = [
+            " / ".join(f"{100 * statistics.mean(get(r)[k] for r in rs):.1f}" for k in keys)
+            for get in (lambda r: r, lambda r: r["raw_best"], lambda r: r["raw_last"])
+        ]
+        lines.append(f"| {arm} | {len(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -279,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in rows if r["arm"] in args.arms and r["seed"] in args.seeds]
     summary = summarize(rows)
     table = markdown(summary)
+    if any("raw_best" in r for r in rows):
+        table += "\n\n" + raw_table(rows)
 
     header = (
         provenance(__file__, argv)

@@ -38,7 +38,8 @@ SourceKind = Literal["auto", "aihub", "folder", "csv"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 AmpKind = Literal["auto", "bf16", "fp16", "off"]
 RegionBalanceName = Literal["none", "sqrt", "equal"]
-MetricName = Literal["balanced_accuracy", "macro_f1", "qwk", "within1", "grade_mae"]
+MetricName = Literal["ba_f1", "balanced_accuracy", "macro_f1", "qwk", "within1", "grade_mae"]
+DEFAULT_SELECT = "ba_f1"
 ORDINAL_SELECT = ("qwk", "within1", "grade_mae")
 """Selection metrics that exist for ordinal regions only."""
 NanPolicy = Literal["skip", "stop"]
@@ -200,10 +201,11 @@ class TrainConfig(BaseModel):
     select: Annotated[
         MetricName,
         Field(
-            description="Validation metric that picks the best checkpoint (qwk, within1 and "
+            description="Validation metric that picks the best checkpoint and each head's "
+            "decision rule (ba_f1: mean of balanced accuracy and macro F1; qwk, within1 and "
             "grade_mae, lower is better: ordinal regions only)."
         ),
-    ] = "balanced_accuracy"
+    ] = DEFAULT_SELECT
     patience: Annotated[
         int,
         Field(

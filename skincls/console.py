@@ -34,6 +34,7 @@ SHORT = {
     "accuracy": "acc",
     "balanced_accuracy": "bal_acc",
     "macro_f1": "macro_f1",
+    "ba_f1": "ba_f1",
     "within1": "within1",
     "grade_mae": "grade_mae",
     "qwk": "qwk",

@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
-"""The figures of every region; ``accuracy`` is the data owners' "exact" accuracy."""
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ba_f1")
+"""The figures of every region; ``accuracy`` is the data owners' "exact" accuracy and ``ba_f1``
+the mean of balanced accuracy and macro F1 (the default selection figure: the first rewards
+recall of every class, the second also punishes false alarms on the rare ones)."""
 ORDINAL_METRICS = ("within1", "grade_mae", "qwk", "corr")
 """The figures of ordinal regions only: accuracy within one grade, mean absolute grade error,
 quadratic weighted kappa and the Pearson correlation of predicted and true grade."""
@@ -21,7 +23,7 @@ LOWER_IS_BETTER = ("grade_mae",)
 def region_metrics(
     y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str], ordinal: bool = False
 ) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro F1, per-class precision/recall/F1/support and the
+    """Accuracy, balanced accuracy, macro F1, their mean ``ba_f1``, per-class precision/recall/F1/support and the
     confusion matrix (rows = true class); for an ``ordinal`` region also ``ORDINAL_METRICS``.
 
     Balanced accuracy and macro F1 average over the classes present in ``y_true`` (and, for F1,
@@ -51,6 +53,7 @@ def region_metrics(
             "macro_f1": float(f1_score(yt, yp, average="macro", zero_division=0)),
             "n": int(yt.size),
         }
+        out["ba_f1"] = (out["balanced_accuracy"] + out["macro_f1"]) / 2
         if ordinal:
             qwk = cohen_kappa_score(yt, yp, labels=labels, weights="quadratic")
             corr = np.corrcoef(yt, yp)[0, 1] if yt.std() > 0 and yp.std() > 0 else 0.0

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from skincls.config import build_config
+from skincls.config import DEFAULT_SELECT, build_config
 from skincls.console import duration
 from skincls.engine.callbacks import Callback, EpochEnd
 from skincls.sweep_space import (
@@ -74,7 +74,7 @@ def run_sweep(
         "minimize" if base.get("select") in LOWER_IS_BETTER else "maximize",
     )
     todo = max(0, trials - len(_finished(optuna, study)))
-    reporter = TrialProgress(todo, str(base.get("select", "balanced_accuracy")), progress)
+    reporter = TrialProgress(todo, str(base.get("select", DEFAULT_SELECT)), progress)
 
     def objective(trial) -> float:
         params = {name: suggest(trial, name, p) for name, p in space.parameters.items()}
@@ -190,7 +190,7 @@ def summarize(study, base: dict[str, Any], output: Path) -> dict[str, Any]:
         }
         for t in study.trials
     ]
-    metric = str(base.get("select", "balanced_accuracy"))
+    metric = str(base.get("select", DEFAULT_SELECT))
     result: dict[str, Any] = {
         "study": study.study_name,
         "metric": metric,

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from skincls.config import SamplerName, TrainConfig
+from skincls.config import DEFAULT_SELECT, SamplerName, TrainConfig
 from skincls.errors import SkinclsError
 
 SEARCHABLE = {
@@ -161,7 +161,7 @@ def suggest(trial, name: str, p: Any) -> Any:
 
 
 def wandb_sweep_config(
-    base_args: list[str], space: SearchSpace | None = None, select: str = "balanced_accuracy"
+    base_args: list[str], space: SearchSpace | None = None, select: str = DEFAULT_SELECT
 ) -> dict[str, Any]:
     """An equivalent wandb sweep (Bayesian) whose command runs ``skincls train`` with ``${args}``.
 
@@ -196,5 +196,5 @@ def wandb_sweep_config(
 
 def write_wandb_config(path: Path, args: list[str], space: SearchSpace, base: dict[str, Any]):
     """Write the wandb sweep YAML equivalent to this sweep (see :func:`wandb_sweep_config`)."""
-    doc = wandb_sweep_config(args, space, base.get("select", "balanced_accuracy"))
+    doc = wandb_sweep_config(args, space, base.get("select", DEFAULT_SELECT))
     Path(path).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")

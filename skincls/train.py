@@ -25,7 +25,7 @@ from skincls.checkpoints import (
     load_trainer_state,
     resolve_checkpoint,
 )
-from skincls.config import TrainConfig, build_config
+from skincls.config import DEFAULT_SELECT, TrainConfig, build_config
 from skincls.data.samples import Dataset
 from skincls.engine.callbacks import Callback, EpochHook
 from skincls.engine.components import Kit, build_kit
@@ -46,7 +46,7 @@ class RunResult:
     best_metric: float
     history: list[dict[str, Any]] = field(default_factory=list)
     test: dict[str, Any] | None = None
-    select: str = "balanced_accuracy"
+    select: str = DEFAULT_SELECT
     wandb: str = "disabled"
 
     def next_steps(self) -> list[str]:

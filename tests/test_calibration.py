@@ -93,6 +93,36 @@ def test_the_rule_chosen_for_balanced_accuracy_corrects_calibrated_probabilities
     assert plain["balanced_accuracy"] == pytest.approx(figures[0.0])
 
 
+def test_ba_f1_is_the_mean_of_balanced_accuracy_and_macro_f1_by_hand():
+    """y = 0,0,0,1 decided 0,0,1,1: recalls 2/3 and 1 (balanced accuracy 5/6); F1 of class 0 is
+    2 * 1 * 2/3 / (1 + 2/3) = 0.8 and of class 1 2 * 1/2 * 1 / (3/2) = 2/3 (macro F1 11/15)."""
+    from skincls.metrics import region_metrics
+
+    m = region_metrics([0, 0, 0, 1], [0, 0, 1, 1], ["a", "b"])
+    assert m["balanced_accuracy"] == pytest.approx(5 / 6)
+    assert m["macro_f1"] == pytest.approx(11 / 15)
+    assert m["ba_f1"] == pytest.approx((5 / 6 + 11 / 15) / 2)
+
+
+def test_the_default_rule_weighs_false_alarms_on_rare_classes_too():
+    """Chosen for ``ba_f1`` (the default), tau stops where more rare-class decisions cost more
+    macro F1 (precision) than they gain balanced accuracy: a tau no larger than the one chosen
+    for balanced accuracy alone, whose ba_f1 figure is the best of the grid."""
+    from skincls.calibration import TAU_GRID, choose_tau
+
+    g = torch.Generator().manual_seed(5)
+    prior = [0.8, 0.1, 0.1]
+    probs = torch.softmax(torch.randn(6000, 3, generator=g) + torch.log(torch.tensor(prior)), 1)
+    labels = torch.multinomial(probs, 1, generator=g)[:, 0]
+    args = (probs, labels, "argmax", prior, ["a", "b", "c"], False)
+    tau_ba, ba = choose_tau(*args, "balanced_accuracy")
+    tau_f1, f1 = choose_tau(*args, "macro_f1")
+    tau, mixed = choose_tau(*args, "ba_f1")
+    assert all(mixed[t] == pytest.approx((ba[t] + f1[t]) / 2) for t in TAU_GRID)
+    assert mixed[tau] == max(mixed.values()) and tau_f1 <= tau <= tau_ba
+    assert tau < tau_ba and f1[tau] > f1[tau_ba]
+
+
 def test_target_prior_option_parsing_and_errors(tmp_path):
     regions = {"pore": ["0", "1", "2"]}
     assert parse_target_prior(["pore=1,1,2"], regions) == {"pore": [0.25, 0.25, 0.5]}

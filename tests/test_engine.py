@@ -197,12 +197,12 @@ def test_patience_stops_after_epochs_without_improvement_and_resume_keeps_the_st
     from skincls.config import build_config
     from skincls.train import train
 
-    # validation balanced accuracy per epoch: best at epoch 2, then two epochs without a better one
+    # the validation selection figure per epoch: best at epoch 2, then two epochs without a better one
     values = iter([0.3, 0.5, 0.5, 0.4, 0.9, 0.9])
 
     def scripted(*args, **kwargs):
         v = next(values, 0.0)
-        mean = {"accuracy": v, "balanced_accuracy": v, "macro_f1": v}
+        mean = {"accuracy": v, "balanced_accuracy": v, "macro_f1": v, "ba_f1": v}
         return {"regions": {}, "mean": mean, "bad_indices": []}
 
     monkeypatch.setattr(inference, "score", scripted)
@@ -224,7 +224,7 @@ def test_patience_stops_after_epochs_without_improvement_and_resume_keeps_the_st
     status = json.loads((out / "run.json").read_text())
     assert status["status"] == "finished"
     assert status["stopped_early"] == (
-        "no better validation balanced_accuracy for 2 epoch(s) after epoch 2 (--patience 2)"
+        "no better validation ba_f1 for 2 epoch(s) after epoch 2 (--patience 2)"
     )
     # resuming a run that stopped early trains nothing more
     again = train(config.model_copy(update={"resume": str(out), "overwrite": False}))
@@ -299,16 +299,14 @@ def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_ex
     straight = train(config(tmp_path / "straight", 3))
     with open(tmp_path / "straight" / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert all(r["val_ema_balanced_accuracy"] != "" for r in rows)
+    assert all(r["val_ema_ba_f1"] != "" for r in rows)
     best = rows[straight.best_epoch - 1]
     meta = json.loads((tmp_path / "straight" / "best" / "meta.json").read_text())
     assert meta["weights"] == best["selected_weights"] in ("raw", "ema")
-    chosen = float(
-        best["val_ema_balanced_accuracy" if meta["weights"] == "ema" else "val_balanced_accuracy"]
-    )
+    chosen = float(best["val_ema_ba_f1" if meta["weights"] == "ema" else "val_ba_f1"])
     # the best checkpoint holds the weights that were selected: scoring it gives that figure
     again = evaluate(tmp_path / "straight", split="val")
-    assert again["mean"]["balanced_accuracy"] == pytest.approx(chosen, abs=1e-9)
+    assert again["mean"]["ba_f1"] == pytest.approx(chosen, abs=1e-9)
     # interrupted after 2 of 3 epochs, then resumed: the EMA ends where the straight run's does
     from skincls.runs import resume_config
     from skincls.train import TrainingInterrupted

@@ -137,7 +137,7 @@ def test_evaluate_report_and_study_report(tmp_path, tiny_run, tiny_data, tiny_re
     base = tiny_values(tiny_data, tiny_regions, max_steps_per_epoch=2, report=True)
     summary = run_sweep(base, tmp_path / "sweep", trials=2, seed=1)
     study = Path(summary["report"]).read_text(encoding="utf-8")
-    assert study.count("<tr><td>") == 2 and "val balanced_accuracy" in study
+    assert study.count("<tr><td>") == 2 and "val ba_f1" in study
     link = re.search(r'<a href="([^"]+)">Its report</a>', study).group(1)
     assert (tmp_path / "sweep" / link).is_file()
 

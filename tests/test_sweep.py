@@ -163,7 +163,7 @@ def test_wandb_sweep_yaml_command_parses_with_the_real_cli(tmp_path, tiny_data, 
     )
     assert result.exit_code == 0, result.output
     doc = yaml.safe_load(out.read_text())
-    assert doc["method"] == "bayes" and doc["metric"]["name"] == "val_balanced_accuracy"
+    assert doc["method"] == "bayes" and doc["metric"]["name"] == "val_ba_f1"
     sampled = {
         "lr": 3e-4,
         "dropout": 0.4,

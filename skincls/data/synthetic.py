@@ -132,10 +132,7 @@ def make_aihub_tree(
     ``acne`` key as the real release does. Returns the JSON paths written.
     """
     rng = random.Random(seed)
-    lab = "TL" if split == "Training" else "VL"
-    src = "TS" if split == "Training" else "VS"
-    label_dir = root / split / "02.라벨링데이터" / lab / "1. 디지털카메라"
-    image_dir = root / split / "01.원천데이터" / src / "1. 디지털카메라"
+    label_dir, image_dir = aihub_dirs(root, split)
     w, h = image_size
     written: list[Path] = []
     counter = 0
@@ -161,27 +158,51 @@ def make_aihub_tree(
                 bbox = [x1, y1, x1 + bw, y1 + bh]
                 if null_bbox_every and counter % null_bbox_every == 0:
                     bbox = None  # type: ignore[assignment]
-                doc = {
-                    "info": {
-                        "filename": f"{stem}.jpg",
-                        "id": sid,
-                        "gender": "F",
-                        "age": 40,
-                        "skin_type": 0,
-                        "sensitive": 0,
-                    },
-                    "images": {
-                        "device": 0,
-                        "width": w,
-                        "height": h,
-                        "angle": 0,
-                        "facepart": part,
-                        "bbox": bbox,
-                    },
-                    "annotations": ann,
-                    "equipment": {f"{k}_Ra": 1.0 for k in ann},
-                }
-                path = label_dir / sid / f"{stem}_{part:02d}.json"
-                path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-                written.append(path)
+                written.append(write_aihub_json(label_dir, stem, (w, h), part, bbox, ann))
     return written
+
+
+def aihub_dirs(root: Path, split: str = "Training") -> tuple[Path, Path]:
+    """The label and image folders of an AI Hub release's digital-camera part (Korean names)."""
+    lab, src = ("TL", "TS") if split == "Training" else ("VL", "VS")
+    return (
+        root / split / "02.라벨링데이터" / lab / "1. 디지털카메라",
+        root / split / "01.원천데이터" / src / "1. 디지털카메라",
+    )
+
+
+def write_aihub_json(
+    label_dir: Path,
+    stem: str,
+    size: tuple[int, int],
+    part: int,
+    bbox: list[int] | None,
+    annotations: dict[str, object],
+) -> Path:
+    """One face part's label file as the AI Hub release writes it (``<stem>_<part>.json`` in
+    the subject's folder; the subject id is the stem's first field)."""
+    sid = stem.split("_")[0]
+    doc = {
+        "info": {
+            "filename": f"{stem}.jpg",
+            "id": sid,
+            "gender": "F",
+            "age": 40,
+            "skin_type": 0,
+            "sensitive": 0,
+        },
+        "images": {
+            "device": 0,
+            "width": size[0],
+            "height": size[1],
+            "angle": 0,
+            "facepart": part,
+            "bbox": bbox,
+        },
+        "annotations": annotations,
+        "equipment": {f"{k}_Ra": 1.0 for k in annotations},
+    }
+    path = label_dir / sid / f"{stem}_{part:02d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return path
