@@ -39,7 +39,7 @@ DeviceKind = Literal["auto", "cpu", "cuda"]
 AmpKind = Literal["auto", "bf16", "fp16", "off"]
 RegionBalanceName = Literal["none", "sqrt", "equal"]
 MetricName = Literal["ba_f1", "balanced_accuracy", "macro_f1", "qwk", "within1", "grade_mae"]
-DEFAULT_SELECT = "ba_f1"
+DEFAULT_SELECT: MetricName = "ba_f1"
 ORDINAL_SELECT = ("qwk", "within1", "grade_mae")
 """Selection metrics that exist for ordinal regions only."""
 NanPolicy = Literal["skip", "stop"]

@@ -40,7 +40,7 @@ class OnnxBackend(_Backend):
     def __init__(self, path: Path, rule: str | None = None, target_prior: Sequence[str] = ()):
         import onnxruntime as ort
 
-        from skincls.export import onnx_metadata
+        from skincls.onnx_meta import onnx_metadata
 
         meta = onnx_metadata(path)
         self.regions = meta["regions"]

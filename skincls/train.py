@@ -34,6 +34,7 @@ from skincls.engine.loop import TrainState
 from skincls.engine.runtime import resolve_device, seed_everything, set_rng_state
 from skincls.errors import SkinclsError
 from skincls.heads import check_ordinal_use
+from skincls.run_summary import print_run_summary
 from skincls.runs import RunDir, check_meta, resume_config
 
 __all__ = ["RunResult", "TrainingInterrupted", "train", "train_from_options"]
@@ -109,7 +110,7 @@ def train(
         state = _restore(run, kit, config, dataset.regions, console)
         hooks = [*callbacks, *([EpochHook(on_epoch_end)] if on_epoch_end else [])]
         tracker = _start(run, config, kit, dctx, state, wandb_group)
-        _print_summary(console, run, config, dataset, parts, kit, dctx)
+        print_run_summary(console, run, config, dataset, parts, kit, dctx)
         stopped = fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
         _calibrate(run, config, kit, dataset.regions, parts["train"], state, console, dctx)
         test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)
@@ -283,67 +284,6 @@ def _start(run: RunDir, config, kit: Kit, dctx, state: TrainState, group: str | 
             torch_version=torch.__version__,
         )
     return tracker
-
-
-def _print_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None:
-    from skincls.config import ORDINAL_LOSSES
-    from skincls.losses import PRIOR_LOSSES, REWEIGHTING_LOSSES, loss_of
-
-    e = kit.engine
-    console.print(
-        f"run {run.path}  device={e.device} amp={e.dtype or 'off'} backbone={config.backbone} "
-        f"train={len(parts['train'])} val={len(parts['val'])} test={len(parts['test'])}"
-    )
-    counts = dataset.counts(parts["train"])
-    for r in dataset.regions:
-        loss, sampler = loss_of(r, config.loss), r.sampler or config.sampler
-        fixes = [f"sampler={sampler}"] if sampler != "none" else []
-        if loss in REWEIGHTING_LOSSES:
-            fixes.append(f"loss weights (CB, beta={config.beta})")
-        if loss in PRIOR_LOSSES:
-            fixes.append(f"logit prior ({loss})")
-        double = sampler != "none" and loss in REWEIGHTING_LOSSES + PRIOR_LOSSES
-        share = kit.shares[r.name]
-        drawn = " ".join(f"{x:.2f}" for x in share["classes"])
-        model: Any = e.model
-        rule = f", decision={model.decisions[r.name]}" if r.ordinal else ""
-        console.print(
-            f"  {r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}{rule}, "
-            f"resize={r.resize_policy(config.resize)} ({_box_aspect(parts['train'], r.name)}), "
-            f"imbalance corrections: {', '.join(fixes) or 'none'}"
-            + (" [double correction]" if double else "")
-            + f"; share of the loss {share['loss_share']:.1%}"
-            + (f" (weight {r.weight:g})" if r.weight != 1 else "")
-            + f", drawn class shares [{drawn}]"
-        )
-    ordinal = sorted({loss_of(r, config.loss) for r in dataset.regions} & set(ORDINAL_LOSSES))
-    if ordinal:
-        console.print(
-            f"  {', '.join(ordinal)}: ordinal loss(es) use the order of the grades and do not "
-            "re-weight classes; the sampler alone corrects the imbalance"
-        )
-    multi = sum(1 for s in parts["train"] if len(s.labels) > 1)
-    console.print(
-        f"  region balance across regions: {config.region_balance}; loss: mean over labels"
-        + (f"; {multi} training crop(s) carry several labels (decoded once)" if multi else "")
-    )
-    console.print(
-        f"  batch: {config.batch_size} per rank x {dctx.world_size} rank(s) x "
-        f"{config.accum_steps} accumulation step(s) = global batch "
-        f"{config.batch_size * dctx.world_size * config.accum_steps}"
-    )
-
-
-def _box_aspect(samples, region: str) -> str:
-    """The median width / height of a region's training boxes, in words."""
-    import statistics
-
-    aspects = [
-        (s.bbox[2] - s.bbox[0]) / max(s.bbox[3] - s.bbox[1], 1)
-        for s in samples
-        if s.bbox and any(lab.region == region for lab in s.labels)
-    ]
-    return f"median box aspect {statistics.median(aspects):.2f}" if aspects else "whole images"
 
 
 def _calibrate(run, config, kit: Kit, regions, train_samples, state, console, dctx) -> None:

@@ -288,7 +288,7 @@ def test_the_decision_baked_into_onnx_equals_pytorch_on_real_images(tiny_run, tm
 
 
 def test_export_refuses_a_random_evaluation_op(tmp_path, tiny_data):
-    from skincls.export import check_reproducible
+    from skincls.onnx_meta import check_reproducible
     from skincls.regions import RegionSpec
 
     spec = RegionSpec.model_validate(
@@ -351,7 +351,8 @@ def test_bias_corrected_calibration_recovers_a_temperature_and_a_prior_shift():
 def test_fp16_export_of_a_calibrated_run_keeps_its_probabilities_in_fp32(sigmoid_run, tmp_path):
     """The fp16 converter once broke the graph at the temperature's division (a traceback):
     everything computed from the logits stays fp32 and the export verifies."""
-    from skincls.export import export_onnx, onnx_metadata
+    from skincls.export import export_onnx
+    from skincls.onnx_meta import onnx_metadata
 
     report = export_onnx(sigmoid_run, tmp_path / "half.onnx", quantize="fp16")
     assert report["method"] == "fp16 (probabilities and decisions computed in fp32)"

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from skincls.cli import app
 from skincls.errors import SkinclsError
 from skincls.evaluate import load_run_model
-from skincls.export import export_onnx, onnx_metadata
+from skincls.export import export_onnx
+from skincls.onnx_meta import onnx_metadata
 from skincls.predict import predict
 
 runner = CliRunner()

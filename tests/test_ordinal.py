@@ -191,7 +191,8 @@ def test_onnx_grade_equals_pytorch_and_predict_agrees(tmp_path, mixed_run, tiny_
     import onnxruntime as ort
 
     from skincls.evaluate import load_run_model
-    from skincls.export import export_onnx, onnx_metadata
+    from skincls.export import export_onnx
+    from skincls.onnx_meta import onnx_metadata
     from skincls.predict import predict
 
     path = tmp_path / "m.onnx"

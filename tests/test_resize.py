@@ -103,8 +103,9 @@ def test_the_summary_shows_each_regions_policy_and_box_aspect(wide_run):
 def test_evaluate_predict_and_onnx_preprocess_each_policy_alike(wide_run, tmp_path):
     from skincls.data.sources import load_data
     from skincls.evaluate import eval_loader, load_run_model
-    from skincls.export import export_onnx, onnx_metadata
+    from skincls.export import export_onnx
     from skincls.inference import predict_loader
+    from skincls.onnx_meta import onnx_metadata
     from skincls.predict import predict
 
     run, root, _ = wide_run
