@@ -115,7 +115,15 @@ class TrainConfig(BaseModel):
     ] = 224
     batch_size: Annotated[int, Field(ge=1, description="Batch size per process.")] = 32
     epochs: Annotated[int, Field(ge=1, description="Epochs.")] = 20
-    lr: Annotated[float, Field(gt=0, le=1, description="Peak learning rate (AdamW).")] = 3e-4
+    lr: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=1,
+            description="Peak learning rate (AdamW); default 3e-4 x sqrt(global batch / 32), "
+            "timm's scaling for adaptive optimisers.",
+        ),
+    ] = None
     weight_decay: Annotated[float, Field(ge=0, description="Weight decay.")] = 1e-4
     ema_decay: Annotated[
         float | None,
@@ -247,7 +255,7 @@ class TrainConfig(BaseModel):
                 f"--val-fraction + --test-fraction must be < 1, got {self.val_fraction} + "
                 f"{self.test_fraction}"
             )
-        if self.eta_min > self.lr:
+        if self.lr is not None and self.eta_min > self.lr:
             raise ValueError(f"--eta-min ({self.eta_min}) must not exceed --lr ({self.lr})")
         if self.warmup_epochs >= self.epochs and self.epochs > 1:
             raise ValueError(

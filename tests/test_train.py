@@ -12,7 +12,7 @@ from skincls.errors import SkinclsError
 from skincls.model import MultiHeadNet
 from skincls.train import TrainingInterrupted, train
 
-from .conftest import tiny_values
+from .conftest import tiny_cli_args, tiny_values
 
 runner = CliRunner()
 
@@ -214,3 +214,35 @@ def test_wandb_offline_run_is_written_and_resumed_under_the_same_id(
     runs = sorted((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
     assert all((r / f"run-{run_id}.wandb").stat().st_size > 0 for r in runs)
+
+
+def test_the_default_learning_rate_follows_the_global_batch():
+    """timm's rule for AdamW: 3e-4 x sqrt(global batch / 32); a given --lr is kept."""
+    from skincls.recipe import resolve_lr
+
+    values = dict(data="d", batch_size=16, accum_steps=2)
+    config, note = resolve_lr(build_config(values), world_size=4)  # 16 x 4 x 2 = 128 images
+    assert config.lr == pytest.approx(6e-4) and "global batch 128 / 32" in note
+    config, note = resolve_lr(build_config({**values, "batch_size": 8}), world_size=1)
+    assert config.lr == pytest.approx(2.12e-4)  # 3e-4 x sqrt(16 / 32) = 3e-4 x 0.7071, 3 digits
+    given, note = resolve_lr(build_config({**values, "lr": 0.01}), world_size=4)
+    assert given.lr == 0.01 and note == ""
+    with pytest.raises(SkinclsError, match="--eta-min"):
+        resolve_lr(build_config({**values, "eta_min": 0.01}), world_size=1)
+
+
+def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
+    tmp_path, tiny_data, tiny_regions
+):
+    import yaml
+
+    from skincls.runs import resume_config
+
+    out = tmp_path / "auto"
+    args = tiny_cli_args(tiny_data, tiny_regions, "--batch-size", "8", "--accum-steps", "2")
+    args = [a for a in args if a != "--quiet"]
+    result = runner.invoke(app, ["train", *args, "-o", str(out), "--max-steps-per-epoch", "2"])
+    assert result.exit_code == 0, result.output
+    assert "lr 0.000212: 0.0003 x sqrt(global batch 16 / 32)" in result.output
+    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == pytest.approx(2.12e-4)
+    assert resume_config(out, {}).lr == pytest.approx(2.12e-4)
