@@ -100,7 +100,7 @@ def make_wide_wrinkles(out: Path, scale: float) -> Path:
             rel = f"images/{grade}/{grade}_{i:05d}.png"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             img.save(root / rel)
-            rows.append([rel, str(grade), "forehead_wrinkle", f"g{grade}s{i // 2}"])
+            rows.append([rel, str(grade), "rz_forehead_wrinkle", f"g{grade}s{i // 2}"])
     with open(manifest, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows([["path", "label", "region", "group"], *rows])
     return manifest
@@ -138,13 +138,18 @@ def make_aihub_faces(out: Path, subjects: int, size: tuple[int, int] = (400, 500
 
 
 def region_files(out: Path) -> Path:
-    """The built-in region files without their ``resize:`` line (the arm's --resize applies)."""
+    """The built-in region files without their ``resize:`` line (the arm's --resize applies),
+    renamed ``rz_<name>`` (a region name is defined once)."""
     folder = out / "regions"
     folder.mkdir(parents=True, exist_ok=True)
     for name in FACE_REGIONS:
         text = (REGIONS / f"{name}.yaml").read_text(encoding="utf-8")
-        kept = [line for line in text.splitlines() if not line.startswith("resize:")]
-        (folder / f"{name}.yaml").write_text("\n".join(kept) + "\n", encoding="utf-8")
+        kept = [
+            f"name: rz_{name}" if line.startswith("name:") else line
+            for line in text.splitlines()
+            if not line.startswith("resize:")
+        ]
+        (folder / f"rz_{name}.yaml").write_text("\n".join(kept) + "\n", encoding="utf-8")
     return folder
 
 
@@ -152,7 +157,9 @@ def run_arm(dataset: str, arm: str, seed: int, data: Path, args) -> list[dict]:
     from skincls.config import build_config
     from skincls.train import train
 
-    regions = ["forehead_wrinkle"] if dataset == "wide_wrinkles" else list(FACE_REGIONS)
+    regions = [
+        f"rz_{n}" for n in (FACE_REGIONS[:1] if dataset == "wide_wrinkles" else FACE_REGIONS)
+    ]
     values = dict(
         data=str(data),
         regions_dir=[str(region_files(args.out))],
