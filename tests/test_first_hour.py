@@ -206,10 +206,10 @@ def test_the_suggested_retrain_command_of_a_sweep_works(tmp_path, tiny_data, tin
     # 5. never silent: one line per trial start and end, with the metric, best and ETA
     assert result.stderr.count("started: lr=") == 2
     assert re.search(
-        r"trial 2/2 \(#1\) complete: val balanced_accuracy \d\.\d{4} \| best \d\.\d{4} \(#\d\) \| \d+m\d\ds elapsed, eta 0m00s",
+        r"trial 2/2 \(#1\) complete: val ba_f1 \d\.\d{4} \| best \d\.\d{4} \(#\d\) \| \d+m\d\ds elapsed, eta 0m00s",
         result.stderr,
     )
-    assert "val balanced_accuracy" in result.stdout  # the table names its metric
+    assert "val ba_f1" in result.stdout  # the table names its metric
     hint = re.search(r"retrain it with: (skincls train .*)$", result.stdout.strip()).group(1)
     argv = shlex.split(hint)[1:] + ["-o", str(tmp_path / "retrained")]
     retrained = runner.invoke(app, argv)
@@ -353,7 +353,7 @@ def test_help_shows_every_default_and_choice_and_the_version():
     )
     assert f"<{losses}>" in helptext
     assert "<none|class_balanced|sqrt>" in helptext and "<auto|bf16|fp16|off>" in helptext
-    assert "<balanced_accuracy|macro_f1|qwk|within1|grade_mae>" in helptext
+    assert "<ba_f1|balanced_accuracy|macro_f1|qwk|within1|grade_mae>" in helptext
     assert "<argmax|median>" in helptext
     assert "--skip-bad Skip" in helptext  # a flag, no <bool> value
     for field, info in TrainConfig.model_fields.items():
