@@ -45,8 +45,10 @@ class _Images(torch.utils.data.Dataset):
         return torch.from_numpy((x - self.mean) / self.std), s.labels[0].index
 
 
-def run_minimal(seed: int, data: Path, regions_dir: Path, args) -> dict:
-    """Train and score the minimal loop; the quality benchmark's row for ``minimal_loop``."""
+def run_minimal(seed: int, data: Path, regions_dir: Path, args, train_only: bool = False) -> dict:
+    """Train and score the minimal loop; the quality benchmark's row for ``minimal_loop``
+    (``train_only``: on the split's train part alone, the images ``skincls train`` learns from,
+    instead of train + validation)."""
     import timm
     from timm.data import resolve_data_config
 
@@ -54,7 +56,7 @@ def run_minimal(seed: int, data: Path, regions_dir: Path, args) -> dict:
 
     t0 = time.perf_counter()
     parts = split_parts(data, regions_dir)
-    train = parts["train"] + parts["val"]
+    train = parts["train"] if train_only else parts["train"] + parts["val"]
     torch.manual_seed(seed)
     model = timm.create_model(args.backbone, pretrained=False, num_classes=7)
     cfg = resolve_data_config({}, model=model)

@@ -43,6 +43,7 @@ ARMS: dict[str, dict] = {
     "ce_sampler_head_lr10": {"loss": "ce", "sampler": "class_balanced", "head_lr_mult": 10.0},
     # issue 19: the yardstick, a plain hand-written timm loop (benchmarks/minimal_loop.py)
     "minimal_loop": {},
+    "minimal_loop_train": {},  # the same loop on the train part only (skincls's training images)
     # issue 19: the default recipe with one change towards the yardstick ("region": extra lines
     # of the lesion region file)
     "ablate_no_augment": {
@@ -86,8 +87,8 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     from skincls.config import build_config
     from skincls.train import train
 
-    if name == "minimal_loop":
-        return _minimal_row(seed, args, regions_dir)
+    if name.startswith("minimal_loop"):
+        return _minimal_row(seed, args, regions_dir, train_only=name == "minimal_loop_train")
     arm = dict(ARMS[name])
     extra = arm.pop("region", None)
     if extra:  # this arm's own lesion region file
@@ -185,19 +186,19 @@ def raw_figures(run: Path) -> dict:
     return out
 
 
-def _minimal_row(seed: int, args, regions_dir: Path) -> dict:
+def _minimal_row(seed: int, args, regions_dir: Path, train_only: bool = False) -> dict:
     """The ``minimal_loop`` arm: its test figures in the same row shape as the other arms
     (minority classes: those under 5% of its training images, as for the others)."""
     from minimal_loop import run_minimal, split_parts
 
-    result = run_minimal(seed, args.data, regions_dir, args)
+    result = run_minimal(seed, args.data, regions_dir, args, train_only)
     m = result["metrics"]
     parts = split_parts(args.data, regions_dir)
     train = [s.labels[0].index for s in parts["train"]]
     minority = [i for i in range(len(CLASSES)) if train.count(i) / len(train) < 0.05]
     recall = {CLASSES[int(c)]: v["recall"] for c, v in m["per_class"].items()}
     return {
-        "arm": "minimal_loop",
+        "arm": "minimal_loop_train" if train_only else "minimal_loop",
         "seed": seed,
         "best_epoch": args.epochs,
         "balanced_accuracy": m["balanced_accuracy"],
