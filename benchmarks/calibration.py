@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
         return 2
     regions_dir = lesion_regions(args.out)
-    results = args.out / "results.json"
+    results = args.out / "calibration.json"
     rows = json.loads(results.read_text()) if results.is_file() else []
     done = {(r["arm"], r["seed"]) for r in rows}
     for seed in [] if args.report else args.seeds:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.batch_size}, lr {args.lr}, no pretrained weights, seeds {args.seeds}\n\n"
         + table(rows)
     )
-    (args.out / "table.md").write_text(text + "\n")
+    (args.out / "calibration.md").write_text(text + "\n")
     print(text)
     return 0
 
