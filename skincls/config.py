@@ -128,11 +128,11 @@ class TrainConfig(BaseModel):
     ema_decay: Annotated[
         float | None,
         Field(
-            gt=0,
+            ge=0,
             lt=1,
             description="Keep an EMA of the weights (timm ModelEmaV3, with warm-up) and validate "
-            "it each epoch beside the raw weights; best/ keeps whichever is better (off when "
-            "not given).",
+            "it each epoch beside the raw weights; best/ keeps whichever is better. 0: off. "
+            "Default: 0.999 when training from scratch (--no-pretrained), off when fine-tuning.",
         ),
     ] = None
     head_lr_mult: Annotated[

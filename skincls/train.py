@@ -34,7 +34,7 @@ from skincls.engine.loop import TrainState
 from skincls.engine.runtime import resolve_device, seed_everything, set_rng_state
 from skincls.errors import SkinclsError
 from skincls.heads import check_ordinal_use
-from skincls.recipe import resolve_lr
+from skincls.recipe import resolve_recipe
 from skincls.run_summary import print_run_summary
 from skincls.runs import RunDir, check_meta, resume_config
 
@@ -102,7 +102,7 @@ def train(
     )
     try:
         config, run, dataset = _load_data(config, dctx)
-        config, lr_note = resolve_lr(config, dctx.world_size)
+        config, notes = resolve_recipe(config, dctx.world_size)
         device = _device(config, dctx)
         seed_everything(config.seed, device=device)
         model = create_model(config, dataset.regions)
@@ -113,8 +113,8 @@ def train(
         hooks = [*callbacks, *([EpochHook(on_epoch_end)] if on_epoch_end else [])]
         tracker = _start(run, config, kit, dctx, state, wandb_group)
         print_run_summary(console, run, config, dataset, parts, kit, dctx)
-        if lr_note:
-            console.print(lr_note)
+        for note in notes:
+            console.print(note)
         stopped = fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
         _calibrate(run, config, kit, dataset.regions, parts["train"], state, console, dctx)
         test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)

@@ -218,17 +218,31 @@ def test_wandb_offline_run_is_written_and_resumed_under_the_same_id(
 
 def test_the_default_learning_rate_follows_the_global_batch():
     """timm's rule for AdamW: 3e-4 x sqrt(global batch / 32); a given --lr is kept."""
-    from skincls.recipe import resolve_lr
+    from skincls.recipe import resolve_recipe
 
     values = dict(data="d", batch_size=16, accum_steps=2)
-    config, note = resolve_lr(build_config(values), world_size=4)  # 16 x 4 x 2 = 128 images
-    assert config.lr == pytest.approx(6e-4) and "global batch 128 / 32" in note
-    config, note = resolve_lr(build_config({**values, "batch_size": 8}), world_size=1)
+    config, notes = resolve_recipe(build_config(values), world_size=4)  # 16 x 4 x 2 = 128 images
+    assert config.lr == pytest.approx(6e-4) and "global batch 128 / 32" in notes[0]
+    config, _ = resolve_recipe(build_config({**values, "batch_size": 8}), world_size=1)
     assert config.lr == pytest.approx(2.12e-4)  # 3e-4 x sqrt(16 / 32) = 3e-4 x 0.7071, 3 digits
-    given, note = resolve_lr(build_config({**values, "lr": 0.01}), world_size=4)
-    assert given.lr == 0.01 and note == ""
+    given, notes = resolve_recipe(build_config({**values, "lr": 0.01}), world_size=4)
+    assert given.lr == 0.01 and not any("lr" in n for n in notes)
     with pytest.raises(SkinclsError, match="--eta-min"):
-        resolve_lr(build_config({**values, "eta_min": 0.01}), world_size=1)
+        resolve_recipe(build_config({**values, "eta_min": 0.01}), world_size=1)
+
+
+def test_the_weight_ema_is_on_from_scratch_and_off_when_fine_tuning_unless_given():
+    from skincls.recipe import resolve_recipe
+
+    scratch, notes = resolve_recipe(build_config({"data": "d", "pretrained": "none"}), 1)
+    assert scratch.ema_decay == 0.999 and "--ema-decay 0 turns it off" in notes[-1]
+    tuned, notes = resolve_recipe(build_config({"data": "d", "pretrained": "hub"}), 1)
+    assert tuned.ema_decay == 0.0 and "weight EMA off" in notes[-1]
+    off, _ = resolve_recipe(build_config({"data": "d", "pretrained": "none", "ema_decay": 0}), 1)
+    assert off.ema_decay == 0.0
+    # a resumed run keeps what it started with (runs from before this default had none)
+    resumed = build_config({"data": "d", "pretrained": "none", "resume": "r", "lr": 1e-3})
+    assert resolve_recipe(resumed, 1) == (resumed, [])
 
 
 def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
