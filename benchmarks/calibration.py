@@ -3,8 +3,8 @@
 The quality benchmark's split and budget (``benchmarks/quality.py``: one lesion-grouped split,
 resnet10t from scratch), 3 training seeds, three recipes: plain cross-entropy with uniform
 sampling (``ce``), cross-entropy with the class-balanced sampler (``ce_sampler``, the default
-until issue 19) and the same with the weight EMA (``ce_sampler_ema``, the default from
-scratch since). Each run is trained once (temperature and tau fitted on validation as
+until issue 19), the same with the weight EMA (``ce_sampler_ema``) and the tool's defaults
+as they are now (``default``: the EMA on from scratch, area-averaged resizing). Each run is trained once (temperature and tau fitted on validation as
 ``skincls train`` does), then its test split is scored with three decision rules fixed in
 advance: the raw argmax (no calibration: what ``--no-calibrate`` and a hand-written loop give),
 the most probable calibrated class (``--rule argmax``) and the validation-chosen rule (the
@@ -25,7 +25,7 @@ from pathlib import Path
 from provenance import provenance
 from quality import DEFAULT_DATA, add_budget_args, lesion_regions, raw_figures, run_arm
 
-RECIPES = ("ce", "ce_sampler", "ce_sampler_ema")
+RECIPES = ("ce", "ce_sampler", "ce_sampler_ema", "default")
 FIGURES = ("balanced_accuracy", "macro_f1", "accuracy")
 
 

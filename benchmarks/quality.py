@@ -41,6 +41,8 @@ ARMS: dict[str, dict] = {
     # issue 17: recipe features on top of ce + class-balanced sampler; with the EMA it is the
     # default from scratch since issue 19
     "ce_sampler_ema": {"loss": "ce", "sampler": "class_balanced", "ema_decay": 0.999},
+    # the tool's defaults as they are now (weight EMA on from scratch, area-averaged resizing)
+    "default": {"loss": "ce", "sampler": "class_balanced", "ema_decay": None},
     "ce_sampler_head_lr10": {"loss": "ce", "sampler": "class_balanced", "head_lr_mult": 10.0},
     # issue 19: the yardstick, a plain hand-written timm loop (benchmarks/minimal_loop.py)
     "minimal_loop": {},

@@ -249,6 +249,13 @@ normalisation), ``crop`` resizes its shorter side and keeps the centre square (t
 of a wide box are lost)."""
 
 
+SHRINK_BY_AREA = {"area_for_downscale": "image"}
+"""Every resize shrinks by pixel area (OpenCV ``INTER_AREA``) and enlarges bilinearly: a
+bilinear shrink of a 600 px photo to 48 px reads 4 of every 144 pixels (aliasing), while the
+training loader's JPEG draft decoding averages them, so evaluation saw other images than
+training did."""
+
+
 def policy_steps(resize: str, image_size: int, mean: Sequence[float]) -> list[Any]:
     """The albumentations steps of a resize policy (:data:`RESIZE_POLICIES`)."""
     import albumentations as A
@@ -256,15 +263,15 @@ def policy_steps(resize: str, image_size: int, mean: Sequence[float]) -> list[An
 
     s = image_size
     if resize == "squash":
-        return [A.Resize(height=s, width=s)]
+        return [A.Resize(height=s, width=s, **SHRINK_BY_AREA)]
     if resize == "pad":
         fill = tuple(float(m) * 255.0 for m in mean)
         return [
-            A.LongestMaxSize(max_size=s),
+            A.LongestMaxSize(max_size=s, **SHRINK_BY_AREA),
             A.PadIfNeeded(min_height=s, min_width=s, border_mode=cv2.BORDER_CONSTANT, fill=fill),
         ]
     if resize == "crop":
-        return [A.SmallestMaxSize(max_size=s), A.CenterCrop(height=s, width=s)]
+        return [A.SmallestMaxSize(max_size=s, **SHRINK_BY_AREA), A.CenterCrop(height=s, width=s)]
     raise ValueError(f"resize: expected one of {', '.join(RESIZE_POLICIES)}, got {resize!r}")
 
 
@@ -292,7 +299,7 @@ def build_transform(
     for op in ops:
         kwargs = op.albumentations_kwargs()
         if op.op == "RandomResizedCrop" and resize == "crop":
-            kwargs["size"] = (image_size, image_size)
+            kwargs.update(size=(image_size, image_size), **SHRINK_BY_AREA)
             placed = True
         elif op.op == "RandomResizedCrop":
             from skincls.box_crop import BoxAspectCrop
@@ -304,6 +311,6 @@ def build_transform(
         steps.append(getattr(A, op.op)(**kwargs))
     if not placed:
         steps[0:0] = policy_steps(resize, image_size, mean)
-    steps.append(A.Resize(height=image_size, width=image_size))
+    steps.append(A.Resize(height=image_size, width=image_size, **SHRINK_BY_AREA))
     steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
     return A.Compose(steps)

@@ -115,7 +115,8 @@ def metadata_props(
         "std": meta["std"],
         "resize": "per region (regions[].resize): squash = resize the whole crop to "
         "image_size x image_size; pad = longer side to image_size, centred, padded with the "
-        "mean colour; crop = shorter side to image_size, then the centre square",
+        "mean colour; crop = shorter side to image_size, then the centre square. Shrinking "
+        "averages pixel areas (OpenCV INTER_AREA), enlarging is bilinear",
         "input": "image: float32 NCHW, RGB, normalised with mean/std",
         "quantize": quantize,
         "regions": [

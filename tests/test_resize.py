@@ -27,6 +27,19 @@ def _wide_box_with_edge_markers(h: int = 50, w: int = 100) -> np.ndarray:
 
 
 @pytest.mark.parametrize("policy", ["squash", "pad", "crop"])
+def test_shrinking_averages_pixels_instead_of_sampling_a_few(policy):
+    """Thin lines (a wrinkle is a pixel or two wide) survive a shrink: a 480 px image with a
+    1-pixel white line every 10 rows, shrunk to 48 px, is 10% white in every output pixel
+    (uint8 26: (26 / 255 - 0.5) / 0.25 = -1.592 after normalisation); a bilinear shrink
+    samples between rows 4 and 5 of each 10 and sees none of the lines (-2.0, black)."""
+    img = np.zeros((480, 480, 3), np.uint8)
+    img[::10] = 255
+    out = build_transform([], 48, MEAN, STD, policy)(image=img)["image"]
+    assert out.shape == (48, 48, 3)
+    assert np.allclose(out, (26 / 255 - 0.5) / 0.25, atol=1e-3)
+
+
+@pytest.mark.parametrize("policy", ["squash", "pad", "crop"])
 def test_each_policy_gives_the_input_size_and_whole_box_policies_keep_the_edges(policy):
     out = build_transform([], 32, MEAN, STD, policy)(image=_wide_box_with_edge_markers())["image"]
     assert out.shape == (32, 32, 3)
