@@ -120,8 +120,9 @@ class TrainConfig(BaseModel):
         Field(
             gt=0,
             le=1,
-            description="Peak learning rate (AdamW); default 3e-4 x sqrt(global batch / 32), "
-            "timm's scaling for adaptive optimisers.",
+            description="Peak learning rate (AdamW); default 3e-4 x sqrt(global batch / 32) "
+            "when fine-tuning, 1.4e-3 x sqrt(global batch / 32) from scratch (timm's scaling "
+            "for adaptive optimisers).",
         ),
     ] = None
     weight_decay: Annotated[float, Field(ge=0, description="Weight decay.")] = 1e-4

@@ -1,12 +1,14 @@
-"""Defaults that follow from how a run trains rather than from one fixed number.
+"""Defaults that depend on how a run trains: from scratch or fine-tuning pretrained weights.
 
 - The peak learning rate, when ``--lr`` is not given, follows the global batch (per-rank batch
   x ranks x accumulation steps) by timm's rule for adaptive optimisers (its ``--lr-base-scale
-  sqrt``): ``BASE_LR * sqrt(global_batch / BASE_BATCH)``; linear scaling (Goyal et al., 2017)
-  is the rule for SGD. The base is the standard AdamW rate for fine-tuning pretrained weights.
+  sqrt``): ``base * sqrt(global_batch / BASE_BATCH)``; linear scaling (Goyal et al., 2017) is
+  the rule for SGD. The base is the standard AdamW rate, 3e-4, when fine-tuning pretrained
+  weights, and 1.4e-3 (2e-3 at batch 64) from scratch: there the fine-tuning rate lost 6 points
+  of macro F1 in the quality benchmark (BENCHMARKS.md, issue 19's ablation).
 - The weight EMA, when ``--ema-decay`` is not given, is on (``EMA_DECAY``) when training from
-  scratch, where the quality benchmark measured it (BENCHMARKS.md, issue 19's ablation), and
-  off when fine-tuning pretrained weights, which could not be measured here.
+  scratch, where the quality benchmark measured it, and off when fine-tuning pretrained
+  weights, which could not be measured here.
 
 Resolved once when a run starts and written to its ``config.yaml``; a resumed run keeps what it
 started with.
@@ -16,14 +18,19 @@ from __future__ import annotations
 
 import math
 
-BASE_LR = 3e-4
+BASE_LR = {"fine-tuning": 3e-4, "from scratch": 1.4e-3}
 BASE_BATCH = 32
 EMA_DECAY = 0.999
 
 
-def scaled_lr(global_batch: int) -> float:
+def regime(config) -> str:
+    """``from scratch`` (``--no-pretrained``) or ``fine-tuning``."""
+    return "from scratch" if config.pretrained == "none" else "fine-tuning"
+
+
+def scaled_lr(global_batch: int, regime: str) -> float:
     """AdamW's default peak learning rate for ``global_batch`` images per update."""
-    return BASE_LR * math.sqrt(global_batch / BASE_BATCH)
+    return BASE_LR[regime] * math.sqrt(global_batch / BASE_BATCH)
 
 
 def resolve_recipe(config, world_size: int):
@@ -33,16 +40,16 @@ def resolve_recipe(config, world_size: int):
 
     if config.resume:
         return config, []
-    values, notes = config.model_dump(), []
+    values, notes, mode = config.model_dump(), [], regime(config)
     if config.lr is None:
         batch = config.batch_size * world_size * config.accum_steps
-        values["lr"] = float(f"{scaled_lr(batch):.3g}")
+        values["lr"] = float(f"{scaled_lr(batch, mode):.3g}")
         notes.append(
-            f"  lr {values['lr']:g}: {BASE_LR:g} x sqrt(global batch {batch} / {BASE_BATCH}) "
-            "(the default for AdamW; --lr sets it)"
+            f"  lr {values['lr']:g}: {BASE_LR[mode]:g} x sqrt(global batch {batch} / "
+            f"{BASE_BATCH}) (the AdamW default {mode}; --lr sets it)"
         )
     if config.ema_decay is None:
-        scratch = config.pretrained == "none"
+        scratch = mode == "from scratch"
         values["ema_decay"] = EMA_DECAY if scratch else 0.0
         notes.append(
             f"  weight EMA {EMA_DECAY:g}, validated beside the raw weights (the default from "

@@ -217,14 +217,17 @@ def test_wandb_offline_run_is_written_and_resumed_under_the_same_id(
 
 
 def test_the_default_learning_rate_follows_the_global_batch():
-    """timm's rule for AdamW: 3e-4 x sqrt(global batch / 32); a given --lr is kept."""
+    """timm's rule for AdamW: 3e-4 x sqrt(global batch / 32) when fine-tuning (1.4e-3 x ...
+    from scratch); a given --lr is kept."""
     from skincls.recipe import resolve_recipe
 
-    values = dict(data="d", batch_size=16, accum_steps=2)
+    values = dict(data="d", batch_size=16, accum_steps=2, pretrained="hub")
     config, notes = resolve_recipe(build_config(values), world_size=4)  # 16 x 4 x 2 = 128 images
     assert config.lr == pytest.approx(6e-4) and "global batch 128 / 32" in notes[0]
     config, _ = resolve_recipe(build_config({**values, "batch_size": 8}), world_size=1)
     assert config.lr == pytest.approx(2.12e-4)  # 3e-4 x sqrt(16 / 32) = 3e-4 x 0.7071, 3 digits
+    scratch, notes = resolve_recipe(build_config({**values, "pretrained": "none"}), 4)
+    assert scratch.lr == pytest.approx(2.8e-3) and "from scratch" in notes[0]  # 1.4e-3 x 2
     given, notes = resolve_recipe(build_config({**values, "lr": 0.01}), world_size=4)
     assert given.lr == 0.01 and not any("lr" in n for n in notes)
     with pytest.raises(SkinclsError, match="--eta-min"):
@@ -257,6 +260,9 @@ def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
     args = [a for a in args if a != "--quiet"]
     result = runner.invoke(app, ["train", *args, "-o", str(out), "--max-steps-per-epoch", "2"])
     assert result.exit_code == 0, result.output
-    assert "lr 0.000212: 0.0003 x sqrt(global batch 16 / 32)" in result.output
-    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == pytest.approx(2.12e-4)
-    assert resume_config(out, {}).lr == pytest.approx(2.12e-4)
+    # from scratch (--no-pretrained): 1.4e-3 x sqrt(16 / 32) = 9.9e-4
+    assert "lr 0.00099: 0.0014 x sqrt(global batch 16 / 32) (the AdamW default from scratch" in (
+        result.output
+    )
+    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == pytest.approx(9.9e-4)
+    assert resume_config(out, {}).lr == pytest.approx(9.9e-4)
