@@ -59,6 +59,12 @@ ARMS: dict[str, dict] = {
     "ablate_no_warmup": {"loss": "ce", "sampler": "class_balanced", "warmup_epochs": 0},
     "ablate_wd005": {"loss": "ce", "sampler": "class_balanced", "weight_decay": 0.05},
     "ablate_batch32": {"loss": "ce", "sampler": "class_balanced", "batch_size": 32, "lr": 1e-3},
+    "default_no_clip": {
+        "loss": "ce",
+        "sampler": "class_balanced",
+        "ema_decay": None,
+        "grad_clip": 0.0,
+    },
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }
