@@ -17,10 +17,12 @@ started with.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 BASE_LR = {"fine-tuning": 3e-4, "from scratch": 1.4e-3}
 BASE_BATCH = 32
 EMA_DECAY = 0.999
+RECIPE_FIELDS = ("lr", "ema_decay")
 
 
 def regime(config) -> str:
@@ -38,8 +40,12 @@ def resolve_recipe(config, world_size: int):
     lines the start-of-run summary prints about the defaults it chose."""
     from skincls.config import build_config
 
-    if config.resume:
-        return config, []
+    if config.resume:  # what the run started with (a run from before these defaults: no EMA)
+        from skincls.runs import RunDir
+
+        saved = RunDir(Path(config.resume)).config()
+        fill = {k: getattr(saved, k) for k in RECIPE_FIELDS if getattr(config, k) is None}
+        return (build_config({**config.model_dump(), **fill}) if fill else config), []
     values, notes, mode = config.model_dump(), [], regime(config)
     if config.lr is None:
         batch = config.batch_size * world_size * config.accum_steps

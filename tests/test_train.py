@@ -243,9 +243,6 @@ def test_the_weight_ema_is_on_from_scratch_and_off_when_fine_tuning_unless_given
     assert tuned.ema_decay == 0.0 and "weight EMA off" in notes[-1]
     off, _ = resolve_recipe(build_config({"data": "d", "pretrained": "none", "ema_decay": 0}), 1)
     assert off.ema_decay == 0.0
-    # a resumed run keeps what it started with (runs from before this default had none)
-    resumed = build_config({"data": "d", "pretrained": "none", "resume": "r", "lr": 1e-3})
-    assert resolve_recipe(resumed, 1) == (resumed, [])
 
 
 def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
@@ -253,6 +250,7 @@ def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
 ):
     import yaml
 
+    from skincls.recipe import resolve_recipe
     from skincls.runs import resume_config
 
     out = tmp_path / "auto"
@@ -264,5 +262,10 @@ def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
     assert "lr 0.00099: 0.0014 x sqrt(global batch 16 / 32) (the AdamW default from scratch" in (
         result.output
     )
-    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == pytest.approx(9.9e-4)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["lr"] == pytest.approx(9.9e-4) and saved["ema_decay"] == 0.999
     assert resume_config(out, {}).lr == pytest.approx(9.9e-4)
+    # a resume given without them (the library, not the CLI) takes what the run started with
+    given = build_config({"data": "d", "pretrained": "none", "resume": str(out), "lr": None})
+    again = resolve_recipe(given, world_size=8)[0]
+    assert again.lr == pytest.approx(9.9e-4) and again.ema_decay == 0.999
