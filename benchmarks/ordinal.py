@@ -30,6 +30,7 @@ from provenance import provenance
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from multitask import BANDS, DEFAULT_DATA, age_band  # noqa: E402
+from quality import run_values  # noqa: E402
 
 ARMS: dict[str, dict] = {
     "ce": {"loss": "ce", "decision": "argmax"},
@@ -80,23 +81,15 @@ def run_arm(dataset: str, arm: str, seed: int, data: Path, region: str, args) ->
     from skincls.config import build_config
     from skincls.train import train
 
-    values = dict(
+    values = run_values(
+        args,
+        args.out / "runs" / f"{dataset}-{arm}-s{seed}",
+        seed,
         data=str(data),
         region=[region],
-        output=str(args.out / "runs" / f"{dataset}-{arm}-s{seed}"),
-        overwrite=True,
-        backbone=args.backbone,
-        pretrained="none",
-        image_size=args.image_size,
         batch_size=64,
-        epochs=args.epochs,
         lr=2e-3,
         warmup_epochs=1,
-        workers=args.workers,
-        seed=seed,
-        split_seed=0,
-        wandb="disabled",
-        quiet=True,
         report=False,
         select="balanced_accuracy",
         sampler="class_balanced",

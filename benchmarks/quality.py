@@ -92,6 +92,27 @@ def lesion_regions(out: Path, folder: str = "regions", extra: str = "") -> Path:
     return regions_dir
 
 
+def run_values(args, output: Path, seed: int, **options) -> dict:
+    """The ``skincls train`` options of one benchmark run: the budget in ``args`` (backbone,
+    image size, epochs, workers), no pretrained weights, the split of split seed 0 for every
+    arm and seed (``seed`` varies training only), no wandb, quiet, replacing an earlier run at
+    ``output``; ``options`` add to them or override them."""
+    return {
+        "output": str(output),
+        "overwrite": True,
+        "backbone": args.backbone,
+        "pretrained": "none",
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "workers": args.workers,
+        "seed": seed,
+        "split_seed": 0,
+        "wandb": "disabled",
+        "quiet": True,
+        **options,
+    }
+
+
 def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     from skincls.config import build_config
     from skincls.train import train
@@ -103,29 +124,21 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     if extra:  # this arm's own lesion region file
         regions_dir = lesion_regions(out, f"regions-{name}", extra)
 
-    values = dict(
+    values = run_values(
+        args,
+        out / f"{name}-s{seed}",
+        seed,
         data=str(args.data),
         regions_dir=[str(regions_dir)],
         region=["lesion"],
         group_column="lesion_id",
-        output=str(out / f"{name}-s{seed}"),
-        overwrite=True,
-        backbone=args.backbone,
-        pretrained="none",
-        image_size=args.image_size,
         batch_size=args.batch_size,
-        epochs=args.epochs,
         lr=args.lr,
         warmup_epochs=1,
-        workers=args.workers,
-        seed=seed,
-        wandb="disabled",
-        quiet=True,
         region_balance="none",
         ema_decay=0.0,  # the recipe these arms were measured with; ce_sampler_ema sets 0.999
     )
     values.update(arm)
-    values["split_seed"] = 0  # one split for every arm and seed; the seed varies training only
     t0 = time.perf_counter()
     result = train(build_config(values))
     m = result.test["regions"]["lesion"]

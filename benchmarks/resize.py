@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from provenance import provenance
+from quality import run_values
 
 HERE = Path(__file__).resolve().parent
 REGIONS = HERE.parent / "regions"
@@ -160,23 +161,15 @@ def run_arm(dataset: str, arm: str, seed: int, data: Path, args) -> list[dict]:
     regions = [
         f"rz_{n}" for n in (FACE_REGIONS[:1] if dataset == "wide_wrinkles" else FACE_REGIONS)
     ]
-    values = dict(
+    values = run_values(
+        args,
+        args.out / "runs" / f"{dataset}-{arm}-s{seed}",
+        seed,
         data=str(data),
         regions_dir=[str(region_files(args.out))],
         region=regions,
-        output=str(args.out / "runs" / f"{dataset}-{arm}-s{seed}"),
-        overwrite=True,
-        backbone=args.backbone,
-        pretrained="none",
-        image_size=args.image_size,
         batch_size=32,
-        epochs=args.epochs,
         lr=2e-3,
-        workers=args.workers,
-        seed=seed,
-        split_seed=0,
-        wandb="disabled",
-        quiet=True,
         report=False,
         resize=arm,
     )

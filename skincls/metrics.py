@@ -23,8 +23,9 @@ LOWER_IS_BETTER = ("grade_mae",)
 def region_metrics(
     y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str], ordinal: bool = False
 ) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro F1, their mean ``ba_f1``, per-class precision/recall/F1/support and the
-    confusion matrix (rows = true class); for an ``ordinal`` region also ``ORDINAL_METRICS``.
+    """Accuracy, balanced accuracy, macro F1, their mean ``ba_f1``, per-class
+    precision/recall/F1/support and the confusion matrix (rows = true class); for an
+    ``ordinal`` region also ``ORDINAL_METRICS``.
 
     Balanced accuracy and macro F1 average over the classes present in ``y_true`` (and, for F1,
     predicted), as scikit-learn does; QWK and the correlation are 0 where they are undefined (a
