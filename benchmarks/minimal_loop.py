@@ -45,10 +45,45 @@ class _Images(torch.utils.data.Dataset):
         return torch.from_numpy((x - self.mean) / self.std), s.labels[0].index
 
 
-def run_minimal(seed: int, data: Path, regions_dir: Path, args, train_only: bool = False) -> dict:
+SKINCLS_PIECES = ("optim", "clip", "dropout", "data")
+"""What a loop variant can take from ``skincls train``'s recipe, to find what costs the default
+its macro F1: ``optim`` (AdamW with weight decay 1e-4 off biases and norms, a cosine schedule
+with one warm-up epoch to ``--eta-min`` 1e-6: :mod:`skincls.engine.optim`), ``clip`` (gradient
+norm clipped at 1.0), ``dropout`` (0.3 before the classifier), ``data`` (skincls's dataset and
+transforms: the default flip + affine recipe, resize ``crop``, JPEG draft decoding)."""
+
+
+def _skincls_images(samples, size: int, mean, std, split: str):
+    from skincls.data.dataset import SampleDataset, build_transforms
+    from skincls.regions import RegionSpec
+
+    region = RegionSpec(name="lesion", classes=[str(i) for i in range(7)])
+    tf = build_transforms([region], split, size, mean, std, "crop")
+    ds = SampleDataset(samples, ["lesion"], tf, size, draft_min=size if split == "train" else None)
+
+    class _Labelled(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(ds)
+
+        def __getitem__(self, i: int):
+            image, labels, _, _ = ds[(i, int(torch.randint(2**31 - 1, ())))]
+            return image, int(labels[0])
+
+    return _Labelled()
+
+
+def run_minimal(
+    seed: int,
+    data: Path,
+    regions_dir: Path,
+    args,
+    train_only: bool = False,
+    pieces: tuple[str, ...] = (),
+) -> dict:
     """Train and score the minimal loop; the quality benchmark's row for ``minimal_loop``
     (``train_only``: on the split's train part alone, the images ``skincls train`` learns from,
-    instead of train + validation)."""
+    instead of train + validation; ``pieces``: what it takes from skincls, see
+    :data:`SKINCLS_PIECES`)."""
     import timm
     from timm.data import resolve_data_config
 
@@ -58,8 +93,19 @@ def run_minimal(seed: int, data: Path, regions_dir: Path, args, train_only: bool
     parts = split_parts(data, regions_dir)
     train = parts["train"] if train_only else parts["train"] + parts["val"]
     torch.manual_seed(seed)
-    model = timm.create_model(args.backbone, pretrained=False, num_classes=7)
+    model = timm.create_model(
+        args.backbone,
+        pretrained=False,
+        num_classes=7,
+        drop_rate=0.3 if "dropout" in pieces else 0.0,
+    )
     cfg = resolve_data_config({}, model=model)
+    if "data" in pieces:
+        train_set = _skincls_images(train, args.image_size, cfg["mean"], cfg["std"], "train")
+        test_set = _skincls_images(parts["test"], args.image_size, cfg["mean"], cfg["std"], "eval")
+    else:
+        train_set = _Images(train, args.image_size, cfg["mean"], cfg["std"])
+        test_set = _Images(parts["test"], args.image_size, cfg["mean"], cfg["std"])
     labels = np.array([s.labels[0].index for s in train])
     weights = 1.0 / np.bincount(labels, minlength=7)[labels]
     sampler = torch.utils.data.WeightedRandomSampler(
@@ -68,28 +114,38 @@ def run_minimal(seed: int, data: Path, regions_dir: Path, args, train_only: bool
         generator=torch.Generator().manual_seed(seed),
     )
     loader = torch.utils.data.DataLoader(
-        _Images(train, args.image_size, cfg["mean"], cfg["std"]),
+        train_set,
         batch_size=args.batch_size,
         sampler=sampler,
         num_workers=args.workers,
         drop_last=True,
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=2e-3, total_steps=args.epochs * len(loader)
-    )
+    total = args.epochs * len(loader)
+    if "optim" in pieces:
+        from skincls.engine.optim import create_optimizer, create_scheduler
+
+        opt = create_optimizer(model, 2e-3, 1e-4)
+        sched = create_scheduler(opt, 2e-3, 1e-6, total, len(loader))
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=total)
+    updates = 0
     for _ in range(args.epochs):
         model.train()
         for x, y in loader:
             loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
+            if "clip" in pieces:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            sched.step()
+            updates += 1
+            if "optim" in pieces:
+                sched.step_update(updates)
+            else:
+                sched.step()
     model.eval()
-    test = torch.utils.data.DataLoader(
-        _Images(parts["test"], args.image_size, cfg["mean"], cfg["std"]), batch_size=128
-    )
+    test = torch.utils.data.DataLoader(test_set, batch_size=128)
     pred, true = [], []
     with torch.no_grad():
         for x, y in test:

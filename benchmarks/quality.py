@@ -46,7 +46,13 @@ ARMS: dict[str, dict] = {
     "ce_sampler_head_lr10": {"loss": "ce", "sampler": "class_balanced", "head_lr_mult": 10.0},
     # issue 19: the yardstick, a plain hand-written timm loop (benchmarks/minimal_loop.py)
     "minimal_loop": {},
-    "minimal_loop_train": {},  # the same loop on the train part only (skincls's training images)
+    "minimal_loop_train": {"train_only": True},  # on the train part only (skincls's images)
+    # the loop on the train part with pieces of skincls's recipe (minimal_loop.SKINCLS_PIECES)
+    "loop_optim": {"train_only": True, "pieces": ("optim",)},
+    "loop_clip": {"train_only": True, "pieces": ("clip",)},
+    "loop_dropout": {"train_only": True, "pieces": ("dropout",)},
+    "loop_data": {"train_only": True, "pieces": ("data",)},
+    "loop_skincls": {"train_only": True, "pieces": ("optim", "clip", "dropout", "data")},
     # issue 19: the default recipe with one change towards the yardstick ("region": extra lines
     # of the lesion region file)
     "ablate_no_augment": {
@@ -64,6 +70,23 @@ ARMS: dict[str, dict] = {
         "sampler": "class_balanced",
         "ema_decay": None,
         "grad_clip": 0.0,
+    },
+    # the defaults with the loop's pieces that each cost it macro F1 (loop_clip, loop_dropout,
+    # loop_data) taken out
+    "default_no_clip_dropout": {
+        "loss": "ce",
+        "sampler": "class_balanced",
+        "ema_decay": None,
+        "grad_clip": 0.0,
+        "dropout": 0.0,
+    },
+    "default_no_clip_dropout_augment": {
+        "loss": "ce",
+        "sampler": "class_balanced",
+        "ema_decay": None,
+        "grad_clip": 0.0,
+        "dropout": 0.0,
+        "region": "augment: {train: [], eval: []}",
     },
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
@@ -117,8 +140,8 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     from skincls.config import build_config
     from skincls.train import train
 
-    if name.startswith("minimal_loop"):
-        return _minimal_row(seed, args, regions_dir, train_only=name == "minimal_loop_train")
+    if name.startswith(("minimal_loop", "loop_")):
+        return _minimal_row(name, seed, args, regions_dir)
     arm = dict(ARMS[name])
     extra = arm.pop("region", None)
     if extra:  # this arm's own lesion region file
@@ -209,19 +232,22 @@ def raw_figures(run: Path) -> dict:
     return out
 
 
-def _minimal_row(seed: int, args, regions_dir: Path, train_only: bool = False) -> dict:
-    """The ``minimal_loop`` arm: its test figures in the same row shape as the other arms
+def _minimal_row(name: str, seed: int, args, regions_dir: Path) -> dict:
+    """A ``minimal_loop`` arm: its test figures in the same row shape as the other arms
     (minority classes: those under 5% of its training images, as for the others)."""
     from minimal_loop import run_minimal, split_parts
 
-    result = run_minimal(seed, args.data, regions_dir, args, train_only)
+    arm = ARMS[name]
+    result = run_minimal(
+        seed, args.data, regions_dir, args, arm.get("train_only", False), arm.get("pieces", ())
+    )
     m = result["metrics"]
     parts = split_parts(args.data, regions_dir)
     train = [s.labels[0].index for s in parts["train"]]
     minority = [i for i in range(len(CLASSES)) if train.count(i) / len(train) < 0.05]
     recall = {CLASSES[int(c)]: v["recall"] for c, v in m["per_class"].items()}
     return {
-        "arm": "minimal_loop_train" if train_only else "minimal_loop",
+        "arm": name,
         "seed": seed,
         "best_epoch": args.epochs,
         "balanced_accuracy": m["balanced_accuracy"],
