@@ -45,19 +45,21 @@ class _Images(torch.utils.data.Dataset):
         return torch.from_numpy((x - self.mean) / self.std), s.labels[0].index
 
 
-SKINCLS_PIECES = ("optim", "clip", "dropout", "data")
+SKINCLS_PIECES = ("optim", "clip", "dropout", "data", "no_augment")
 """What a loop variant can take from ``skincls train``'s recipe, to find what costs the default
 its macro F1: ``optim`` (AdamW with weight decay 1e-4 off biases and norms, a cosine schedule
 with one warm-up epoch to ``--eta-min`` 1e-6: :mod:`skincls.engine.optim`), ``clip`` (gradient
 norm clipped at 1.0), ``dropout`` (0.3 before the classifier), ``data`` (skincls's dataset and
-transforms: the default flip + affine recipe, resize ``crop``, JPEG draft decoding)."""
+transforms: the default flip + affine recipe, resize ``crop``, JPEG draft decoding),
+``no_augment`` (with ``data``: an empty train recipe, so only the resize and the decoding)."""
 
 
-def _skincls_images(samples, size: int, mean, std, split: str):
+def _skincls_images(samples, size: int, mean, std, split: str, augment: bool = True):
     from skincls.data.dataset import SampleDataset, build_transforms
     from skincls.regions import RegionSpec
 
-    region = RegionSpec(name="lesion", classes=[str(i) for i in range(7)])
+    recipe = {} if augment else {"augment": {"train": [], "eval": []}}
+    region = RegionSpec(name="lesion", classes=[str(i) for i in range(7)], **recipe)
     tf = build_transforms([region], split, size, mean, std, "crop")
     ds = SampleDataset(samples, ["lesion"], tf, size, draft_min=size if split == "train" else None)
 
@@ -101,7 +103,10 @@ def run_minimal(
     )
     cfg = resolve_data_config({}, model=model)
     if "data" in pieces:
-        train_set = _skincls_images(train, args.image_size, cfg["mean"], cfg["std"], "train")
+        augment = "no_augment" not in pieces
+        train_set = _skincls_images(
+            train, args.image_size, cfg["mean"], cfg["std"], "train", augment
+        )
         test_set = _skincls_images(parts["test"], args.image_size, cfg["mean"], cfg["std"], "eval")
     else:
         train_set = _Images(train, args.image_size, cfg["mean"], cfg["std"])

@@ -52,6 +52,7 @@ ARMS: dict[str, dict] = {
     "loop_clip": {"train_only": True, "pieces": ("clip",)},
     "loop_dropout": {"train_only": True, "pieces": ("dropout",)},
     "loop_data": {"train_only": True, "pieces": ("data",)},
+    "loop_data_no_augment": {"train_only": True, "pieces": ("data", "no_augment")},
     "loop_skincls": {"train_only": True, "pieces": ("optim", "clip", "dropout", "data")},
     # issue 19: the default recipe with one change towards the yardstick ("region": extra lines
     # of the lesion region file)
