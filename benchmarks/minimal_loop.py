@@ -45,10 +45,12 @@ class _Images(torch.utils.data.Dataset):
         return torch.from_numpy((x - self.mean) / self.std), s.labels[0].index
 
 
-SKINCLS_PIECES = ("optim", "clip", "dropout", "data", "no_augment")
+SKINCLS_PIECES = ("optim", "schedule", "weight_decay", "clip", "dropout", "data", "no_augment")
 """What a loop variant can take from ``skincls train``'s recipe, to find what costs the default
 its macro F1: ``optim`` (AdamW with weight decay 1e-4 off biases and norms, a cosine schedule
-with one warm-up epoch to ``--eta-min`` 1e-6: :mod:`skincls.engine.optim`), ``clip`` (gradient
+with one warm-up epoch to ``--eta-min`` 1e-6: :mod:`skincls.engine.optim`), or one half of it:
+``schedule`` (the cosine with its warm-up; weight decay 0.05 on every parameter as the loop) or
+``weight_decay`` (1e-4 off biases and norms; the loop's one-cycle schedule), ``clip`` (gradient
 norm clipped at 1.0), ``dropout`` (0.3 before the classifier), ``data`` (skincls's dataset and
 transforms: the default flip + affine recipe, resize ``crop``, JPEG draft decoding),
 ``no_augment`` (with ``data``: an empty train recipe, so only the resize and the decoding)."""
@@ -126,13 +128,16 @@ def run_minimal(
         drop_last=True,
     )
     total = args.epochs * len(loader)
-    if "optim" in pieces:
-        from skincls.engine.optim import create_optimizer, create_scheduler
+    from skincls.engine.optim import create_optimizer, create_scheduler
 
-        opt = create_optimizer(model, 2e-3, 1e-4)
+    cosine = bool({"optim", "schedule"} & set(pieces))
+    if {"optim", "weight_decay"} & set(pieces):
+        opt = create_optimizer(model, 2e-3 if cosine else 1e-3, 1e-4)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3 if cosine else 1e-3, weight_decay=0.05)
+    if cosine:
         sched = create_scheduler(opt, 2e-3, 1e-6, total, len(loader))
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=total)
     updates = 0
     for _ in range(args.epochs):
@@ -145,7 +150,7 @@ def run_minimal(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             updates += 1
-            if "optim" in pieces:
+            if cosine:
                 sched.step_update(updates)
             else:
                 sched.step()

@@ -49,6 +49,8 @@ ARMS: dict[str, dict] = {
     "minimal_loop_train": {"train_only": True},  # on the train part only (skincls's images)
     # the loop on the train part with pieces of skincls's recipe (minimal_loop.SKINCLS_PIECES)
     "loop_optim": {"train_only": True, "pieces": ("optim",)},
+    "loop_schedule": {"train_only": True, "pieces": ("schedule",)},
+    "loop_weight_decay": {"train_only": True, "pieces": ("weight_decay",)},
     "loop_clip": {"train_only": True, "pieces": ("clip",)},
     "loop_dropout": {"train_only": True, "pieces": ("dropout",)},
     "loop_data": {"train_only": True, "pieces": ("data",)},
