@@ -6,19 +6,31 @@ them, so ``skincls --help``, ``regions`` and ``analyze`` start fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from skincls.cli_common import (
+    GroupOpt,
+    JsonOpt,
+    OverwriteOpt,
+    RegionOpt,
+    RegionsDirOpt,
+    SeedOpt,
+    SkipBadOpt,
+    Source,
+    SourceOpt,
+    print_error,
+    print_json,
+    set_debug,
+    stderr_console,
+    stdout_console,
+    user_errors,
+)
 from skincls.cli_options import (
-    choice_enum,
     clean_train_params,
     parse_train_args,
     with_train_options,
@@ -42,8 +54,6 @@ regions_app = typer.Typer(
     help="List and validate region definitions.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(regions_app, name="regions")
-
-_DEBUG = False
 
 
 def _show_version(value: bool) -> None:
@@ -71,80 +81,7 @@ def _root(
     Results (tables, JSON, file paths) go to stdout; progress, warnings and errors to stderr,
     so `skincls train ... > log.txt` keeps the results and the terminal keeps the progress.
     """
-    global _DEBUG
-    _DEBUG = debug
-
-
-def _stderr():
-    from skincls.console import make_console
-
-    return make_console(stderr=True)
-
-
-def _stdout():
-    from skincls.console import make_console
-
-    return make_console()
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn a user mistake into one message on stderr and a non-zero exit, without a traceback."""
-
-    try:
-        yield
-    except SkinclsError as err:
-        if _DEBUG:
-            raise
-        console = _stderr()
-        lines = str(err).splitlines() or [type(err).__name__]
-        for line in lines:
-            _print_error(console, line)
-        raise typer.Exit(err.exit_code) from None
-
-
-def _print_error(console: Any, message: str, label: str = "error:", style: str = "red") -> None:
-    from rich.text import Text
-
-    console.print(Text.assemble((label, style), " ", message))
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-class Source(str, Enum):
-    auto = "auto"
-    aihub = "aihub"
-    folder = "folder"
-    csv = "csv"
-
-
-RegionsDirOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--regions-dir", help="Extra directory of region YAML files (repeatable).", metavar="DIR"
-    ),
-]
-RegionOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--region",
-        help="Region to use (repeatable); default: every region with data.",
-        metavar="NAME",
-    ),
-]
-SourceOpt = Annotated[Source, typer.Option("--source", help="Data source type.")]
-GroupOpt = Annotated[
-    str | None,
-    typer.Option("--group-column", help="CSV column that groups samples (subject, lesion)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON to stdout.")]
-SkipBadOpt = Annotated[
-    bool, typer.Option("--skip-bad", help="Skip and count bad records instead of stopping.")
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output files that exist.")]
+    set_debug(debug)
 
 
 @regions_app.command("list")
@@ -170,7 +107,7 @@ def regions_list(
         for r in registry.items()
     ]
     if as_json:
-        _print_json({"regions": rows})
+        print_json({"regions": rows})
         return
     from rich.table import Table
 
@@ -184,7 +121,7 @@ def regions_list(
             for s in r["sources"]
         )
         table.add_row(r["name"], " ".join(r["classes"]), sources or "-", r["origin"])
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 @regions_app.command("validate")
@@ -196,11 +133,11 @@ def regions_validate(
 
     problems = validate_files(paths)
     if problems:
-        console = _stderr()
+        console = stderr_console()
         for p in problems:
-            _print_error(console, p)
+            print_error(console, p)
         raise typer.Exit(1)
-    _stdout().print(f"ok: {len(paths)} path(s) valid")
+    stdout_console().print(f"ok: {len(paths)} path(s) valid")
 
 
 @app.command()
@@ -247,11 +184,11 @@ def analyze(
     if plot:
         lib.plot(summary, plot)
     if as_json:
-        _print_json(summary)
+        print_json(summary)
     else:
-        lib.render(summary, _stdout())
+        lib.render(summary, stdout_console())
         if plot:
-            _stdout().print(f"plot written to {plot}")
+            stdout_console().print(f"plot written to {plot}")
 
 
 @app.command()
@@ -285,15 +222,12 @@ def prepare(
             overwrite=overwrite,
         )
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
-        _stdout().print(
+        stdout_console().print(
             f"{result['written']} crops written, {result['reused']} already done, "
             f"{result['failed']} failed; manifest: {result['manifest']}"
         )
-
-
-DeviceChoice: Any = choice_enum("device")
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
@@ -306,7 +240,7 @@ def train(**given: Any) -> None:
         options = clean_train_params(given)
         config = given.get("config")
         result = train_from_options(options, str(config) if config else None)
-    console = _stdout()
+    console = stdout_console()
     for line in result.next_steps():
         console.print(line)
 
@@ -327,7 +261,7 @@ def demo(
     from skincls.demo import run_demo
 
     with user_errors():
-        run_demo(output, epochs, backbone, image_size, workers, seed, overwrite, _stdout())
+        run_demo(output, epochs, backbone, image_size, workers, seed, overwrite, stdout_console())
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -377,11 +311,13 @@ def sweep(
         if wandb_config:
             check_new_file(wandb_config, "--wandb-config", overwrite)
             write_wandb_config(wandb_config, [data, *ctx.args], space, base)
-            _stdout().print(f"wrote {wandb_config}; start it with: wandb sweep {wandb_config}")
+            stdout_console().print(
+                f"wrote {wandb_config}; start it with: wandb sweep {wandb_config}"
+            )
             return
         base.setdefault("quiet", True)
         check_dir(output, "--output")
-        err = _stderr()
+        err = stderr_console()
         result = run_sweep(
             base,
             output,
@@ -394,9 +330,9 @@ def sweep(
             progress=lambda line: err.print(line),
         )
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
-        render_sweep(result, _stdout())
+        render_sweep(result, stdout_console())
 
 
 from skincls import cli_deploy  # noqa: E402,F401  (registers evaluate, export, predict, explain)

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from skincls.cli import (
+from skincls.cli import app
+from skincls.cli_common import (
     DeviceChoice,
     GroupOpt,
     JsonOpt,
@@ -18,11 +19,10 @@ from skincls.cli import (
     SkipBadOpt,
     Source,
     SourceOpt,
-    _print_error,
-    _print_json,
-    _stderr,
-    _stdout,
-    app,
+    print_error,
+    print_json,
+    stderr_console,
+    stdout_console,
     user_errors,
 )
 from skincls.outputs import check_dir, check_new_file
@@ -132,13 +132,13 @@ def evaluate(
             written = build_report(
                 run, report, data, split.value, checkpoint.value, overwrite=overwrite
             )
-            _stderr().print(f"report: {written['path']}")
+            stderr_console().print(f"report: {written['path']}")
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     from skincls.console import print_eval, print_per_class
 
-    console = _stdout()
+    console = stdout_console()
     print_eval(
         console,
         f"{run} ({checkpoint.value}, epoch {result['epoch']}) on split {result['split']}",
@@ -190,9 +190,9 @@ def export(
             target_prior=target_prior or [],
         )
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
-    _stdout().print(
+    stdout_console().print(
         f"wrote {report['path']} ({report['size_bytes'] / 1e6:.2f} MB, {report['method']}, "
         f"opset {report['opset']})\n"
         f"verified on {report['verified_samples']} inputs ({report['real_images']} real): "
@@ -246,7 +246,7 @@ def predict(
         if csv_out:
             write_csv(result, csv_out)
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         from rich.table import Table
 
@@ -264,14 +264,14 @@ def predict(
                 table.add_row(
                     p["path"], name, r["class"] + median, f"{r['probs'][r['class']]:.3f}", spread
                 )
-        _stdout().print(table)
+        stdout_console().print(table)
         rules = {n: r["rule"] for p in result["predictions"] for n, r in p["regions"].items()}
         if rules:
             said = "; ".join(f"{n}: {r}" for n, r in rules.items())
-            _stdout().print(f"decision rule: {said}", style="dim")
-    err = _stderr()
+            stdout_console().print(f"decision rule: {said}", style="dim")
+    err = stderr_console()
     for e in result["errors"]:
-        _print_error(err, f"{e['path']}: {e['error']}", "skipped", "yellow")
+        print_error(err, f"{e['path']}: {e['error']}", "skipped", "yellow")
 
 
 @app.command()
@@ -295,13 +295,13 @@ def explain(
         check_dir(out, "--output")
         written = run_explain(run, images, region, out, checkpoint.value, overwrite=overwrite)
     if as_json:
-        _print_json(written)
+        print_json(written)
         return
     for w in written:
         if "error" in w:
-            _print_error(_stderr(), f"{w['path']}: {w['error']}", "skipped", "yellow")
+            print_error(stderr_console(), f"{w['path']}: {w['error']}", "skipped", "yellow")
         else:
-            _stdout().print(f"{w['output']}  (predicted {w['class']})")
+            stdout_console().print(f"{w['output']}  (predicted {w['class']})")
 
 
 @app.command()
@@ -330,9 +330,9 @@ def report(
     with user_errors():
         written = build_report(run, output, data, split.value, checkpoint.value, explain, overwrite)
     if as_json:
-        _print_json(written)
+        print_json(written)
     else:
-        _stdout().print(
+        stdout_console().print(
             f"wrote {written['path']} ({written['size_bytes'] / 1e6:.2f} MB, split "
             f"{written['split']}, {written['seconds']:.1f} s)"
         )
