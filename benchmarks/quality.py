@@ -91,6 +91,17 @@ ARMS: dict[str, dict] = {
         "dropout": 0.0,
         "region": "augment: {train: [], eval: []}",
     },
+    # every loop setting skincls has an option for, augmentation kept (warm-up 2 epochs: the
+    # one-cycle schedule peaks at 30% of 6 epochs)
+    "default_loop_options": {
+        "loss": "ce",
+        "sampler": "class_balanced",
+        "ema_decay": None,
+        "grad_clip": 0.0,
+        "dropout": 0.0,
+        "weight_decay": 0.05,
+        "warmup_epochs": 2,
+    },
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }
