@@ -11,6 +11,7 @@ test split is scored once per run. Writes results JSON, a markdown table and a P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -102,6 +103,13 @@ ARMS: dict[str, dict] = {
         "weight_decay": 0.05,
         "warmup_epochs": 2,
     },
+    # skincls's optimizer and schedule swapped for the loop's (a diagnostic: loop_optimizer)
+    "default_loop_optimizer": {
+        "loss": "ce",
+        "sampler": "class_balanced",
+        "ema_decay": None,
+        "optimizer": "loop",
+    },
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }
@@ -157,6 +165,7 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     if name.startswith(("minimal_loop", "loop_")):
         return _minimal_row(name, seed, args, regions_dir)
     arm = dict(ARMS[name])
+    swap = loop_optimizer() if arm.pop("optimizer", None) == "loop" else contextlib.nullcontext()
     extra = arm.pop("region", None)
     if extra:  # this arm's own lesion region file
         regions_dir = lesion_regions(out, f"regions-{name}", extra)
@@ -177,7 +186,8 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     )
     values.update(arm)
     t0 = time.perf_counter()
-    result = train(build_config(values))
+    with swap:
+        result = train(build_config(values))
     m = result.test["regions"]["lesion"]
     train_counts = {}
     with open(Path(result.run_dir) / "split.csv", newline="") as fh:
@@ -201,6 +211,49 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
         "seconds": time.perf_counter() - t0,
         **raw_figures(Path(result.run_dir)),
     }
+
+
+class _OneCycle:
+    """torch's ``OneCycleLR`` behind the ``step_update`` of timm's schedulers."""
+
+    def __init__(self, optimizer, max_lr: float, total: int):
+        import torch
+
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr, total_steps=total)
+
+    def step_update(self, num_updates: int) -> None:
+        self.sched.step()
+
+    def state_dict(self) -> dict:
+        return self.sched.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sched.load_state_dict(state)
+
+
+@contextlib.contextmanager
+def loop_optimizer():
+    """While open, ``skincls train`` optimizes as the minimal loop does: AdamW with weight decay
+    0.05 on every parameter and a one-cycle schedule peaking at the run's ``lr`` (its Adam
+    beta1 cycling 0.95 -> 0.85 -> 0.95). A diagnostic for the benchmark, not an option of the
+    tool."""
+    import torch
+
+    import skincls.engine.optim as optim
+
+    saved = optim.create_optimizer, optim.create_scheduler
+
+    def create_optimizer(model, lr, weight_decay, *args, **kwargs):
+        return torch.optim.AdamW(model.parameters(), lr=lr / 2, weight_decay=0.05)
+
+    def create_scheduler(optimizer, lr, eta_min, total, warmup):
+        return _OneCycle(optimizer, lr, total)
+
+    optim.create_optimizer, optim.create_scheduler = create_optimizer, create_scheduler
+    try:
+        yield
+    finally:
+        optim.create_optimizer, optim.create_scheduler = saved
 
 
 def split_logits(run: Path, checkpoint: str, split: str) -> tuple[np.ndarray, np.ndarray]:
