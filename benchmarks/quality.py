@@ -1,8 +1,11 @@
 """Model-quality benchmark on HAM10000: which imbalance recipe wins at a fixed CPU budget?
 
 Every arm trains the same backbone for the same epochs on one lesion-grouped stratified split
-(seed 0), with 3 training seeds; the best epoch is chosen on validation balanced accuracy and the
-test split is scored once per run. Writes results JSON, a markdown table and a PNG plot.
+(seed 0), with 3 training seeds; the best epoch is chosen on the validation split by the
+default ``--select`` (``ba_f1``) and the test split is scored once per run with the served
+decisions (plus the raw argmax of the best and last checkpoints). ``minimal_loop`` and
+``loop_*`` arms are the hand-written yardstick of ``minimal_loop.py``, alone or with pieces of
+skincls's recipe. Writes results JSON, a markdown table and a PNG plot.
 
     python benchmarks/quality.py --out /tmp/skincls-quality            # all arms, 3 seeds
     python benchmarks/quality.py --arms ce ce_sampler --seeds 0        # a quick look
