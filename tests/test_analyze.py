@@ -72,6 +72,17 @@ def test_user_errors_are_one_line_without_traceback(tiny_data, tiny_regions):
     assert "Traceback" not in result.output
 
 
+def test_debug_shows_the_user_error_and_does_not_stay_on(tiny_data, tiny_regions):
+    from skincls.errors import SkinclsError
+
+    args = ["analyze", str(tiny_data), "--regions-dir", str(tiny_regions), "--region", "nose"]
+    result = runner.invoke(app, ["--debug", *args])
+    assert isinstance(result.exception, SkinclsError)
+    assert "--region nose: no such region" in str(result.exception)
+    result = runner.invoke(app, args)  # the next command, without --debug, is back to one line
+    assert result.exit_code == 2 and "error: --region nose" in result.stderr
+
+
 def test_regions_cli(tmp_path):
     result = runner.invoke(app, ["regions", "list", "--json"])
     assert result.exit_code == 0
