@@ -113,6 +113,17 @@ ARMS: dict[str, dict] = {
         "ema_decay": None,
         "optimizer": "loop",
     },
+    # the loop's whole recipe inside skincls train (its optimizer and schedule, no clipping, no
+    # dropout, no augmentation, squash), with skincls's EMA, selection and served decisions
+    "default_loop_recipe": {
+        "loss": "ce",
+        "sampler": "class_balanced",
+        "ema_decay": None,
+        "optimizer": "loop",
+        "grad_clip": 0.0,
+        "dropout": 0.0,
+        "region": "augment: {train: [], eval: []}\nresize: squash",
+    },
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }
