@@ -1,0 +1,121 @@
+"""Replay the served decision on the logits the quality benchmark kept, with other tau choices.
+
+``quality.py`` keeps each run's raw lesion logits (``<run>.logits.npz``: the best checkpoint on
+validation and test). This script fits the run's calibration on the validation logits as
+``skincls train`` does (:func:`skincls.calibration.fit_calibration`) and scores on the test
+logits the decision ``argmax(log p - tau * log(train prior))`` with tau chosen on validation
+for ``ba_f1`` (the served rule: its row should match the benchmark's served figures), for macro
+F1 alone, or fixed. No training: seconds per run.
+
+    python benchmarks/decision_replay.py --out /tmp/abl --arms default default_loop_recipe
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from provenance import provenance
+
+RULES = (
+    "served (tau for ba_f1)",
+    "tau for macro F1",
+    "tau 0 (calibrated argmax)",
+    "tau 0.5",
+    "tau 1",
+)
+FIGURES = ("balanced_accuracy", "macro_f1", "accuracy")
+
+
+def train_prior(run: Path, classes: list[str]) -> list[float]:
+    """The run's training split class mix (``split.csv``)."""
+    with open(run / "split.csv", newline="") as fh:
+        labels = [row["label"] for row in csv.DictReader(fh) if row["part"] == "train"]
+    return [labels.count(c) / len(labels) for c in classes]
+
+
+def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
+    """Test figures of each rule in :data:`RULES` for one run."""
+    from skincls.calibration import choose_tau, fit_calibration, log_shift
+    from skincls.heads import decide, probabilities
+    from skincls.metrics import region_metrics
+
+    z = np.load(run.parent / f"{run.name}.logits.npz")
+    val, val_y = torch.from_numpy(z["best_val_logits"]), torch.from_numpy(z["best_val_labels"])
+    test, test_y = z["best_test_logits"], z["best_test_labels"].tolist()
+    temperature, bias = fit_calibration(val, val_y, "softmax")
+
+    def calibrated(logits) -> torch.Tensor:
+        return probabilities(torch.as_tensor(logits) / temperature + torch.tensor(bias), "softmax")
+
+    prior = train_prior(run, classes)
+    taus = {
+        RULES[0]: choose_tau(calibrated(val), val_y, "argmax", prior, classes, False, "ba_f1")[0],
+        RULES[1]: choose_tau(calibrated(val), val_y, "argmax", prior, classes, False, "macro_f1")[
+            0
+        ],
+        RULES[2]: 0.0,
+        RULES[3]: 0.5,
+        RULES[4]: 1.0,
+    }
+    out = {}
+    for rule, tau in taus.items():
+        pred = decide(calibrated(test), "argmax", log_shift(prior, tau)).tolist()
+        m = region_metrics(test_y, pred, classes)
+        out[rule] = {**{k: m[k] for k in FIGURES}, "tau": tau}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from quality import CLASSES
+
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", type=Path, required=True, help="the quality benchmark's --out")
+    p.add_argument("--arms", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = p.parse_args(argv)
+    served = {
+        (r["arm"], r["seed"]): r
+        for r in json.loads((args.out / "results.json").read_text())["rows"]
+    }
+    lines = [
+        "| arm | rule | runs | balanced acc | macro F1 | accuracy | tau per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm in args.arms:
+        runs = [args.out / f"{arm}-s{s}" for s in args.seeds]
+        runs = [r for r in runs if (r.parent / f"{r.name}.logits.npz").is_file()]
+        if not runs:
+            print(f"{arm}: no kept logits in {args.out}", file=sys.stderr)
+            continue
+        rows = [replay(r, CLASSES) for r in runs]
+        for rule in RULES:
+            cells = [
+                f"{100 * statistics.mean(x[rule][k] for x in rows):.1f} ± "
+                f"{100 * statistics.stdev(x[rule][k] for x in rows) if len(rows) > 1 else 0:.1f}"
+                for k in FIGURES
+            ]
+            taus = ", ".join(f"{x[rule]['tau']:g}" for x in rows)
+            lines.append(f"| {arm} | {rule} | {len(rows)} | {' | '.join(cells)} | {taus} |")
+        check = [served.get((arm, s)) for s in args.seeds if (arm, s) in served]
+        if check:
+            f1 = statistics.mean(r["macro_f1"] for r in check) * 100
+            lines.append(
+                f"| {arm} | (benchmark's served figures) | {len(check)} | | {f1:.1f} | | |"
+            )
+    text = provenance(__file__, argv) + "\n" + "\n".join(lines) + "\n"
+    (args.out / "decision_replay.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
