@@ -124,6 +124,8 @@ ARMS: dict[str, dict] = {
         "dropout": 0.0,
         "region": "augment: {train: [], eval: []}\nresize: squash",
     },
+    # the defaults with the milder square-root sampler (the tau rule corrects the rest)
+    "default_sqrt_sampler": {"loss": "ce", "sampler": "sqrt", "ema_decay": None},
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }
