@@ -13,7 +13,6 @@ F1 alone, or fixed. No training: seconds per run.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
@@ -34,10 +33,11 @@ FIGURES = ("balanced_accuracy", "macro_f1", "accuracy")
 
 
 def train_prior(run: Path, classes: list[str]) -> list[float]:
-    """The run's training split class mix (``split.csv``)."""
-    with open(run / "split.csv", newline="") as fh:
-        labels = [row["label"] for row in csv.DictReader(fh) if row["part"] == "train"]
-    return [labels.count(c) / len(labels) for c in classes]
+    """The run's training split class mix."""
+    from quality import train_counts
+
+    counts = train_counts(run)
+    return [counts.get(c, 0) / sum(counts.values()) for c in classes]
 
 
 def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
@@ -54,19 +54,17 @@ def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
     def calibrated(logits) -> torch.Tensor:
         return probabilities(torch.as_tensor(logits) / temperature + torch.tensor(bias), "softmax")
 
-    prior = train_prior(run, classes)
+    prior, val_p = train_prior(run, classes), calibrated(val)
     taus = {
-        RULES[0]: choose_tau(calibrated(val), val_y, "argmax", prior, classes, False, "ba_f1")[0],
-        RULES[1]: choose_tau(calibrated(val), val_y, "argmax", prior, classes, False, "macro_f1")[
-            0
-        ],
+        RULES[0]: choose_tau(val_p, val_y, "argmax", prior, classes, False, "ba_f1")[0],
+        RULES[1]: choose_tau(val_p, val_y, "argmax", prior, classes, False, "macro_f1")[0],
         RULES[2]: 0.0,
         RULES[3]: 0.5,
         RULES[4]: 1.0,
     }
-    out = {}
+    out, test_p = {}, calibrated(test)
     for rule, tau in taus.items():
-        pred = decide(calibrated(test), "argmax", log_shift(prior, tau)).tolist()
+        pred = decide(test_p, "argmax", log_shift(prior, tau)).tolist()
         m = region_metrics(test_y, pred, classes)
         out[rule] = {**{k: m[k] for k in FIGURES}, "tau": tau}
     return out

@@ -205,15 +205,9 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     with swap:
         result = train(build_config(values))
     m = result.test["regions"]["lesion"]
-    train_counts = {}
-    with open(Path(result.run_dir) / "split.csv", newline="") as fh:
-        import csv
-
-        for row in csv.DictReader(fh):
-            if row["part"] == "train":
-                train_counts[row["label"]] = train_counts.get(row["label"], 0) + 1
-    total = sum(train_counts.values())
-    minority = [c for c in CLASSES if train_counts.get(c, 0) / total < 0.05]
+    counts = train_counts(Path(result.run_dir))
+    total = sum(counts.values())
+    minority = [c for c in CLASSES if counts.get(c, 0) / total < 0.05]
     return {
         "arm": name,
         "seed": seed,
@@ -227,6 +221,18 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
         "seconds": time.perf_counter() - t0,
         **raw_figures(Path(result.run_dir)),
     }
+
+
+def train_counts(run: Path) -> dict[str, int]:
+    """Labels per class in the run's training part (its ``split.csv``)."""
+    import csv
+
+    counts: dict[str, int] = {}
+    with open(run / "split.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["part"] == "train":
+                counts[row["label"]] = counts.get(row["label"], 0) + 1
+    return counts
 
 
 class _OneCycle:
@@ -258,11 +264,14 @@ def loop_optimizer():
     import skincls.engine.optim as optim
 
     saved = optim.create_optimizer, optim.create_scheduler
+    used = []
 
     def create_optimizer(model, lr, weight_decay, *args, **kwargs):
-        return torch.optim.AdamW(model.parameters(), lr=lr / 2, weight_decay=0.05)
+        # the one-cycle schedule sets the starting rate itself (lr / 25)
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
 
     def create_scheduler(optimizer, lr, eta_min, total, warmup):
+        used.append(total)
         return _OneCycle(optimizer, lr, total)
 
     optim.create_optimizer, optim.create_scheduler = create_optimizer, create_scheduler
@@ -270,6 +279,8 @@ def loop_optimizer():
         yield
     finally:
         optim.create_optimizer, optim.create_scheduler = saved
+    if not used:  # the engine no longer looks the factories up at run time: nothing was swapped
+        raise RuntimeError("loop_optimizer: skincls.engine.optim was not used; the arm ran as is")
 
 
 def split_logits(run: Path, checkpoint: str, split: str) -> tuple[np.ndarray, np.ndarray]:
