@@ -28,6 +28,9 @@ from provenance import provenance
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "ham10000" / "manifest.csv"
 
+DEFAULT_ARM = {"loss": "ce", "sampler": "class_balanced", "ema_decay": None}
+"""The tool's defaults (``ema_decay`` None: resolved from --pretrained as a user's run is)."""
+
 ARMS: dict[str, dict] = {
     "ce": {"loss": "ce", "sampler": "none"},
     "ce_sampler": {"loss": "ce", "sampler": "class_balanced"},
@@ -46,7 +49,7 @@ ARMS: dict[str, dict] = {
     # default from scratch since issue 19
     "ce_sampler_ema": {"loss": "ce", "sampler": "class_balanced", "ema_decay": 0.999},
     # the tool's defaults as they are now (weight EMA on from scratch, area-averaged resizing)
-    "default": {"loss": "ce", "sampler": "class_balanced", "ema_decay": None},
+    "default": DEFAULT_ARM,
     "ce_sampler_head_lr10": {"loss": "ce", "sampler": "class_balanced", "head_lr_mult": 10.0},
     # issue 19: the yardstick, a plain hand-written timm loop (benchmarks/minimal_loop.py)
     "minimal_loop": {},
@@ -73,24 +76,18 @@ ARMS: dict[str, dict] = {
     "ablate_wd005": {"loss": "ce", "sampler": "class_balanced", "weight_decay": 0.05},
     "ablate_batch32": {"loss": "ce", "sampler": "class_balanced", "batch_size": 32, "lr": 1e-3},
     "default_no_clip": {
-        "loss": "ce",
-        "sampler": "class_balanced",
-        "ema_decay": None,
+        **DEFAULT_ARM,
         "grad_clip": 0.0,
     },
     # the defaults with the loop's pieces that each cost it macro F1 (loop_clip, loop_dropout,
     # loop_data) taken out
     "default_no_clip_dropout": {
-        "loss": "ce",
-        "sampler": "class_balanced",
-        "ema_decay": None,
+        **DEFAULT_ARM,
         "grad_clip": 0.0,
         "dropout": 0.0,
     },
     "default_no_clip_dropout_augment": {
-        "loss": "ce",
-        "sampler": "class_balanced",
-        "ema_decay": None,
+        **DEFAULT_ARM,
         "grad_clip": 0.0,
         "dropout": 0.0,
         "region": "augment: {train: [], eval: []}",
@@ -98,9 +95,7 @@ ARMS: dict[str, dict] = {
     # every loop setting skincls has an option for, augmentation kept (warm-up 2 epochs: the
     # one-cycle schedule peaks at 30% of 6 epochs)
     "default_loop_options": {
-        "loss": "ce",
-        "sampler": "class_balanced",
-        "ema_decay": None,
+        **DEFAULT_ARM,
         "grad_clip": 0.0,
         "dropout": 0.0,
         "weight_decay": 0.05,
@@ -108,24 +103,20 @@ ARMS: dict[str, dict] = {
     },
     # skincls's optimizer and schedule swapped for the loop's (a diagnostic: loop_optimizer)
     "default_loop_optimizer": {
-        "loss": "ce",
-        "sampler": "class_balanced",
-        "ema_decay": None,
+        **DEFAULT_ARM,
         "optimizer": "loop",
     },
     # the loop's whole recipe inside skincls train (its optimizer and schedule, no clipping, no
     # dropout, no augmentation, squash), with skincls's EMA, selection and served decisions
     "default_loop_recipe": {
-        "loss": "ce",
-        "sampler": "class_balanced",
-        "ema_decay": None,
+        **DEFAULT_ARM,
         "optimizer": "loop",
         "grad_clip": 0.0,
         "dropout": 0.0,
         "region": "augment: {train: [], eval: []}\nresize: squash",
     },
     # the defaults with the milder square-root sampler (the tau rule corrects the rest)
-    "default_sqrt_sampler": {"loss": "ce", "sampler": "sqrt", "ema_decay": None},
+    "default_sqrt_sampler": {**DEFAULT_ARM, "sampler": "sqrt"},
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }
