@@ -117,6 +117,9 @@ ARMS: dict[str, dict] = {
     },
     # the defaults with the milder square-root sampler (the tau rule corrects the rest)
     "default_sqrt_sampler": {**DEFAULT_ARM, "sampler": "sqrt"},
+    # --serve-epoch last (the default since it was added): the last epoch's weights served
+    "default_sqrt_sampler_last": {**DEFAULT_ARM, "sampler": "sqrt", "serve_epoch": "last"},
+    "ce_serve_last": {"loss": "ce", "sampler": "none", "serve_epoch": "last"},
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }

@@ -33,6 +33,12 @@ class Checkpoint(str, Enum):
     last = "last"
 
 
+CHECKPOINTS = (
+    "best: the served weights, calibrated (the epoch --serve-epoch chose); last: the last "
+    "epoch's raw weights, uncalibrated."
+)
+
+
 class Split(str, Enum):
     auto = "auto"
     all = "all"
@@ -82,7 +88,9 @@ def evaluate(
     split: Annotated[
         Split, typer.Option(help="Part to score; auto: test on the run's data, else all.")
     ] = Split.auto,
-    checkpoint: Annotated[Checkpoint, typer.Option(help="Checkpoint to score.")] = Checkpoint.best,
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help=f"Checkpoint to score: {CHECKPOINTS}")
+    ] = Checkpoint.best,
     region: RegionOpt = None,
     source: SourceOpt = Source.auto,
     group_column: GroupOpt = None,
@@ -155,7 +163,9 @@ def export(
     ] = None,
     region: RegionOpt = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
-    checkpoint: Annotated[Checkpoint, typer.Option(help="Checkpoint to export.")] = Checkpoint.best,
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help=f"Checkpoint to export: {CHECKPOINTS}")
+    ] = Checkpoint.best,
     quantize: Annotated[
         Quantize,
         typer.Option(help="int8: static, calibrated on the run's or --data images."),
@@ -211,7 +221,7 @@ def predict(
     region: RegionOpt = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
     checkpoint: Annotated[
-        Checkpoint, typer.Option(help="Checkpoint of a run directory.")
+        Checkpoint, typer.Option(help=f"Checkpoint of a run directory: {CHECKPOINTS}")
     ] = Checkpoint.best,
     csv_out: Annotated[
         Path | None, typer.Option("--csv", help="Also write predictions as CSV.")
@@ -283,7 +293,7 @@ def explain(
         Path, typer.Option("--output", "-o", "--out", help="Directory for the PNG overlays.")
     ],
     checkpoint: Annotated[
-        Checkpoint, typer.Option(help="Checkpoint to explain.")
+        Checkpoint, typer.Option(help=f"Checkpoint to explain: {CHECKPOINTS}")
     ] = Checkpoint.best,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
@@ -317,7 +327,9 @@ def report(
     split: Annotated[
         Split, typer.Option(help="Part to score; auto: test, else validation.")
     ] = Split.auto,
-    checkpoint: Annotated[Checkpoint, typer.Option(help="Checkpoint to score.")] = Checkpoint.best,
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help=f"Checkpoint to score: {CHECKPOINTS}")
+    ] = Checkpoint.best,
     explain: Annotated[
         bool, typer.Option("--explain", help="Grad-CAM overlays for the worst mistakes.")
     ] = False,

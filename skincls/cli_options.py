@@ -33,11 +33,15 @@ _ENUMS: dict[str, type[Enum]] = {}
 
 
 def choice_enum(field: str) -> type[Enum]:
-    """A str Enum of the choices of a ``Literal`` TrainConfig field (click shows and checks them)."""
+    """A str Enum of the choices of a ``Literal`` (or ``Literal | None``) TrainConfig field
+    (click shows and checks them)."""
     from skincls.config import TrainConfig
 
     if field not in _ENUMS:
-        values = get_args(TrainConfig.model_fields[field].annotation)
+        annotation = TrainConfig.model_fields[field].annotation
+        if get_origin(annotation) is not Literal:
+            annotation = next(a for a in get_args(annotation) if get_origin(a) is Literal)
+        values = get_args(annotation)
         _ENUMS[field] = Enum(f"{field}_choice", {v: v for v in values}, type=str)  # type: ignore[assignment]
     return _ENUMS[field]
 

@@ -42,6 +42,7 @@ MetricName = Literal["ba_f1", "balanced_accuracy", "macro_f1", "qwk", "within1",
 DEFAULT_SELECT: MetricName = "ba_f1"
 ORDINAL_SELECT = ("qwk", "within1", "grade_mae")
 """Selection metrics that exist for ordinal regions only."""
+ServeEpoch = Literal["best", "last"]
 NanPolicy = Literal["skip", "stop"]
 WandbMode = Literal["online", "offline", "disabled"]
 
@@ -215,6 +216,15 @@ class TrainConfig(BaseModel):
             "grade_mae, lower is better: ordinal regions only)."
         ),
     ] = DEFAULT_SELECT
+    serve_epoch: Annotated[
+        ServeEpoch | None,
+        Field(
+            description="The epoch best/ keeps, calibrates and every command serves: last (the "
+            "final epoch, its raw or EMA weights, whichever validates better) or best (the "
+            "epoch with the best validation --select figure). Default: last, or best with "
+            "--patience.",
+        ),
+    ] = None
     patience: Annotated[
         int,
         Field(

@@ -58,7 +58,7 @@ def run_demo(
         }
     )
     result = train(config, console=console, show_test=False)
-    console.rule("4/5 skincls evaluate (test split, best checkpoint)")
+    console.rule("4/5 skincls evaluate (test split, served checkpoint)")
     metrics = evaluate(result.run_dir, workers=0)
     print_eval(console, "test", metrics)
     from skincls.export import export_onnx

@@ -169,11 +169,12 @@ def _data_section(run, config, specs) -> dict[str, Any]:
 
 def _training_section(history: list[dict[str, Any]], select: str, status: dict) -> dict[str, Any]:
     if not history:
-        return {"plot": None, "best_epoch": None, "rows": []}
-    best = status.get("best_epoch")
+        return {"plot": None, "served_epoch": None, "best_epoch": None, "rows": []}
+    served = status.get("served_epoch", status.get("best_epoch"))
     return {
-        "plot": training_plot(history, select, best),
-        "best_epoch": best,
+        "plot": training_plot(history, select, served),
+        "served_epoch": served,
+        "best_epoch": status.get("best_epoch"),
         "select": select,
         "rows": history,
     }

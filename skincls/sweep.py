@@ -84,7 +84,7 @@ def run_sweep(
         config = build_config(values, f"trial {trial.number}")
         trial.set_user_attr("run_dir", str(run_dir))
         result = train(config, callbacks=[OptunaPruner(trial)], wandb_group=study_name)
-        return result.best_metric
+        return result.served_metric
 
     if todo:
         study.optimize(objective, n_trials=todo, timeout=timeout, catch=(), callbacks=[reporter])

@@ -30,7 +30,7 @@ from skincls.data.samples import Dataset
 from skincls.engine.callbacks import Callback, EpochHook
 from skincls.engine.components import Kit, build_kit
 from skincls.engine.fit import TrainingInterrupted, fit
-from skincls.engine.loop import TrainState
+from skincls.engine.loop import TrainState, served
 from skincls.engine.runtime import resolve_device, seed_everything, set_rng_state
 from skincls.errors import SkinclsError
 from skincls.heads import check_ordinal_use
@@ -43,22 +43,34 @@ __all__ = ["RunResult", "TrainingInterrupted", "train", "train_from_options"]
 
 @dataclass
 class RunResult:
+    """How a run ended: the best validation epoch and its selection figure, the epoch whose
+    weights ``best/`` holds and every command serves (``--serve-epoch``) and its figure, the
+    per-epoch records and the test scores of the served weights."""
+
     run_dir: Path
     best_epoch: int
     best_metric: float
+    served_epoch: int
+    served_metric: float
     history: list[dict[str, Any]] = field(default_factory=list)
     test: dict[str, Any] | None = None
     select: str = DEFAULT_SELECT
     wandb: str = "disabled"
 
     def next_steps(self) -> list[str]:
-        """What the end of ``skincls train`` prints: the selected epoch, where the weights are,
+        """What the end of ``skincls train`` prints: the served epoch, where the weights are,
         and the commands to run next (shell-quoted, ready to paste)."""
         run = shlex.quote(str(self.run_dir))
-        if self.best_epoch > 0:
+        epochs = len(self.history)
+        if self.served_epoch > 0:
+            which = (
+                "the best"
+                if self.served_epoch == self.best_epoch
+                else f"the last; the best was epoch {self.best_epoch} with {self.best_metric:.4f}"
+            )
             lines = [
-                f"best epoch {self.best_epoch} of {len(self.history)} by validation "
-                f"{self.select} = {self.best_metric:.4f}; weights in {self.run_dir / 'best'}"
+                f"serving epoch {self.served_epoch} of {epochs} ({which}), validation "
+                f"{self.select} = {self.served_metric:.4f}; weights in {self.run_dir / 'best'}"
             ]
         else:
             lines = [f"no epoch was selected; weights in {self.run_dir / 'last'}"]
@@ -117,16 +129,19 @@ def train(
             console.print(note)
         stopped = fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
         _calibrate(run, config, kit, dataset.regions, parts["train"], state, console, dctx)
+        epoch, metric = served(state, config.serve_epoch or "best")
         test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)
         if test is not None and show_test:
             from skincls.console import print_eval
 
-            print_eval(console, "test (best checkpoint)", test)
+            print_eval(console, f"test (served checkpoint: epoch {epoch})", test)
         if dctx.is_main:
             run.update_status(
                 status="finished",
                 best_epoch=state.best_epoch,
                 best_metric=state.best_metric,
+                served_epoch=epoch,
+                served_metric=metric,
                 stopped_early=stopped,
             )
             _write_report(run, config, console)
@@ -135,6 +150,8 @@ def train(
             run.path,
             state.best_epoch,
             state.best_metric,
+            epoch,
+            metric,
             state.history,
             test,
             config.select,
@@ -291,7 +308,7 @@ def _start(run: RunDir, config, kit: Kit, dctx, state: TrainState, group: str | 
 
 
 def _calibrate(run, config, kit: Kit, regions, train_samples, state, console, dctx) -> None:
-    """Fit the best checkpoint's temperatures and decision rules on the validation split, store
+    """Fit the served checkpoint's temperatures and decision rules on the validation split, store
     them in ``best/meta.json`` and serve them from the model (``--no-calibrate``: neither)."""
     from skincls.calibration import apply_serving, calibrate
     from skincls.checkpoints import META, atomic_write_json, resolve_checkpoint
@@ -320,13 +337,15 @@ def _calibrate(run, config, kit: Kit, regions, train_samples, state, console, dc
 
 
 def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
-    """Scores of the best checkpoint on the test split (never used for selection)."""
+    """Scores of the served checkpoint (``best/``) on the test split (never used for
+    selection)."""
     from skincls.checkpoints import atomic_write_json
     from skincls.data.dataset import SampleDataset
     from skincls.data.sampler import EvalSampler
     from skincls.inference import make_loader, score
 
-    if not samples or state.best_epoch <= 0:
+    epoch = served(state, config.serve_epoch or "best")[0]
+    if not samples or epoch <= 0:
         return None
     e = kit.engine
     weights, _ = load_checkpoint(run.path / "best")
@@ -337,7 +356,7 @@ def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
     loader = make_loader(ds, sampler, config.batch_size, config.workers, e.device)
     result = score(e.model, loader, regions, e.device, e.dtype, e.channels_last, dctx)
     result.pop("bad_indices", None)
-    result.update({"split": "test", "checkpoint": "best", "epoch": state.best_epoch})
+    result.update({"split": "test", "checkpoint": "best", "epoch": epoch})
     if dctx.is_main:
         atomic_write_json(run.path / "evaluation.json", result)
     for name, m in result["regions"].items():

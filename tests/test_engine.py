@@ -301,7 +301,7 @@ def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_ex
     with open(tmp_path / "straight" / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert all(r["val_ema_ba_f1"] != "" for r in rows)
-    best = rows[straight.best_epoch - 1]
+    best = rows[straight.served_epoch - 1]
     meta = json.loads((tmp_path / "straight" / "best" / "meta.json").read_text())
     assert meta["weights"] == best["selected_weights"] in ("raw", "ema")
     chosen = float(best["val_ema_ba_f1" if meta["weights"] == "ema" else "val_ba_f1"])

@@ -174,7 +174,7 @@ def test_select_grade_mae_keeps_the_epoch_with_the_lowest_mae(tmp_path, tiny_dat
     args = tiny_cli_args(
         tiny_data, tiny_regions, "--epochs", "4", "--lr", "0.02", "--select", "grade_mae"
     )
-    args += ["--ema-decay", "0", "--quiet"]  # the raw weights' figures are the ones in the CSV
+    args += ["--ema-decay", "0", "--serve-epoch", "best", "--quiet"]  # raw figures: the CSV's
     result = runner.invoke(app, ["train", *args, "-o", str(out)])
     assert result.exit_code == 0, result.output
     with open(out / "metrics.csv") as fh:

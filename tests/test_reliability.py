@@ -481,6 +481,7 @@ def test_disk_full_is_one_error_and_keeps_the_previous_checkpoint(
     def save_file(tensors, filename, *a, **kw):
         calls["n"] += 1
         if calls["n"] > 2:  # epoch 1 writes best/ and last/; epoch 2 finds the disk full
+            # when it writes best/ (the default serves the last epoch: best/ every epoch)
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(tensors, filename, *a, **kw)
 
@@ -494,11 +495,12 @@ def test_disk_full_is_one_error_and_keeps_the_previous_checkpoint(
         warmup_epochs=0,
     )
     with pytest.raises(
-        SkinclsError, match=r"last: cannot write: the disk is full; the previous last/"
+        SkinclsError, match=r"best: cannot write: the disk is full; the previous best/"
     ):
         train(build_config(values))
     run = tmp_path / "run"
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    assert load_checkpoint(run / "best")[1]["epoch"] == 1
     assert load_checkpoint(run / "last")[1]["epoch"] == 1
     assert not [p for p in run.iterdir() if ".tmp" in p.name]
 

@@ -10,6 +10,7 @@ from skincls.cli import app
 from skincls.config import build_config
 from skincls.errors import SkinclsError
 from skincls.model import MultiHeadNet
+from skincls.runs import read_history
 from skincls.train import TrainingInterrupted, train
 
 from .conftest import tiny_cli_args, tiny_values
@@ -102,16 +103,23 @@ def test_resume_refuses_changed_options(tmp_path, tiny_data, tiny_regions):
         resume_config(tmp_path / "r", {"lr": 0.1})
 
 
-def test_best_checkpoint_is_the_best_validation_epoch(tmp_path, tiny_data, tiny_regions):
+def test_serve_epoch_best_keeps_the_best_validation_epoch(tmp_path, tiny_data, tiny_regions):
     result = train(
-        tiny_config(tiny_data, tiny_regions, tmp_path / "sel", epochs=3, select="macro_f1")
+        tiny_config(
+            tiny_data,
+            tiny_regions,
+            tmp_path / "sel",
+            epochs=3,
+            select="macro_f1",
+            serve_epoch="best",
+        )
     )
     with open(result.run_dir / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     scores = [float(r["val_macro_f1"]) for r in rows]
     best = max(range(3), key=lambda i: (scores[i], -i)) + 1
     _, meta = load_checkpoint(result.run_dir / "best")
-    assert meta["epoch"] == best == result.best_epoch
+    assert meta["epoch"] == best == result.best_epoch == result.served_epoch
     assert {
         "config.yaml",
         "split.csv",
@@ -125,6 +133,47 @@ def test_best_checkpoint_is_the_best_validation_epoch(tmp_path, tiny_data, tiny_
     } <= {p.name for p in result.run_dir.iterdir()}
     state = torch.load(result.run_dir / "last" / "trainer.pt", weights_only=True)
     assert state["train_state"]["epoch"] == 3 and "optimizer" in state  # after the 3rd epoch
+
+
+def test_the_default_serves_the_last_epoch_raw_or_ema_whichever_validates_better(
+    tmp_path, tiny_data, tiny_regions
+):
+    result = train(tiny_config(tiny_data, tiny_regions, tmp_path / "last", epochs=3))
+    rows = read_history(result.run_dir)
+    last = rows[-1]
+    raw, ema = last["val_ba_f1"], last["val_ema_ba_f1"]
+    _, meta = load_checkpoint(result.run_dir / "best")
+    assert meta["epoch"] == 3 == result.served_epoch
+    assert meta["weights"] == ("ema" if ema > raw else "raw")
+    assert meta["metric"] == pytest.approx(max(raw, ema)) == pytest.approx(result.served_metric)
+    best = max(range(3), key=lambda i: (rows[i]["select"], -i)) + 1
+    assert result.best_epoch == best
+    status = json.loads((result.run_dir / "run.json").read_text())
+    assert status["served_epoch"] == 3 and status["best_epoch"] == best
+    scored = json.loads((result.run_dir / "evaluation.json").read_text())
+    assert scored["epoch"] == 3  # the test figures are the served weights'
+
+
+def test_the_served_epoch_default_follows_patience_and_a_resumed_run():
+    from skincls.recipe import resolve_recipe
+
+    plain, notes = resolve_recipe(build_config({"data": "d"}), 1)
+    assert plain.serve_epoch == "last" and "serving the last epoch" in notes[-1]
+    patient, notes = resolve_recipe(build_config({"data": "d", "patience": 3}), 1)
+    assert patient.serve_epoch == "best" and "--patience" in notes[-1]
+    given, _ = resolve_recipe(build_config({"data": "d", "patience": 3, "serve_epoch": "last"}), 1)
+    assert given.serve_epoch == "last"
+
+
+def test_next_steps_say_which_epoch_is_served(tmp_path):
+    from skincls.train import RunResult
+
+    history = [{"epoch": i} for i in range(1, 7)]
+    last = RunResult(tmp_path, 4, 0.61, 6, 0.58, history).next_steps()[0]
+    assert last.startswith("serving epoch 6 of 6 (the last; the best was epoch 4 with 0.6100)")
+    assert "ba_f1 = 0.5800" in last and str(tmp_path / "best") in last
+    best = RunResult(tmp_path, 4, 0.61, 4, 0.61, history).next_steps()[0]
+    assert best.startswith("serving epoch 4 of 6 (the best), validation ba_f1 = 0.6100")
 
 
 def test_existing_output_is_not_overwritten(tmp_path, tiny_data, tiny_regions):
@@ -238,9 +287,9 @@ def test_the_weight_ema_is_on_from_scratch_and_off_when_fine_tuning_unless_given
     from skincls.recipe import resolve_recipe
 
     scratch, notes = resolve_recipe(build_config({"data": "d", "pretrained": "none"}), 1)
-    assert scratch.ema_decay == 0.999 and "--ema-decay 0 turns it off" in notes[-1]
+    assert scratch.ema_decay == 0.999 and "--ema-decay 0 turns it off" in notes[1]
     tuned, notes = resolve_recipe(build_config({"data": "d", "pretrained": "hub"}), 1)
-    assert tuned.ema_decay == 0.0 and "weight EMA off" in notes[-1]
+    assert tuned.ema_decay == 0.0 and "weight EMA off" in notes[1]
     off, _ = resolve_recipe(build_config({"data": "d", "pretrained": "none", "ema_decay": 0}), 1)
     assert off.ema_decay == 0.0
 

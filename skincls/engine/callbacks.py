@@ -4,8 +4,9 @@ The fit loop calls ``on_epoch_end`` of each callback in order after every epoch,
 ``on_fit_end`` once with the final status. A new end-of-epoch behaviour is a new callback:
 
 - :class:`HistoryWriter`: ``metrics.jsonl`` and ``metrics.csv``;
-- :class:`CheckpointSaver`: ``best/`` when the selection metric improved (the raw or the EMA
-  weights, whichever it was measured on), ``last/`` (raw weights, for resuming) always;
+- :class:`CheckpointSaver`: ``best/``, the served checkpoint, when the selection metric
+  improved or, with ``--serve-epoch last``, every epoch (the raw or the EMA weights, whichever
+  validated better), and ``last/`` (raw weights, for resuming) always;
 - :class:`WandbLogger`: per-epoch metrics to wandb;
 - :class:`ConsoleReporter`: the epoch line and validation table, with the run's ETA;
 - :class:`EpochHook`: a plain ``fn(epoch, record)``, e.g. the sweep's Optuna pruner;
@@ -66,17 +67,18 @@ class CheckpointSaver(Callback):
         write: bool = True,
         dctx: D.DistContext | None = None,
         best_weights: Callable[[EpochEnd], dict[str, Any]] | None = None,
+        serve_epoch: str = "best",
     ) -> None:
         self.run, self.weights, self.meta, self.trainer_state = run, weights, meta, trainer_state
         self.write, self.dctx = write, dctx or D.DistContext()
-        self.best_weights = best_weights
+        self.best_weights, self.serve_epoch = best_weights, serve_epoch
 
     def on_epoch_end(self, end: EpochEnd) -> None:
         from skincls.checkpoints import save_checkpoint
 
         if self.write:
             meta, state, weights = self.meta(end), self.trainer_state(), self.weights()
-            if end.improved:
+            if end.improved or self.serve_epoch == "last":
                 best = self.best_weights(end) if self.best_weights else weights
                 save_checkpoint(self.run.path / "best", best, {**meta, "best": True}, state)
             save_checkpoint(self.run.path / "last", weights, meta, state)

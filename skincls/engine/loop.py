@@ -58,6 +58,14 @@ class TrainState:
         return False
 
 
+def served(state: TrainState, serve_epoch: str) -> tuple[int, float]:
+    """The epoch whose weights ``best/`` holds under ``serve_epoch`` and its validation
+    selection figure (-1 and NaN before any epoch)."""
+    if serve_epoch == "last" and state.history:
+        return state.epoch, float(state.history[-1]["select"])
+    return state.best_epoch, state.best_metric
+
+
 def batch_label_counts(labels: torch.Tensor, ok: torch.Tensor) -> list[int]:
     """Per head, the decodable samples of a (CPU) batch that carry a label for it (counted in
     NumPy: host data, no device involved)."""
