@@ -171,3 +171,18 @@ def test_report_of_a_run_whose_data_is_gone_says_so(tiny_run, tmp_path):
     config.write_text(text.replace(data_line, f"data: {gone}"))
     result = runner.invoke(app, ["report", str(run)])
     assert result.exit_code == 2 and f"{gone}: no such file or directory" in result.stderr
+
+
+def test_report_names_the_served_epoch_and_bolds_its_row(report):
+    import json
+
+    path, run = report
+    html = path.read_text(encoding="utf-8")
+    status = json.loads((run / "run.json").read_text())
+    served, best = status["served_epoch"], status["best_epoch"]
+    assert served == 2  # the default serves the last of the run's 2 epochs
+    assert f"Served epoch: <b>{served}</b>" in html
+    bold = re.findall(r'<tr style="font-weight:bold"><td>(\d+)</td>', html)
+    assert bold == [str(served)]
+    said = "the best by validation" if best == served else f"was epoch {best}"
+    assert said in html.split("Served epoch:", 1)[1].split("</p>", 1)[0]
