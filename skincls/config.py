@@ -202,8 +202,14 @@ class TrainConfig(BaseModel):
         ),
     ] = "argmax"
     sampler: Annotated[
-        SamplerName, Field(description="Sampling within a region (a region's sampler: wins).")
-    ] = "class_balanced"
+        SamplerName,
+        Field(
+            description="Sampling within a region: sqrt (each class drawn in proportion to the "
+            "square root of its count; the calibrated decision rule corrects the rest), "
+            "class_balanced (every class equally often) or none (as in the data); a region's "
+            "sampler: wins."
+        ),
+    ] = "sqrt"
     region_balance: Annotated[
         RegionBalanceName,
         Field(description="How often each region is drawn: by label count, sqrt, or equal."),
