@@ -33,6 +33,7 @@ class Checkpoint(str, Enum):
     last = "last"
 
 
+CHECKPOINT_NAMES = {"best": "served checkpoint best/", "last": "last/, uncalibrated"}
 CHECKPOINTS = (
     "best: the served weights, calibrated (the epoch --serve-epoch chose); last: the last "
     "epoch's raw weights, uncalibrated."
@@ -149,7 +150,8 @@ def evaluate(
     console = stdout_console()
     print_eval(
         console,
-        f"{run} ({checkpoint.value}, epoch {result['epoch']}) on split {result['split']}",
+        f"{run} ({CHECKPOINT_NAMES[checkpoint.value]}, epoch {result['epoch']}) on split "
+        f"{result['split']}",
         result,
     )
     print_per_class(console, result)

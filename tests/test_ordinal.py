@@ -139,6 +139,7 @@ def test_nominal_regions_carry_no_ordinal_figures(mixed_run):
     table = runner.invoke(app, ["evaluate", str(mixed_run)])
     assert table.exit_code == 0, table.output
     assert "ordinal regions (AI Hub baseline layout)" in table.stdout
+    assert f"(served checkpoint best/, epoch {meta['epoch']}) on split test" in table.stdout
     line = next(
         ln
         for ln in table.stdout.splitlines()
