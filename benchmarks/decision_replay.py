@@ -16,7 +16,9 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,20 +42,38 @@ def train_prior(run: Path, classes: list[str]) -> list[float]:
     return [counts.get(c, 0) / sum(counts.values()) for c in classes]
 
 
-def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
-    """Test figures of each rule in :data:`RULES` for one run."""
-    from skincls.calibration import choose_tau, fit_calibration, log_shift
-    from skincls.heads import decide, probabilities
-    from skincls.metrics import region_metrics
+def calibrator(val: torch.Tensor, val_y) -> Callable[[Any], torch.Tensor]:
+    """The calibrated probabilities of logits, with the temperature and biases fitted on the
+    validation logits ``val`` as ``skincls train`` fits them."""
+    from skincls.calibration import fit_calibration
+    from skincls.heads import probabilities
 
-    z = np.load(run.parent / f"{run.name}.logits.npz")
-    val, val_y = torch.from_numpy(z["best_val_logits"]), torch.from_numpy(z["best_val_labels"])
-    test, test_y = z["best_test_logits"], z["best_test_labels"].tolist()
-    temperature, bias = fit_calibration(val, val_y, "softmax")
+    temperature, bias = fit_calibration(val, torch.as_tensor(val_y), "softmax")
 
     def calibrated(logits) -> torch.Tensor:
         return probabilities(torch.as_tensor(logits) / temperature + torch.tensor(bias), "softmax")
 
+    return calibrated
+
+
+def decided_figures(test_p: torch.Tensor, test_y: list[int], prior, tau: float, classes) -> dict:
+    """Balanced accuracy, macro F1 and accuracy of ``argmax(log p - tau * log prior)``."""
+    from skincls.calibration import log_shift
+    from skincls.heads import decide
+    from skincls.metrics import region_metrics
+
+    pred = decide(test_p, "argmax", log_shift(prior, tau)).tolist()
+    m = region_metrics(test_y, pred, classes)
+    return {**{k: m[k] for k in FIGURES}, "tau": tau}
+
+
+def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
+    """Test figures of each rule in :data:`RULES` for one run."""
+    from skincls.calibration import choose_tau
+
+    z = np.load(run.parent / f"{run.name}.logits.npz")
+    val, val_y = torch.from_numpy(z["best_val_logits"]), torch.from_numpy(z["best_val_labels"])
+    calibrated = calibrator(val, val_y)
     prior, val_p = train_prior(run, classes), calibrated(val)
     taus = {
         RULES[0]: choose_tau(val_p, val_y, "argmax", prior, classes, False, "ba_f1")[0],
@@ -62,24 +82,46 @@ def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
         RULES[3]: 0.5,
         RULES[4]: 1.0,
     }
-    out, test_p = {}, calibrated(test)
-    for rule, tau in taus.items():
-        pred = decide(test_p, "argmax", log_shift(prior, tau)).tolist()
-        m = region_metrics(test_y, pred, classes)
-        out[rule] = {**{k: m[k] for k in FIGURES}, "tau": tau}
-    return out
+    test_p, test_y = calibrated(z["best_test_logits"]), z["best_test_labels"].tolist()
+    return {
+        rule: decided_figures(test_p, test_y, prior, tau, classes) for rule, tau in taus.items()
+    }
+
+
+def replay_args(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """``--out`` (the quality benchmark's), ``--arms`` and ``--seeds`` of a replay script."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", type=Path, required=True, help="the quality benchmark's --out")
+    p.add_argument("--arms", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    return p.parse_args(argv)
+
+
+def kept_runs(out: Path, arm: str, seeds: list[int]) -> list[Path]:
+    """The arm's runs whose logits the quality benchmark kept (none: said on stderr)."""
+    runs = [out / f"{arm}-s{s}" for s in seeds]
+    runs = [r for r in runs if (r.parent / f"{r.name}.logits.npz").is_file()]
+    if not runs:
+        print(f"{arm}: no kept logits in {out}", file=sys.stderr)
+    return runs
+
+
+def mean_sd_cells(rows: list[dict], key: str) -> str:
+    """``mean ± sd`` in percent of each of :data:`FIGURES` over ``rows[i][key]``, as table cells."""
+    cells = []
+    for k in FIGURES:
+        values = [100 * x[key][k] for x in rows]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        cells.append(f"{statistics.mean(values):.1f} ± {sd:.1f}")
+    return " | ".join(cells)
 
 
 def main(argv: list[str] | None = None) -> int:
     from quality import CLASSES
 
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--out", type=Path, required=True, help="the quality benchmark's --out")
-    p.add_argument("--arms", nargs="+", required=True)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    args = p.parse_args(argv)
+    args = replay_args(__doc__ or "", argv)
     served = {
         (r["arm"], r["seed"]): r
         for r in json.loads((args.out / "results.json").read_text())["rows"]
@@ -89,20 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for arm in args.arms:
-        runs = [args.out / f"{arm}-s{s}" for s in args.seeds]
-        runs = [r for r in runs if (r.parent / f"{r.name}.logits.npz").is_file()]
+        runs = kept_runs(args.out, arm, args.seeds)
         if not runs:
-            print(f"{arm}: no kept logits in {args.out}", file=sys.stderr)
             continue
         rows = [replay(r, CLASSES) for r in runs]
         for rule in RULES:
-            cells = [
-                f"{100 * statistics.mean(x[rule][k] for x in rows):.1f} ± "
-                f"{100 * statistics.stdev(x[rule][k] for x in rows) if len(rows) > 1 else 0:.1f}"
-                for k in FIGURES
-            ]
             taus = ", ".join(f"{x[rule]['tau']:g}" for x in rows)
-            lines.append(f"| {arm} | {rule} | {len(rows)} | {' | '.join(cells)} | {taus} |")
+            lines.append(f"| {arm} | {rule} | {len(rows)} | {mean_sd_cells(rows, rule)} | {taus} |")
         check = [served.get((arm, s)) for s in args.seeds if (arm, s) in served]
         if check:
             f1 = statistics.mean(r["macro_f1"] for r in check) * 100

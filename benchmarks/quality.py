@@ -281,15 +281,21 @@ def loop_optimizer():
         raise RuntimeError("loop_optimizer: skincls.engine.optim was not used; the arm ran as is")
 
 
-def split_logits(run: Path, checkpoint: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The run's raw (uncalibrated) lesion logits and labels on one of its saved splits."""
+def split_logits(
+    run: Path, checkpoint: str, split: str, ema: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The run's raw (uncalibrated) lesion logits and labels on one of its saved splits; with
+    ``ema``, of the EMA weights kept in the checkpoint's trainer state."""
     import torch
 
     from skincls.calibration import apply_serving
+    from skincls.checkpoints import load_trainer_state
     from skincls.evaluate import eval_loader, load_run_model, select_samples
     from skincls.inference import head_logits, predict_loader
 
     model, config, registry, specs, meta = load_run_model(run, checkpoint)
+    if ema:
+        model.load_state_dict(load_trainer_state(run / checkpoint)["ema"])
     apply_serving(model, None)
     _, samples = select_samples(
         run, config, registry, specs, Path(config.data), split, (), "auto", None, False
