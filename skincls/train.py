@@ -129,38 +129,45 @@ def train(
             console.print(note)
         stopped = fit(run, config, kit, state, parts, tracker, hooks, console, dctx)
         _calibrate(run, config, kit, dataset.regions, parts["train"], state, console, dctx)
-        epoch, metric = served(state, config.serve_epoch or "best")
         test = _test_best(run, config, kit, dataset.regions, parts["test"], state, tracker, dctx)
-        if test is not None and show_test:
-            from skincls.console import print_eval
-
-            print_eval(console, f"test (served checkpoint: epoch {epoch})", test)
-        if dctx.is_main:
-            run.update_status(
-                status="finished",
-                best_epoch=state.best_epoch,
-                best_metric=state.best_metric,
-                served_epoch=epoch,
-                served_metric=metric,
-                stopped_early=stopped,
-            )
-            _write_report(run, config, console)
+        result = _finish(run, config, state, test, stopped, console, show_test, dctx)
         tracker.finish()
-        return RunResult(
-            run.path,
-            state.best_epoch,
-            state.best_metric,
-            epoch,
-            metric,
-            state.history,
-            test,
-            config.select,
-            config.wandb,
-        )
+        return result
     finally:
         if run is not None:
             run.close()
         D.cleanup(dctx)
+
+
+def _finish(run, config, state: TrainState, test, stopped, console, show_test, dctx) -> RunResult:
+    """Print the test table (if ``show_test``), record how the run ended in ``run.json``, write
+    the report; the run's result."""
+    epoch, metric = served(state, config.serve_epoch or "best")
+    if test is not None and show_test:
+        from skincls.console import print_eval
+
+        print_eval(console, f"test (served checkpoint: epoch {epoch})", test)
+    if dctx.is_main:
+        run.update_status(
+            status="finished",
+            best_epoch=state.best_epoch,
+            best_metric=state.best_metric,
+            served_epoch=epoch,
+            served_metric=metric,
+            stopped_early=stopped,
+        )
+        _write_report(run, config, console)
+    return RunResult(
+        run.path,
+        state.best_epoch,
+        state.best_metric,
+        epoch,
+        metric,
+        state.history,
+        test,
+        config.select,
+        config.wandb,
+    )
 
 
 def _load_data(config: TrainConfig, dctx) -> tuple[TrainConfig, RunDir | None, Dataset]:
