@@ -318,3 +318,8 @@ def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
     given = build_config({"data": "d", "pretrained": "none", "resume": str(out), "lr": None})
     again = resolve_recipe(given, world_size=8)[0]
     assert again.lr == pytest.approx(9.9e-4) and again.ema_decay == 0.999
+    assert saved["serve_epoch"] == "last" == again.serve_epoch
+    # a run from before --serve-epoch (no such key in its config.yaml) served its best epoch
+    del saved["serve_epoch"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert resolve_recipe(given, world_size=8)[0].serve_epoch == "best"
