@@ -172,6 +172,7 @@ def run_arm(dataset: str, arm: str, seed: int, data: Path, args) -> list[dict]:
         lr=2e-3,
         report=False,
         resize=arm,
+        **dict(args.set),
     )
     t0 = time.perf_counter()
     result = train(build_config(values))
@@ -181,6 +182,16 @@ def run_arm(dataset: str, arm: str, seed: int, data: Path, args) -> list[dict]:
         | {k: m[k] for k in METRICS}
         for name, m in result.test["regions"].items()
     ]
+
+
+def train_option(text: str) -> tuple[str, object]:
+    """``OPTION=VALUE`` as a TrainConfig field name and its YAML value."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected OPTION=VALUE")
+    return key.strip().replace("-", "_"), yaml.safe_load(value)
 
 
 def table(rows: list[dict]) -> str:
@@ -220,6 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subjects", type=int, default=250, help="aihub_faces: photos")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=train_option,
+        metavar="OPTION=VALUE",
+        help="a skincls train option for every run (e.g. sampler=class_balanced); give each "
+        "set of options its own --out",
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.json"
@@ -240,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     text = provenance(__file__, argv) + (
         f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch 32, lr 0.002,"
         f" no pretrained weights, seeds {args.seeds}; wide_wrinkles scale {args.scale}, "
-        f"aihub_faces {args.subjects} photos\n\n" + table(rows)
+        f"aihub_faces {args.subjects} photos; options {dict(args.set) or 'the defaults'}\n\n"
+        + table(rows)
     )
     (args.out / "table.md").write_text(text + "\n")
     print(text)
