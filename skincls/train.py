@@ -63,11 +63,13 @@ class RunResult:
         run = shlex.quote(str(self.run_dir))
         epochs = len(self.history)
         if self.served_epoch > 0:
-            which = (
-                "the best"
-                if self.served_epoch == self.best_epoch
-                else f"the last; the best was epoch {self.best_epoch} with {self.best_metric:.4f}"
-            )
+            last = self.served_epoch == epochs
+            if self.served_epoch != self.best_epoch:
+                which = (
+                    f"the last; the best was epoch {self.best_epoch} with {self.best_metric:.4f}"
+                )
+            else:
+                which = "the last and the best" if last else "the best"
             lines = [
                 f"serving epoch {self.served_epoch} of {epochs} ({which}), validation "
                 f"{self.select} = {self.served_metric:.4f}; weights in {self.run_dir / 'best'}"

@@ -168,7 +168,7 @@ def test_the_end_of_train_names_the_metric_and_the_next_commands(tmp_path, tiny_
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "serving epoch 1 of 1 (the best), validation macro_f1 = " in result.stdout
+    assert "serving epoch 1 of 1 (the last and the best), validation macro_f1 = " in result.stdout
     assert f"weights in {out / 'best'}" in result.stdout
     # the start-of-run summary gives each head's share of the loss: with the default
     # --region-balance sqrt, sqrt(labels) over the sum of sqrt(labels) of all heads

@@ -174,6 +174,8 @@ def test_next_steps_say_which_epoch_is_served(tmp_path):
     assert "ba_f1 = 0.5800" in last and str(tmp_path / "best") in last
     best = RunResult(tmp_path, 4, 0.61, 4, 0.61, history).next_steps()[0]
     assert best.startswith("serving epoch 4 of 6 (the best), validation ba_f1 = 0.6100")
+    both = RunResult(tmp_path, 6, 0.63, 6, 0.63, history).next_steps()[0]
+    assert both.startswith("serving epoch 6 of 6 (the last and the best), validation")
 
 
 def test_existing_output_is_not_overwritten(tmp_path, tiny_data, tiny_regions):
