@@ -61,22 +61,8 @@ class RunResult:
         """What the end of ``skincls train`` prints: the served epoch, where the weights are,
         and the commands to run next (shell-quoted, ready to paste)."""
         run = shlex.quote(str(self.run_dir))
-        epochs = len(self.history)
-        if self.served_epoch > 0:
-            last = self.served_epoch == epochs
-            if self.served_epoch != self.best_epoch:
-                which = (
-                    f"the last; the best was epoch {self.best_epoch} with {self.best_metric:.4f}"
-                )
-            else:
-                which = "the last and the best" if last else "the best"
-            lines = [
-                f"serving epoch {self.served_epoch} of {epochs} ({which}), validation "
-                f"{self.select} = {self.served_metric:.4f}; weights in {self.run_dir / 'best'}"
-            ]
-        else:
-            lines = [f"no epoch was selected; weights in {self.run_dir / 'last'}"]
-        lines += [
+        lines = [
+            self._served_line(),
             "next:",
             f"  skincls evaluate {run}            # figures on the held-out test split",
             f"  skincls export {run}              # one verified ONNX file for apps",
@@ -87,6 +73,20 @@ class RunResult:
             sync = shlex.quote(str(offline[-1]))
             lines.append(f"  wandb sync {sync}   # upload the offline wandb run")
         return lines
+
+    def _served_line(self) -> str:
+        """Which epoch is served and why, with its validation figure (none without a split)."""
+        if self.served_epoch <= 0 or not self.history:
+            return f"no epoch was selected; weights in {self.run_dir / 'last'}"
+        epochs, where = len(self.history), f"weights in {self.run_dir / 'best'}"
+        head = f"serving epoch {self.served_epoch} of {epochs}"
+        if not any(k.startswith("val_") for k in self.history[-1]):
+            return f"{head} (the last; no validation split); {where}"
+        if self.served_epoch != self.best_epoch:
+            which = f"the last; the best was epoch {self.best_epoch} with {self.best_metric:.4f}"
+        else:
+            which = "the last and the best" if self.served_epoch == epochs else "the best"
+        return f"{head} ({which}), validation {self.select} = {self.served_metric:.4f}; {where}"
 
 
 def train(

@@ -168,7 +168,7 @@ def test_the_served_epoch_default_follows_patience_and_a_resumed_run():
 def test_next_steps_say_which_epoch_is_served(tmp_path):
     from skincls.train import RunResult
 
-    history = [{"epoch": i} for i in range(1, 7)]
+    history = [{"epoch": i, "val_ba_f1": 0.5} for i in range(1, 7)]
     last = RunResult(tmp_path, 4, 0.61, 6, 0.58, history).next_steps()[0]
     assert last.startswith("serving epoch 6 of 6 (the last; the best was epoch 4 with 0.6100)")
     assert "ba_f1 = 0.5800" in last and str(tmp_path / "best") in last
@@ -176,6 +176,13 @@ def test_next_steps_say_which_epoch_is_served(tmp_path):
     assert best.startswith("serving epoch 4 of 6 (the best), validation ba_f1 = 0.6100")
     both = RunResult(tmp_path, 6, 0.63, 6, 0.63, history).next_steps()[0]
     assert both.startswith("serving epoch 6 of 6 (the last and the best), validation")
+    # without a validation split the selection figure is only the epoch's number: not shown
+    unvalidated = [{"epoch": i} for i in range(1, 7)]
+    none = RunResult(tmp_path, 6, 6.0, 6, 6.0, unvalidated).next_steps()[0]
+    assert (
+        none
+        == f"serving epoch 6 of 6 (the last; no validation split); weights in {tmp_path / 'best'}"
+    )
 
 
 def test_existing_output_is_not_overwritten(tmp_path, tiny_data, tiny_regions):
