@@ -45,11 +45,13 @@ def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
     """Test figures of each of :data:`CHOICES` for one run."""
     from quality import split_logits
 
+    from skincls.checkpoints import load_trainer_state
+
     prior = train_prior(run, classes)
     z = np.load(run.parent / f"{run.name}.logits.npz")
     keys = ("best_val_logits", "best_val_labels", "best_test_logits", "best_test_labels")
     out = {CHOICES[0]: served(*(z[k] for k in keys), prior, classes)}
-    trainer = torch.load(run / "last" / "trainer.pt", map_location="cpu", weights_only=True)
+    trainer = load_trainer_state(run / "last")
     for ema, name in ((False, CHOICES[1]), (True, CHOICES[2])):
         if ema and "ema" not in trainer:
             out[name] = out[CHOICES[1]]

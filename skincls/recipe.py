@@ -49,7 +49,7 @@ def resolve_recipe(config, world_size: int):
 
         saved = RunDir(Path(config.resume)).config()
         fill = {k: getattr(saved, k) for k in RECIPE_FIELDS if getattr(config, k) is None}
-        if fill.get("serve_epoch", "") is None:
+        if "serve_epoch" in fill and fill["serve_epoch"] is None:
             fill["serve_epoch"] = "best"  # a run from before --serve-epoch kept the best epoch
         return (build_config({**config.model_dump(), **fill}) if fill else config), []
     values, notes, mode = config.model_dump(), [], regime(config)

@@ -144,7 +144,7 @@ def train(
 def _finish(run, config, state: TrainState, test, stopped, console, show_test, dctx) -> RunResult:
     """Print the test table (if ``show_test``), record how the run ended in ``run.json``, write
     the report; the run's result."""
-    epoch, metric = served(state, config.serve_epoch or "best")
+    epoch, metric = served(state, config.serve_epoch)
     if test is not None and show_test:
         from skincls.console import print_eval
 
@@ -353,7 +353,7 @@ def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
     from skincls.data.sampler import EvalSampler
     from skincls.inference import make_loader, score
 
-    epoch = served(state, config.serve_epoch or "best")[0]
+    epoch = served(state, config.serve_epoch)[0]
     if not samples or epoch <= 0:
         return None
     e = kit.engine

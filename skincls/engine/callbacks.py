@@ -67,7 +67,7 @@ class CheckpointSaver(Callback):
         write: bool = True,
         dctx: D.DistContext | None = None,
         best_weights: Callable[[EpochEnd], dict[str, Any]] | None = None,
-        serve_epoch: str = "best",
+        serve_epoch: str | None = None,
     ) -> None:
         self.run, self.weights, self.meta, self.trainer_state = run, weights, meta, trainer_state
         self.write, self.dctx = write, dctx or D.DistContext()

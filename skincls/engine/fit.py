@@ -55,7 +55,7 @@ def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> s
             trainer_state=lambda: _trainer_state(kit, state, dctx),
             write=write,
             dctx=dctx,
-            serve_epoch=config.serve_epoch or "best",
+            serve_epoch=config.serve_epoch,
         ),
         WandbLogger(tracker),
         ConsoleReporter(console, config.epochs),

@@ -58,9 +58,10 @@ class TrainState:
         return False
 
 
-def served(state: TrainState, serve_epoch: str) -> tuple[int, float]:
-    """The epoch whose weights ``best/`` holds under ``serve_epoch`` and its validation
-    selection figure (-1 and NaN before any epoch)."""
+def served(state: TrainState, serve_epoch: str | None) -> tuple[int, float]:
+    """The epoch whose weights ``best/`` holds under ``serve_epoch`` (``last``; anything else
+    serves the best epoch) and its validation selection figure (-1 and -inf before any
+    epoch)."""
     if serve_epoch == "last" and state.history:
         return state.epoch, float(state.history[-1]["select"])
     return state.best_epoch, state.best_metric
