@@ -33,7 +33,7 @@ def measure(arm: str, seed: int, args, regions_dir: Path) -> dict:
     """One run's test figures under each rule and its calibration figures; a finished run
     already in ``--out`` (the quality benchmark's, same arm, seed and budget) is measured as it
     is, not trained again."""
-    from skincls.evaluate import evaluate
+    from skincls.serving.evaluate import evaluate
 
     run = args.out / f"{arm}-s{seed}"
     if not (run / "evaluation.json").is_file():

@@ -31,7 +31,7 @@ CHOICES = ("best (served before)", "last raw", "last EMA", "last, raw or EMA on 
 def served(val, val_y, test, test_y, prior, classes) -> dict[str, float]:
     """Test figures of the served rule (calibration and tau fitted on validation for ba_f1) and
     the validation ``ba_f1`` it was chosen with."""
-    from skincls.calibration import choose_tau
+    from skincls.model.calibration import choose_tau
 
     calibrated = calibrator(torch.as_tensor(val), val_y)
     tau, figures = choose_tau(
@@ -45,7 +45,7 @@ def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
     """Test figures of each of :data:`CHOICES` for one run."""
     from quality import split_logits
 
-    from skincls.checkpoints import load_trainer_state
+    from skincls.run.checkpoints import load_trainer_state
 
     prior = train_prior(run, classes)
     z = np.load(run.parent / f"{run.name}.logits.npz")

@@ -2,7 +2,7 @@
 
 ``quality.py`` keeps each run's raw lesion logits (``<run>.logits.npz``: the best checkpoint on
 validation and test). This script fits the run's calibration on the validation logits as
-``skincls train`` does (:func:`skincls.calibration.fit_calibration`) and scores on the test
+``skincls train`` does (:func:`skincls.model.calibration.fit_calibration`) and scores on the test
 logits the decision ``argmax(log p - tau * log(train prior))`` with tau chosen on validation
 for ``ba_f1`` (the served rule: its row should match the benchmark's served figures), for macro
 F1 alone, or fixed. No training: seconds per run.
@@ -45,8 +45,8 @@ def train_prior(run: Path, classes: list[str]) -> list[float]:
 def calibrator(val: torch.Tensor, val_y) -> Callable[[Any], torch.Tensor]:
     """The calibrated probabilities of logits, with the temperature and biases fitted on the
     validation logits ``val`` as ``skincls train`` fits them."""
-    from skincls.calibration import fit_calibration
-    from skincls.heads import probabilities
+    from skincls.model.calibration import fit_calibration
+    from skincls.model.heads import probabilities
 
     temperature, bias = fit_calibration(val, torch.as_tensor(val_y), "softmax")
 
@@ -58,9 +58,9 @@ def calibrator(val: torch.Tensor, val_y) -> Callable[[Any], torch.Tensor]:
 
 def decided_figures(test_p: torch.Tensor, test_y: list[int], prior, tau: float, classes) -> dict:
     """Balanced accuracy, macro F1 and accuracy of ``argmax(log p - tau * log prior)``."""
-    from skincls.calibration import log_shift
-    from skincls.heads import decide
-    from skincls.metrics import region_metrics
+    from skincls.core.metrics import region_metrics
+    from skincls.model.calibration import log_shift
+    from skincls.model.heads import decide
 
     pred = decide(test_p, "argmax", log_shift(prior, tau)).tolist()
     m = region_metrics(test_y, pred, classes)
@@ -69,7 +69,7 @@ def decided_figures(test_p: torch.Tensor, test_y: list[int], prior, tau: float, 
 
 def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
     """Test figures of each rule in :data:`RULES` for one run."""
-    from skincls.calibration import choose_tau
+    from skincls.model.calibration import choose_tau
 
     z = np.load(run.parent / f"{run.name}.logits.npz")
     val, val_y = torch.from_numpy(z["best_val_logits"]), torch.from_numpy(z["best_val_labels"])

@@ -29,10 +29,10 @@ def main() -> int:
     )
     args = p.parse_args()
     from skincls.data.aihub import index_records
+    from skincls.data.prepare import prepare
+    from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.synthetic import make_aihub_tree
-    from skincls.prepare import prepare
-    from skincls.regions import discover_regions
 
     angles = ["F", "Ft", "Fb", "L15", "L30", "R15", "R30"][: args.angles]
     root = args.out / "tree"

@@ -33,10 +33,10 @@ HAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
 
 def skincls_loader(csv: Path, regions_dir: Path, size: int, batch: int, draft: bool):
     from skincls.data.dataset import SampleDataset, build_transforms
+    from skincls.data.regions import discover_regions
     from skincls.data.sampler import EpochSampler
     from skincls.data.sources import load_data
-    from skincls.inference import make_loader
-    from skincls.regions import discover_regions
+    from skincls.model.inference import make_loader
 
     data = load_data(csv, discover_regions([regions_dir]), source="csv")
     names = [r.name for r in data.regions]
@@ -95,8 +95,8 @@ def aihub_crops(work: Path, n: int) -> tuple[Path, Path, Path]:
     large enough for 512 px crops, as a CSV and an image folder of the same files."""
     import csv
 
+    from skincls.data.prepare import prepare
     from skincls.data.synthetic import make_aihub_tree
-    from skincls.prepare import prepare
 
     tree, crops = work / "aihub_tree", work / "aihub_crops"
     if not (crops / "manifest.csv").is_file():
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from skincls.inference import one_cv2_thread
+    from skincls.model.inference import one_cv2_thread
 
     torch.set_num_threads(1)  # one loader worker's share of the machine, as in a worker
     one_cv2_thread()

@@ -19,9 +19,9 @@ import torch
 
 def split_parts(data: Path, regions_dir: Path, group_column: str = "lesion_id") -> dict:
     """The quality benchmark's train/val/test samples (the split ``skincls train`` makes)."""
+    from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.split import partition, split_samples
-    from skincls.regions import discover_regions
 
     dataset = load_data(data, discover_regions([regions_dir]), ["lesion"], "csv", group_column)
     return partition(dataset.samples, split_samples(dataset.samples, (0.7, 0.15, 0.15), 0))
@@ -48,7 +48,7 @@ class _Images(torch.utils.data.Dataset):
 SKINCLS_PIECES = ("optim", "schedule", "weight_decay", "clip", "dropout", "data", "no_augment")
 """What a loop variant can take from ``skincls train``'s recipe, to find what costs the default
 its macro F1: ``optim`` (AdamW with weight decay 1e-4 off biases and norms, a cosine schedule
-with one warm-up epoch to ``--eta-min`` 1e-6: :mod:`skincls.engine.optim`), or one half of it:
+with one warm-up epoch to ``--eta-min`` 1e-6: :mod:`skincls.training.optim`), or one half of it:
 ``schedule`` (the cosine with its warm-up; weight decay 0.05 on every parameter as the loop) or
 ``weight_decay`` (1e-4 off biases and norms; the loop's one-cycle schedule), ``clip`` (gradient
 norm clipped at 1.0), ``dropout`` (0.3 before the classifier), ``data`` (skincls's dataset and
@@ -58,7 +58,7 @@ transforms: the default flip + affine recipe, resize ``crop``, JPEG draft decodi
 
 def _skincls_images(samples, size: int, mean, std, split: str, augment: bool = True):
     from skincls.data.dataset import SampleDataset, build_transforms
-    from skincls.regions import RegionSpec
+    from skincls.data.regions import RegionSpec
 
     recipe = {} if augment else {"augment": {"train": [], "eval": []}}
     region = RegionSpec(name="lesion", classes=[str(i) for i in range(7)], **recipe)
@@ -91,7 +91,7 @@ def run_minimal(
     import timm
     from timm.data import resolve_data_config
 
-    from skincls.metrics import region_metrics
+    from skincls.core.metrics import region_metrics
 
     t0 = time.perf_counter()
     parts = split_parts(data, regions_dir)
@@ -128,7 +128,7 @@ def run_minimal(
         drop_last=True,
     )
     total = args.epochs * len(loader)
-    from skincls.engine.optim import create_optimizer, create_scheduler
+    from skincls.training.optim import create_optimizer, create_scheduler
 
     cosine = bool({"optim", "schedule"} & set(pieces))
     if {"optim", "weight_decay"} & set(pieces):

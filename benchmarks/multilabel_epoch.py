@@ -25,8 +25,8 @@ from provenance import provenance
 
 def run(arm: str, data: Path, out: Path, args) -> dict:
     import skincls.data.sources as sources
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     real = sources.merge_labels
     if arm == "before":
@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
+    from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.synthetic import make_aihub_tree
-    from skincls.regions import discover_regions
 
     data = args.out / "aihub"
     if not data.is_dir():

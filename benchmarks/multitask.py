@@ -61,9 +61,9 @@ def write_regions(folder: Path) -> None:
 def write_manifests(data: Path, out: Path, regions_dir: Path) -> dict[str, int]:
     """``all.csv`` (one row per label), then ``trainval.csv`` and ``test.csv``: a lesion-grouped
     stratified 85/15 split of the merged samples made once by skincls's own splitter."""
+    from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.split import partition, split_samples
-    from skincls.regions import discover_regions
 
     rows = []
     with open(data, newline="", encoding="utf-8") as fh:
@@ -94,12 +94,12 @@ def _write(path: Path, header: list[str], rows: list[tuple]) -> None:
 
 
 def run_arm(arm: str, seed: int, args, out: Path) -> dict:
-    from skincls.config import build_config
+    from skincls.core.config import build_config
+    from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.split import load_split, partition
-    from skincls.evaluate import evaluate
-    from skincls.regions import discover_regions
-    from skincls.train import train
+    from skincls.serving.evaluate import evaluate
+    from skincls.training.train import train
 
     heads = list(HEADS) if arm == "shared" else [arm.removeprefix("separate_")]
     run_dir = out / "runs" / f"{arm}-s{seed}"

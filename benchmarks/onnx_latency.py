@@ -33,12 +33,12 @@ def main() -> int:
     import onnxruntime as ort
     import torch
 
-    from skincls.augment import build_transform
-    from skincls.config import build_config
+    from skincls.core.config import build_config
+    from skincls.data.augment import build_transform
     from skincls.data.images import read_image
-    from skincls.evaluate import load_run_model
-    from skincls.export import export_onnx
-    from skincls.train import train
+    from skincls.run.load import load_run
+    from skincls.serving.export import export_onnx
+    from skincls.training.train import train
 
     args.out.mkdir(parents=True, exist_ok=True)
     with open(HAM / "manifest.csv", newline="") as fh:
@@ -86,7 +86,7 @@ def main() -> int:
         )
         reports[q]["export_seconds"] = time.perf_counter() - t0
 
-    model, *_, meta = load_run_model(run)
+    model, *_, meta = load_run(run)
     threads = torch.get_num_threads()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

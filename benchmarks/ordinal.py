@@ -78,8 +78,8 @@ def make_ham_age(out: Path, ham: Path) -> tuple[Path, str]:
 
 
 def run_arm(dataset: str, arm: str, seed: int, data: Path, region: str, args) -> dict:
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     values = run_values(
         args,

@@ -56,8 +56,8 @@ def subset(out: Path, n: int) -> tuple[Path, Path]:
 
 
 def run_skincls(manifest: Path, regions: Path, out: Path, args) -> dict:
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     t0 = time.perf_counter()
     result = train(

@@ -171,8 +171,8 @@ def run_values(args, output: Path, seed: int, **options) -> dict:
 
 
 def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     if name.startswith(("minimal_loop", "loop_")):
         return _minimal_row(name, seed, args, regions_dir)
@@ -259,7 +259,7 @@ def loop_optimizer():
     tool."""
     import torch
 
-    import skincls.engine.optim as optim
+    import skincls.training.optim as optim
 
     saved = optim.create_optimizer, optim.create_scheduler
     used = []
@@ -278,7 +278,7 @@ def loop_optimizer():
     finally:
         optim.create_optimizer, optim.create_scheduler = saved
     if not used:  # the engine no longer looks the factories up at run time: nothing was swapped
-        raise RuntimeError("loop_optimizer: skincls.engine.optim was not used; the arm ran as is")
+        raise RuntimeError("loop_optimizer: skincls.training.optim was not used; the arm ran as is")
 
 
 def split_logits(
@@ -288,12 +288,13 @@ def split_logits(
     ``ema``, of the EMA weights kept in the checkpoint's trainer state."""
     import torch
 
-    from skincls.calibration import apply_serving
-    from skincls.checkpoints import load_trainer_state
-    from skincls.evaluate import eval_loader, load_run_model, select_samples
-    from skincls.inference import head_logits, predict_loader
+    from skincls.model.calibration import apply_serving
+    from skincls.model.inference import head_logits, predict_loader
+    from skincls.run.checkpoints import load_trainer_state
+    from skincls.run.load import load_run
+    from skincls.serving.evaluate import eval_loader, select_samples
 
-    model, config, registry, specs, meta = load_run_model(run, checkpoint)
+    model, config, registry, specs, meta = load_run(run, checkpoint)
     if ema:
         model.load_state_dict(load_trainer_state(run / checkpoint)["ema"])
     apply_serving(model, None)
@@ -312,7 +313,7 @@ def raw_figures(run: Path) -> dict:
     """Test figures of the raw argmax (no calibration, no decision rule: what a hand-written
     loop reports) of the best and of the last checkpoint; the logits are kept in the run
     (``<run>.logits.npz`` beside it: best val and test, last test) for analyses after the fact."""
-    from skincls.metrics import region_metrics
+    from skincls.core.metrics import region_metrics
 
     arrays, out = {}, {}
     for checkpoint, split in (("best", "val"), ("best", "test"), ("last", "test")):

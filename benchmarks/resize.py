@@ -155,8 +155,8 @@ def region_files(out: Path) -> Path:
 
 
 def run_arm(dataset: str, arm: str, seed: int, data: Path, args) -> list[dict]:
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     regions = [
         f"rz_{n}" for n in (FACE_REGIONS[:1] if dataset == "wide_wrinkles" else FACE_REGIONS)

@@ -18,7 +18,7 @@ HEAVY = ("torch", "timm", "albumentations", "wandb", "onnxruntime", "cv2")
 PROBE = """
 import sys
 from typer.testing import CliRunner
-from skincls.cli import app
+from skincls.cli.root import app
 r = CliRunner().invoke(app, sys.argv[1:])
 assert r.exit_code == 0, r.output
 print(",".join(m for m in {heavy!r} if m in sys.modules))

@@ -2,7 +2,7 @@
 
 Both loops train the same backbone on the same in-memory batches (no data loading), alternating
 blocks of steps in one process so that machine noise hits both alike. The skincls side is the epoch
-loop ``skincls train`` runs (``skincls.engine.loop.Engine.train_epoch``: host label counts, the
+loop ``skincls train`` runs (``skincls.training.loop.Engine.train_epoch``: host label counts, the
 masked per-label loss, the finiteness check, gradient clipping, timm's scheduler stepped per
 update, the running loss). Also reports images per second and peak RSS.
 
@@ -33,11 +33,11 @@ def main() -> int:
     args = p.parse_args()
     import timm
 
-    from skincls.engine.loop import Engine, TrainState
-    from skincls.engine.optim import create_optimizer, create_scheduler
-    from skincls.engine.runtime import GracefulStop
-    from skincls.losses import create_loss
-    from skincls.model import MultiHeadNet
+    from skincls.core.runtime import GracefulStop
+    from skincls.model.losses import create_loss
+    from skincls.model.network import MultiHeadNet
+    from skincls.training.loop import Engine, TrainState
+    from skincls.training.optim import create_optimizer, create_scheduler
 
     torch.manual_seed(0)
     n_classes = 7

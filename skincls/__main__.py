@@ -1,5 +1,5 @@
 """``python -m skincls`` (and ``torchrun -m skincls train ...``) runs the command line."""
 
-from skincls.cli import main
+from skincls.cli.root import main
 
 main()

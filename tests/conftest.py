@@ -109,8 +109,8 @@ def tiny_cli_args(data, regions, *extra: str) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_data, tiny_regions) -> Path:
     """A trained run directory (test_resnet, 2 short epochs) shared by the deployment tests."""
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny run"
     config = build_config(

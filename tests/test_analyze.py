@@ -3,8 +3,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from skincls.cli import app
-from skincls.imbalance import class_balanced_weights
+from skincls.cli.root import app
+from skincls.core.imbalance import class_balanced_weights
 
 from .conftest import HAM10000, needs_ham10000
 
@@ -73,7 +73,7 @@ def test_user_errors_are_one_line_without_traceback(tiny_data, tiny_regions):
 
 
 def test_debug_shows_the_user_error_and_does_not_stay_on(tiny_data, tiny_regions):
-    from skincls.errors import SkinclsError
+    from skincls.core.errors import SkinclsError
 
     args = ["analyze", str(tiny_data), "--regions-dir", str(tiny_regions), "--region", "nose"]
     result = runner.invoke(app, ["--debug", *args])
@@ -140,7 +140,7 @@ def test_light_commands_do_not_import_heavy_libraries(tiny_data, tiny_regions):
     probe = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from skincls.cli import app\n"
+        "from skincls.cli.root import app\n"
         "for argv in (['--help'], ['regions', 'list'], ['analyze', sys.argv[1], '--regions-dir', sys.argv[2]]):\n"
         "    assert CliRunner().invoke(app, argv).exit_code == 0, argv\n"
         "print(sorted(m for m in ('torch', 'timm', 'albumentations', 'wandb', 'onnxruntime') if m in sys.modules))\n"

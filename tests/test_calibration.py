@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from skincls.calibration import (
+from skincls.core.errors import SkinclsError
+from skincls.model.calibration import (
     apply_serving,
     calibration_figures,
     fit_temperature,
     log_shift,
     parse_target_prior,
 )
-from skincls.errors import SkinclsError
-from skincls.heads import decide, probabilities
+from skincls.model.heads import decide, probabilities
 
 from .conftest import tiny_values
 
@@ -71,8 +71,8 @@ def test_the_rule_chosen_for_balanced_accuracy_corrects_calibrated_probabilities
     """Calibrated probabilities on data where class 0 is 8x as common: the argmax favours class
     0; for balanced accuracy validation chooses a tau near 1 (the Bayes rule argmax p / prior),
     which raises balanced accuracy; on balanced data it leaves the argmax alone (tau 0)."""
-    from skincls.calibration import choose_tau
-    from skincls.metrics import region_metrics
+    from skincls.core.metrics import region_metrics
+    from skincls.model.calibration import choose_tau
 
     g = torch.Generator().manual_seed(5)
     logits = torch.randn(6000, 3, generator=g)
@@ -96,7 +96,7 @@ def test_the_rule_chosen_for_balanced_accuracy_corrects_calibrated_probabilities
 def test_ba_f1_is_the_mean_of_balanced_accuracy_and_macro_f1_by_hand():
     """y = 0,0,0,1 decided 0,0,1,1: recalls 2/3 and 1 (balanced accuracy 5/6); F1 of class 0 is
     2 * 1 * 2/3 / (1 + 2/3) = 0.8 and of class 1 2 * 1/2 * 1 / (3/2) = 2/3 (macro F1 11/15)."""
-    from skincls.metrics import region_metrics
+    from skincls.core.metrics import region_metrics
 
     m = region_metrics([0, 0, 0, 1], [0, 0, 1, 1], ["a", "b"])
     assert m["balanced_accuracy"] == pytest.approx(5 / 6)
@@ -108,7 +108,7 @@ def test_the_default_rule_weighs_false_alarms_on_rare_classes_too():
     """Chosen for ``ba_f1`` (the default), tau stops where more rare-class decisions cost more
     macro F1 (precision) than they gain balanced accuracy: a tau no larger than the one chosen
     for balanced accuracy alone, whose ba_f1 figure is the best of the grid."""
-    from skincls.calibration import TAU_GRID, choose_tau
+    from skincls.model.calibration import TAU_GRID, choose_tau
 
     g = torch.Generator().manual_seed(5)
     prior = [0.8, 0.1, 0.1]
@@ -145,8 +145,8 @@ def test_target_prior_option_parsing_and_errors(tmp_path):
 def sigmoid_run(tmp_path_factory, tiny_data):
     """A tiny run whose pore head is trained with the sigmoid CB loss and whose wrinkle region
     has a deterministic evaluation op (CLAHE, always, fixed clip limit)."""
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     regions = tmp_path_factory.mktemp("regions15")
     (regions / "wrinkle.yaml").write_text(
@@ -175,18 +175,18 @@ def test_the_run_stores_a_temperature_and_rule_per_head(sigmoid_run):
 def test_sigmoid_heads_are_served_as_sigmoid_from_the_run_and_the_onnx_file(
     sigmoid_run, tiny_data, tmp_path
 ):
-    from skincls.evaluate import load_run_model
-    from skincls.export import export_onnx
-    from skincls.predict import predict
+    from skincls.run.load import load_run
+    from skincls.serving.export import export_onnx
+    from skincls.serving.predict import predict
 
     images = sorted((Path(tiny_data) / "images").rglob("*.png"))[:6]
-    model, *_, meta = load_run_model(sigmoid_run)
+    model, *_, meta = load_run(sigmoid_run)
     t = meta["calibration"]["pore"]["temperature"]
     bias = torch.tensor(meta["calibration"]["pore"]["bias"])
     run_pred = predict(sigmoid_run, images)["predictions"]
     onnx = export_onnx(sigmoid_run, tmp_path / "m.onnx")["path"]
     onnx_pred = predict(onnx, images)["predictions"]
-    from skincls.predict import eval_transforms, open_model
+    from skincls.serving.predict import eval_transforms, open_model
 
     backend = open_model(sigmoid_run)
     transform = eval_transforms(backend)["pore"]
@@ -211,11 +211,12 @@ def test_sigmoid_heads_are_served_as_sigmoid_from_the_run_and_the_onnx_file(
 def test_evaluate_and_predict_give_identical_classes_and_probabilities(sigmoid_run, tiny_data):
     """The wrinkle region's CLAHE eval op is applied by predict as by evaluate."""
     from skincls.data.sources import load_data
-    from skincls.evaluate import eval_loader, load_run_model
-    from skincls.inference import predict_loader
-    from skincls.predict import predict
+    from skincls.model.inference import predict_loader
+    from skincls.run.load import load_run
+    from skincls.serving.evaluate import eval_loader
+    from skincls.serving.predict import predict
 
-    model, config, registry, specs, meta = load_run_model(sigmoid_run)
+    model, config, registry, specs, meta = load_run(sigmoid_run)
     samples = load_data(tiny_data, registry, ["wrinkle"]).samples[:10]
     loader, _ = eval_loader(specs, meta, samples, 4, 0, torch.device("cpu"))
     p = predict_loader(model, loader, torch.device("cpu"))
@@ -230,7 +231,7 @@ def test_evaluate_and_predict_give_identical_classes_and_probabilities(sigmoid_r
     ]
     np.testing.assert_allclose(chosen, p["conf"], atol=1e-6)
     # the CLAHE op matters: without it the same model gives other probabilities
-    from skincls.augment import build_transform
+    from skincls.data.augment import build_transform
     from skincls.data.images import read_image
 
     plain = build_transform([], meta["image_size"], meta["mean"], meta["std"])
@@ -247,9 +248,9 @@ def test_the_decision_baked_into_onnx_equals_pytorch_on_real_images(tiny_run, tm
     directory decide the same class on real photographs (HAM10000 when present)."""
     import shutil
 
-    from skincls.checkpoints import META
-    from skincls.export import export_onnx
-    from skincls.predict import predict
+    from skincls.run.checkpoints import META
+    from skincls.serving.export import export_onnx
+    from skincls.serving.predict import predict
 
     if not (HAM / "manifest.csv").is_file():
         pytest.skip(f"HAM10000 not found at {HAM}: no real photographs to decide on")
@@ -288,8 +289,8 @@ def test_the_decision_baked_into_onnx_equals_pytorch_on_real_images(tiny_run, tm
 
 
 def test_export_refuses_a_random_evaluation_op(tmp_path, tiny_data):
-    from skincls.onnx_meta import check_reproducible
-    from skincls.regions import RegionSpec
+    from skincls.data.regions import RegionSpec
+    from skincls.serving.onnx_meta import check_reproducible
 
     spec = RegionSpec.model_validate(
         {
@@ -308,13 +309,13 @@ def test_export_refuses_a_random_evaluation_op(tmp_path, tiny_data):
 
 
 def test_no_calibrate_keeps_plain_softmax_and_argmax(tmp_path, tiny_data, tiny_regions):
-    from skincls.config import build_config
-    from skincls.evaluate import load_run_model
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.run.load import load_run
+    from skincls.training.train import train
 
     values = tiny_values(tiny_data, tiny_regions, output=str(tmp_path / "r"), calibrate=False)
     run = train(build_config(values)).run_dir
-    model, *_, meta = load_run_model(run)
+    model, *_, meta = load_run(run)
     assert "calibration" not in meta
     assert set(meta["serving"].values()) == {"uncalibrated"}
     assert all(t == 1.0 for t in model.temperatures.values())
@@ -326,7 +327,7 @@ def test_bias_corrected_calibration_recovers_a_temperature_and_a_prior_shift():
     """A model trained on a balanced draw, deployed on data where class 0 is 8x as common:
     the fitted bias recovers log(deployment prior) up to its free offset, and the calibrated
     probabilities are far better than a temperature alone gives."""
-    from skincls.calibration import fit_calibration
+    from skincls.model.calibration import fit_calibration
 
     g = torch.Generator().manual_seed(3)
     true_logits = torch.randn(30000, 3, generator=g) * 1.5
@@ -351,8 +352,8 @@ def test_bias_corrected_calibration_recovers_a_temperature_and_a_prior_shift():
 def test_fp16_export_of_a_calibrated_run_keeps_its_probabilities_in_fp32(sigmoid_run, tmp_path):
     """The fp16 converter once broke the graph at the temperature's division (a traceback):
     everything computed from the logits stays fp32 and the export verifies."""
-    from skincls.export import export_onnx
-    from skincls.onnx_meta import onnx_metadata
+    from skincls.serving.export import export_onnx
+    from skincls.serving.onnx_meta import onnx_metadata
 
     report = export_onnx(sigmoid_run, tmp_path / "half.onnx", quantize="fp16")
     assert report["method"] == "fp16 (probabilities and decisions computed in fp32)"
@@ -364,7 +365,7 @@ def test_fp16_export_of_a_calibrated_run_keeps_its_probabilities_in_fp32(sigmoid
 
 
 def test_evaluate_reports_calibration_and_writes_reliability_diagrams(sigmoid_run, tmp_path):
-    from skincls.evaluate import evaluate
+    from skincls.serving.evaluate import evaluate
 
     out = tmp_path / "rel"
     result = evaluate(sigmoid_run, split="val", reliability=out, device="cpu")

@@ -2,10 +2,10 @@ import csv
 
 from typer.testing import CliRunner
 
-from skincls.cli import app
-from skincls.config import build_config
-from skincls.demo import run_demo
-from skincls.train import train
+from skincls.cli.root import app
+from skincls.core.config import build_config
+from skincls.training.demo import run_demo
+from skincls.training.train import train
 
 from .conftest import HAM10000, needs_ham10000
 

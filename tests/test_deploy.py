@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from skincls.cli import app
-from skincls.errors import SkinclsError
-from skincls.evaluate import load_run_model
-from skincls.export import export_onnx
-from skincls.onnx_meta import onnx_metadata
-from skincls.predict import predict
+from skincls.cli.root import app
+from skincls.core.errors import SkinclsError
+from skincls.run.load import load_run
+from skincls.serving.export import export_onnx
+from skincls.serving.onnx_meta import onnx_metadata
+from skincls.serving.predict import predict
 
 runner = CliRunner()
 
@@ -51,7 +51,7 @@ def test_export_is_one_file_with_named_outputs_and_metadata(exported, tiny_run):
 @pytest.mark.parametrize("batch", [1, 5])
 def test_onnxruntime_matches_pytorch_at_dynamic_batch_sizes(exported, tiny_run, batch):
     path, _ = exported
-    model, *_ = load_run_model(tiny_run)
+    model = load_run(tiny_run).model
     x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     outputs = dict(
@@ -106,9 +106,9 @@ def test_predict_run_and_onnx_agree_and_bad_paths_are_skipped(
 
 
 def test_predict_aihub_json_crops_the_right_region(tmp_path):
-    from skincls.config import build_config
+    from skincls.core.config import build_config
     from skincls.data.synthetic import make_aihub_tree
-    from skincls.train import train
+    from skincls.training.train import train
 
     root = tmp_path / "aihub"
     jsons = make_aihub_tree(root, n_subjects=4, image_size=(96, 120))
@@ -167,7 +167,7 @@ def test_explain_writes_a_non_constant_heat_map_at_image_size(tiny_run, tiny_dat
 
 
 def test_a_model_that_fails_verification_is_not_left_behind(tiny_run, tmp_path, monkeypatch):
-    import skincls.export as E
+    import skincls.serving.export as E
 
     def failing(*args, **kwargs):
         raise SkinclsError("verification failed")

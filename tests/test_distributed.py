@@ -9,7 +9,7 @@ import pytest
 
 from skincls.data.sampler import EpochSampler, sample_weights
 from skincls.data.samples import Sample
-from skincls.evaluate import evaluate
+from skincls.serving.evaluate import evaluate
 
 from .conftest import tiny_cli_args
 

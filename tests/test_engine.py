@@ -9,7 +9,10 @@ import pytest
 import torch
 from rich.console import Console
 
-from skincls.engine.callbacks import (
+from skincls.core.errors import SkinclsError
+from skincls.core.runtime import GracefulStop
+from skincls.run.rundir import RunDir
+from skincls.training.callbacks import (
     CheckpointSaver,
     ConsoleReporter,
     EpochEnd,
@@ -17,11 +20,8 @@ from skincls.engine.callbacks import (
     HistoryWriter,
     WandbLogger,
 )
-from skincls.engine.loop import TrainState
-from skincls.engine.optim import create_optimizer, create_scheduler
-from skincls.engine.runtime import GracefulStop
-from skincls.errors import SkinclsError
-from skincls.runs import RunDir
+from skincls.training.loop import TrainState
+from skincls.training.optim import create_optimizer, create_scheduler
 
 from .conftest import tiny_values
 
@@ -115,7 +115,7 @@ def test_history_writer_writes_jsonl_and_csv(tmp_path):
 
 
 def test_checkpoint_saver_keeps_best_only_when_improved(tmp_path):
-    from skincls.checkpoints import load_checkpoint
+    from skincls.run.checkpoints import load_checkpoint
 
     weights = {"w": torch.zeros(2)}
     saver = CheckpointSaver(
@@ -193,9 +193,9 @@ def test_patience_stops_after_epochs_without_improvement_and_resume_keeps_the_st
 ):
     import json
 
-    import skincls.inference as inference
-    from skincls.config import build_config
-    from skincls.train import train
+    import skincls.model.inference as inference
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     # the validation selection figure per epoch: best at epoch 2, then two epochs without a better one
     values = iter([0.3, 0.5, 0.5, 0.4, 0.9, 0.9])
@@ -237,7 +237,7 @@ def test_patience_stops_after_epochs_without_improvement_and_resume_keeps_the_st
 
 
 def test_heads_learn_faster_and_backbone_layers_decay_towards_the_input():
-    from skincls.model import MultiHeadNet
+    from skincls.model.network import MultiHeadNet
 
     model = MultiHeadNet("test_resnet", ["a", "b"], [3, 2], dropout=0.0)
     opt = create_optimizer(model, 1e-3, 0.05, head_lr_mult=10.0, layer_decay=0.5)
@@ -263,7 +263,7 @@ def test_heads_learn_faster_and_backbone_layers_decay_towards_the_input():
 
 
 def test_head_lr_mult_applies_from_the_first_step():
-    from skincls.model import MultiHeadNet
+    from skincls.model.network import MultiHeadNet
 
     model = MultiHeadNet("test_resnet", ["a"], [3], dropout=0.0)
     opt = create_optimizer(model, 1e-3, 0.0, head_lr_mult=5.0)
@@ -279,9 +279,9 @@ def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_ex
 ):
     import csv
 
-    from skincls.config import build_config
-    from skincls.evaluate import evaluate
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.serving.evaluate import evaluate
+    from skincls.training.train import train
 
     def config(out, epochs, **kw):
         values = tiny_values(
@@ -309,8 +309,8 @@ def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_ex
     again = evaluate(tmp_path / "straight", split="val")
     assert again["mean"]["ba_f1"] == pytest.approx(chosen, abs=1e-9)
     # interrupted after 2 of 3 epochs, then resumed: the EMA ends where the straight run's does
-    from skincls.runs import resume_config
-    from skincls.train import TrainingInterrupted
+    from skincls.run.rundir import resume_config
+    from skincls.training.train import TrainingInterrupted
 
     def stop_after_two(epoch, record):
         if epoch == 2:
@@ -334,9 +334,9 @@ def _host_reads_during_epoch(monkeypatch, heads: int, steps: int, accum: int) ->
     (``item``, ``tolist``, ``bool``, ``float``, ``int``) made by skincls code."""
     import sys
 
-    from skincls.engine.loop import Engine
-    from skincls.losses import create_loss
-    from skincls.model import MultiHeadNet
+    from skincls.model.losses import create_loss
+    from skincls.model.network import MultiHeadNet
+    from skincls.training.loop import Engine
 
     torch.manual_seed(0)
     names = [f"r{i}" for i in range(heads)]
@@ -395,8 +395,8 @@ def test_the_step_reads_the_device_once_per_update_whatever_the_number_of_heads(
 def test_compiled_backbone_matches_eager_and_keeps_the_checkpoint_keys():
     import copy
 
-    from skincls.engine.runtime import compile_backbone, compile_unavailable
-    from skincls.model import MultiHeadNet
+    from skincls.core.runtime import compile_backbone, compile_unavailable
+    from skincls.model.network import MultiHeadNet
 
     reason = compile_unavailable(torch.device("cpu"))
     if reason:
@@ -421,8 +421,8 @@ def test_compiled_backbone_matches_eager_and_keeps_the_checkpoint_keys():
 def test_compile_that_cannot_run_is_a_clear_error(monkeypatch):
     import shutil
 
-    from skincls.engine.runtime import compile_backbone
-    from skincls.model import MultiHeadNet
+    from skincls.core.runtime import compile_backbone
+    from skincls.model.network import MultiHeadNet
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     model = MultiHeadNet("test_resnet", ["a"], [3], dropout=0.0)
@@ -436,9 +436,9 @@ def test_ema_follows_timms_warm_up_arithmetic_by_hand():
     0.9, so the warm-up, not the cap, sets them)."""
     from timm.utils import ModelEmaV3
 
-    from skincls.engine.loop import Engine
-    from skincls.losses import create_loss
-    from skincls.model import MultiHeadNet
+    from skincls.model.losses import create_loss
+    from skincls.model.network import MultiHeadNet
+    from skincls.training.loop import Engine
 
     torch.manual_seed(0)
     model = MultiHeadNet("test_resnet", ["a"], [3], dropout=0.0)

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from skincls.cli import app
-from skincls.config import TrainConfig, build_config
-from skincls.errors import SkinclsError
+from skincls.cli.root import app
+from skincls.core.config import TrainConfig, build_config
+from skincls.core.errors import SkinclsError
 
 from .conftest import tiny_cli_args, tiny_values
 
@@ -130,7 +130,7 @@ def test_a_file_where_a_directory_is_expected_and_the_reverse(
 def test_interrupt_in_the_first_epoch_then_the_printed_command_works(
     tmp_path, tiny_data, tiny_regions, monkeypatch
 ):
-    from skincls.engine.loop import Engine
+    from skincls.training.loop import Engine
 
     out = tmp_path / "my runs" / "first try"
     real = Engine.train_step
@@ -220,8 +220,8 @@ def test_the_suggested_retrain_command_of_a_sweep_works(tmp_path, tiny_data, tin
 
 
 def test_prepare_refuses_other_settings_and_redoes_changed_photos(tmp_path):
+    from skincls.data.prepare import prepare
     from skincls.data.synthetic import make_aihub_tree
-    from skincls.prepare import prepare
 
     root = tmp_path / "aihub"
     make_aihub_tree(root, n_subjects=2, image_size=(300, 360))
@@ -264,7 +264,7 @@ def test_evaluate_on_a_csv_with_regions_the_run_lacks(tmp_path, tiny_run, tiny_d
 
 
 def test_export_without_data_verifies_on_the_runs_own_images(tmp_path, tiny_run):
-    from skincls.export import export_onnx
+    from skincls.serving.export import export_onnx
 
     report = export_onnx(tiny_run, tmp_path / "m.onnx")
     assert report["real_images"] > 0 and report["class_agreement"] >= 0.99
@@ -280,7 +280,7 @@ def test_offline_hub_fails_within_seconds_with_the_helpful_line(
 
     from huggingface_hub import constants
 
-    from skincls.model import create_model as build_model
+    from skincls.model.network import create_model as build_model
 
     def no_network(*args, **kwargs):
         raise OSError("Network is unreachable")
@@ -310,7 +310,7 @@ def test_offline_hub_fails_within_seconds_with_the_helpful_line(
 
 
 def test_tables_never_cut_region_names_at_80_columns(tmp_path, monkeypatch):
-    from skincls.regions import discover_regions
+    from skincls.data.regions import discover_regions
 
     monkeypatch.setenv("COLUMNS", "80")
     names = discover_regions(include_entry_points=False).names()

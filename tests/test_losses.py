@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from skincls.imbalance import class_balanced_weights
-from skincls.losses import create_loss
+from skincls.core.imbalance import class_balanced_weights
+from skincls.model.losses import create_loss
 
 LOGITS = [[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [-1.0, 3.0, 0.2]]
 TARGET = [0, 2, 1]

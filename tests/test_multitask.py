@@ -11,11 +11,11 @@ from collections import Counter
 import pytest
 import torch
 
+from skincls.data.regions import RegionSpec
 from skincls.data.sampler import EpochSampler, draw_shares, sample_weights
 from skincls.data.samples import Sample
-from skincls.engine.loop import Engine, TrainState, batch_label_counts, multitask_loss
-from skincls.losses import create_loss
-from skincls.regions import RegionSpec
+from skincls.model.losses import create_loss
+from skincls.training.loop import Engine, TrainState, batch_label_counts, multitask_loss
 
 
 def spec(name: str, n: int, weight: float = 1.0) -> RegionSpec:
@@ -121,7 +121,7 @@ def test_each_region_contributes_its_documented_share_of_the_gradient(balance, w
 
 
 def _model_and_batch():
-    from skincls.model import MultiHeadNet
+    from skincls.model.network import MultiHeadNet
 
     torch.manual_seed(0)
     model = MultiHeadNet("test_resnet", ["a", "b", "c"], [3, 2, 2], dropout=0.0)
@@ -134,8 +134,8 @@ def _model_and_batch():
 
 
 def _engine(model, net, dctx=None):
-    from skincls import distributed as D
-    from skincls.engine.optim import create_optimizer, create_scheduler
+    from skincls.core import distributed as D
+    from skincls.training.optim import create_optimizer, create_scheduler
 
     optimizer = create_optimizer(model, 1e-2, 0.05)
     return Engine(
@@ -168,7 +168,7 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from skincls import distributed as D
+    from skincls.core import distributed as D
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
@@ -214,9 +214,9 @@ def test_forehead_json_with_two_grades_is_one_sample_decoded_once(tmp_path, monk
 
     import skincls.data.dataset as dataset_mod
     from skincls.data.dataset import SampleDataset, build_transforms
+    from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.synthetic import make_aihub_tree
-    from skincls.regions import discover_regions
 
     jsons = make_aihub_tree(tmp_path / "aihub", n_subjects=3)
     registry = discover_regions(include_entry_points=False)
@@ -265,8 +265,8 @@ def test_forehead_json_with_two_grades_is_one_sample_decoded_once(tmp_path, monk
 def test_csv_rows_of_one_image_and_box_merge(tmp_path):
     from PIL import Image
 
+    from skincls.data.regions import RegionRegistry
     from skincls.data.sources import load_data
-    from skincls.regions import RegionRegistry
 
     registry = RegionRegistry()
     for r in (spec("a", 3), spec("b", 2)):
@@ -290,7 +290,7 @@ def test_csv_rows_of_one_image_and_box_merge(tmp_path):
     (tmp_path / "manifest.csv").write_text(
         "path,label,region\nx.png,2,a\nx.png,1,a\n"  # the same region twice stays an error
     )
-    from skincls.errors import DataError
+    from skincls.core.errors import DataError
 
     with pytest.raises(DataError, match="line 3: the same image, region and box as line 2"):
         load_data(tmp_path / "manifest.csv", registry)

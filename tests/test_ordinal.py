@@ -11,9 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from skincls.cli import app
-from skincls.heads import decide, probabilities
-from skincls.losses import create_loss
+from skincls.cli.root import app
+from skincls.model.heads import decide, probabilities
+from skincls.model.losses import create_loss
 
 from .conftest import tiny_cli_args, tiny_values
 
@@ -112,8 +112,8 @@ def mixed_regions(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory, tiny_data, mixed_regions):
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     out = tmp_path_factory.mktemp("ordinal") / "run"
     train(build_config(tiny_values(tiny_data, mixed_regions, output=str(out), epochs=2, lr=0.01)))
@@ -192,19 +192,19 @@ def test_onnx_grade_equals_pytorch_and_predict_agrees(tmp_path, mixed_run, tiny_
     import numpy as np
     import onnxruntime as ort
 
-    from skincls.evaluate import load_run_model
-    from skincls.export import export_onnx
-    from skincls.onnx_meta import onnx_metadata
-    from skincls.predict import predict
+    from skincls.run.load import load_run
+    from skincls.serving.export import export_onnx
+    from skincls.serving.onnx_meta import onnx_metadata
+    from skincls.serving.predict import predict
 
     path = tmp_path / "m.onnx"
     report = export_onnx(mixed_run, path)
     assert "wrinkle_decision" in report["outputs"] and "pore_decision" in report["outputs"]
     regions = {r["name"]: r for r in onnx_metadata(path)["regions"]}
     assert regions["wrinkle"]["decision"] == "median" and regions["wrinkle"]["head"] == "corn"
-    model, *_ = load_run_model(mixed_run)
+    model = load_run(mixed_run).model
     images = sorted((tiny_data / "images").rglob("*.png"))[:24]
-    from skincls.augment import build_transform
+    from skincls.data.augment import build_transform
     from skincls.data.images import read_image
 
     meta = json.loads((mixed_run / "best" / "meta.json").read_text())

@@ -1,9 +1,9 @@
 from PIL import Image
 
+from skincls.data.prepare import prepare
+from skincls.data.regions import discover_regions
 from skincls.data.sources import load_data
 from skincls.data.synthetic import make_aihub_tree
-from skincls.prepare import prepare
-from skincls.regions import discover_regions
 
 
 def test_prepare_crops_once_and_resumes(tmp_path):

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from skincls import regions as R
-from skincls.errors import RegionSpecError
+from skincls.core.errors import RegionSpecError
+from skincls.data import regions as R
 
 
 def write(d, name, text):
@@ -154,7 +154,7 @@ def test_entry_points_contribute_directories_and_specs(tmp_path, monkeypatch):
 def test_every_builtin_recipe_builds_in_albumentations():
     import numpy as np
 
-    from skincls.augment import build_transform
+    from skincls.data.augment import build_transform
 
     reg = R.discover_regions(include_entry_points=False)
     img = np.random.default_rng(0).integers(0, 255, (90, 70, 3), dtype=np.uint8)
@@ -166,7 +166,7 @@ def test_every_builtin_recipe_builds_in_albumentations():
 
 
 def test_every_supported_op_builds_with_its_defaults():
-    from skincls import augment as aug
+    from skincls.data import augment as aug
 
     ops = [getattr(aug, name)(op=name) for name in aug.OP_NAMES]
     t = aug.build_transform(ops, 32, (0.5,) * 3, (0.5,) * 3)

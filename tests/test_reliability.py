@@ -16,14 +16,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from skincls.cli import app
-from skincls.config import build_config, load_config_file
+from skincls.cli.root import app
+from skincls.core.config import build_config, load_config_file
+from skincls.core.errors import DataError, RegionSpecError, SkinclsError
+from skincls.core.textio import load_yaml
 from skincls.data.images import MAX_PIXELS, ImageReadError, read_image
+from skincls.data.regions import discover_regions, load_region_file
 from skincls.data.samples import LoadReport
 from skincls.data.sources import load_csv, load_data
-from skincls.errors import DataError, RegionSpecError, SkinclsError
-from skincls.regions import discover_regions, load_region_file
-from skincls.textio import load_yaml
 
 from .conftest import tiny_values
 
@@ -54,7 +54,7 @@ def rotated_photo(path: Path) -> tuple[int, int, int, int]:
 
 
 def test_every_path_crops_the_same_pixels_from_a_rotated_photo(tmp_path):
-    from skincls.prepare import _crop_image
+    from skincls.data.prepare import _crop_image
 
     photo = tmp_path / "photo.jpg"
     box = rotated_photo(photo)
@@ -127,7 +127,7 @@ def test_bombs_and_strips_are_refused_with_a_reason_before_decoding(tmp_path):
 
 
 def test_training_counts_a_bomb_as_a_skip_with_its_reason(tmp_path, tiny_data, tiny_regions):
-    from skincls.train import train
+    from skincls.training.train import train
 
     data = tmp_path / "data"
     import shutil
@@ -236,8 +236,8 @@ def test_alias_bomb_is_refused_quickly_within_bounded_memory(tmp_path):
     script = (
         "import resource, sys, time\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from skincls.regions import load_region_file\n"
-        "from skincls.errors import RegionSpecError\n"
+        "from skincls.data.regions import load_region_file\n"
+        "from skincls.core.errors import RegionSpecError\n"
         "t = time.perf_counter()\n"
         "try:\n    load_region_file(sys.argv[1])\nexcept RegionSpecError as e:\n"
         "    print(e, time.perf_counter() - t)\n"
@@ -375,13 +375,13 @@ def run_copy(tiny_run, tmp_path) -> Path:
 
 
 def resume(run: Path, epochs: int = 3):
-    from skincls.train import train_from_options
+    from skincls.training.train import train_from_options
 
     return train_from_options({"resume": str(run), "epochs": epochs})
 
 
 HOLDER = (
-    "import sys, time\nfrom pathlib import Path\nfrom skincls.runs import RunLock\n"
+    "import sys, time\nfrom pathlib import Path\nfrom skincls.run.rundir import RunLock\n"
     "lock = RunLock(Path(sys.argv[1])).acquire()\nprint('held', flush=True)\ntime.sleep(60)\n"
 )
 
@@ -394,7 +394,7 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(run_copy):
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(SkinclsError, match=rf"in use by process {proc.pid} on "):
             resume(run_copy)
-        from skincls.train import train_from_options
+        from skincls.training.train import train_from_options
 
         with pytest.raises(SkinclsError, match=rf"in use by process {proc.pid}"):
             train_from_options({**json_config(run_copy), "overwrite": True})
@@ -453,7 +453,7 @@ def test_leftovers_of_a_killed_save_are_removed_at_the_next_start(run_copy):
 
 
 def test_a_run_whose_creation_was_interrupted_can_be_replaced(tmp_path, tiny_data, tiny_regions):
-    from skincls.train import train
+    from skincls.training.train import train
 
     out = tmp_path / "run"
     out.mkdir()
@@ -472,8 +472,8 @@ def test_disk_full_is_one_error_and_keeps_the_previous_checkpoint(
 
     import safetensors.torch
 
-    from skincls.checkpoints import load_checkpoint
-    from skincls.train import train
+    from skincls.run.checkpoints import load_checkpoint
+    from skincls.training.train import train
 
     real = safetensors.torch.save_file
     calls = {"n": 0}
@@ -511,7 +511,7 @@ def test_disk_full_is_one_error_and_keeps_the_previous_checkpoint(
 def test_edited_onnx_metadata_is_explained_in_one_line(tiny_run, tmp_path):
     import onnx
 
-    from skincls.export import export_onnx
+    from skincls.serving.export import export_onnx
 
     path = tmp_path / "m.onnx"
     export_onnx(tiny_run, path)
@@ -554,8 +554,8 @@ def test_edited_onnx_metadata_is_explained_in_one_line(tiny_run, tmp_path):
 def test_a_micro_batch_without_decoded_images_does_not_crash_the_grad_scaler():
     import torch
 
-    from skincls.engine.loop import Engine, TrainState
-    from skincls.engine.optim import create_scheduler
+    from skincls.training.loop import Engine, TrainState
+    from skincls.training.optim import create_scheduler
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from skincls.cli import app
-from skincls.config import build_config
-from skincls.report import build_report
+from skincls.cli.root import app
+from skincls.core.config import build_config
+from skincls.serving.report import build_report
 
 from .conftest import tiny_values
 
@@ -66,7 +66,7 @@ def test_report_images_decode_and_mistakes_are_real_mistakes(report):
 
 
 def test_cli_report_and_train_write_reports(tmp_path, tiny_run, tiny_data, tiny_regions):
-    from skincls.train import train
+    from skincls.training.train import train
 
     target = tmp_path / "mine.html"
     target.write_text("my notes")
@@ -123,7 +123,7 @@ def test_report_renders_in_a_real_browser_without_broken_images(report, tmp_path
 
 
 def test_evaluate_report_and_study_report(tmp_path, tiny_run, tiny_data, tiny_regions):
-    from skincls.sweep import run_sweep
+    from skincls.training.sweep import run_sweep
 
     other = tmp_path / "other data"
     shutil.copytree(tiny_data, other)
@@ -143,7 +143,7 @@ def test_evaluate_report_and_study_report(tmp_path, tiny_run, tiny_data, tiny_re
 
 
 def test_report_counts_raw_labels_through_the_label_map(tmp_path, tiny_data):
-    from skincls.train import train
+    from skincls.training.train import train
 
     regions = tmp_path / "regions"
     regions.mkdir()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skincls.augment import RandomResizedCrop, build_transform
+from skincls.data.augment import RandomResizedCrop, build_transform
 
 from .conftest import tiny_values
 
@@ -55,7 +55,7 @@ def test_each_policy_gives_the_input_size_and_whole_box_policies_keep_the_edges(
 
 
 def test_the_train_crop_follows_the_box_aspect_under_squash_and_pad():
-    from skincls.box_crop import BoxAspectCrop
+    from skincls.data.box_crop import BoxAspectCrop
 
     crop = BoxAspectCrop(scale=(0.8, 1.0), ratio=(0.9, 1.1))
     img = _wide_box_with_edge_markers(60, 120)
@@ -77,8 +77,8 @@ def test_the_train_crop_follows_the_box_aspect_under_squash_and_pad():
 def wide_run(tmp_path_factory):
     """A tiny run on 2:1 images: region ``left`` padded, region ``right`` squashed (own
     ``resize:``), and the run's ``--resize crop`` for neither."""
-    from skincls.config import build_config
-    from skincls.train import train
+    from skincls.core.config import build_config
+    from skincls.training.train import train
 
     root = tmp_path_factory.mktemp("wide")
     rng = np.random.default_rng(0)
@@ -115,14 +115,15 @@ def test_the_summary_shows_each_regions_policy_and_box_aspect(wide_run):
 
 def test_evaluate_predict_and_onnx_preprocess_each_policy_alike(wide_run, tmp_path):
     from skincls.data.sources import load_data
-    from skincls.evaluate import eval_loader, load_run_model
-    from skincls.export import export_onnx
-    from skincls.inference import predict_loader
-    from skincls.onnx_meta import onnx_metadata
-    from skincls.predict import predict
+    from skincls.model.inference import predict_loader
+    from skincls.run.load import load_run
+    from skincls.serving.evaluate import eval_loader
+    from skincls.serving.export import export_onnx
+    from skincls.serving.onnx_meta import onnx_metadata
+    from skincls.serving.predict import predict
 
     run, root, _ = wide_run
-    model, config, registry, specs, meta = load_run_model(run)
+    model, config, registry, specs, meta = load_run(run)
     assert meta["resize"] == {"left": "pad", "right": "squash"}
     onnx = export_onnx(run, tmp_path / "m.onnx")["path"]
     assert {r["name"]: r["resize"] for r in onnx_metadata(onnx)["regions"]} == meta["resize"]
@@ -141,8 +142,8 @@ def test_evaluate_predict_and_onnx_preprocess_each_policy_alike(wide_run, tmp_pa
 
 
 def test_crops_with_different_policies_are_not_merged_into_one_sample():
+    from skincls.data.regions import RegionSpec
     from skincls.data.samples import recipe_key
-    from skincls.regions import RegionSpec
 
     a = RegionSpec.model_validate({"name": "a", "classes": ["0", "1"], "resize": "pad"})
     b = RegionSpec.model_validate({"name": "b", "classes": ["0", "1"], "resize": "squash"})

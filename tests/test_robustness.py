@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from skincls.checkpoints import load_checkpoint, resolve_checkpoint, save_checkpoint
-from skincls.config import build_config
+from skincls.core.config import build_config
+from skincls.core.errors import DataError, RegionSpecError, SkinclsError
 from skincls.data.images import ImageReadError, read_image
+from skincls.data.regions import discover_regions, parse_region
 from skincls.data.samples import LoadReport
 from skincls.data.sources import load_csv, load_data
-from skincls.errors import DataError, RegionSpecError, SkinclsError
-from skincls.regions import discover_regions, parse_region
+from skincls.run.checkpoints import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 from .conftest import tiny_cli_args, tiny_values
 
@@ -84,7 +84,7 @@ def corrupt_run_config(tmp_path, tiny_regions, bad_every, **kw):
 
 
 def test_training_skips_undecodable_images_and_lists_them(tmp_path, tiny_regions):
-    from skincls.train import train
+    from skincls.training.train import train
 
     config, broken = corrupt_run_config(tmp_path, tiny_regions, bad_every=5, max_bad_fraction=0.5)
     result = train(config)
@@ -95,7 +95,7 @@ def test_training_skips_undecodable_images_and_lists_them(tmp_path, tiny_regions
 
 
 def test_too_many_bad_images_stop_the_run_with_a_clear_error(tmp_path, tiny_regions):
-    from skincls.train import train
+    from skincls.training.train import train
 
     config, _ = corrupt_run_config(tmp_path, tiny_regions, bad_every=2, max_bad_fraction=0.05)
     with pytest.raises(SkinclsError, match="cannot be decoded, more than --max-bad-fraction 0.05"):
@@ -103,8 +103,8 @@ def test_too_many_bad_images_stop_the_run_with_a_clear_error(tmp_path, tiny_regi
 
 
 def test_non_finite_loss_is_skipped_or_stops(tmp_path, tiny_data, tiny_regions, monkeypatch):
-    from skincls import train as T
-    from skincls.engine import loop
+    from skincls.training import loop
+    from skincls.training import train as T
 
     real = loop.multitask_loss
     calls = {"n": 0}
@@ -164,7 +164,7 @@ def test_inverted_and_outside_boxes_are_skipped_and_counted(tmp_path):
 def test_checkpoint_of_other_regions_gives_a_mismatch_error(tiny_run, tmp_path):
     import shutil
 
-    from skincls.evaluate import load_run_model
+    from skincls.run.load import load_run
 
     other = tmp_path / "other"
     shutil.copytree(tiny_run, other)
@@ -173,7 +173,7 @@ def test_checkpoint_of_other_regions_gives_a_mismatch_error(tiny_run, tmp_path):
     meta["backbone"] = "resnet10t"
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(SkinclsError, match="backbone 'resnet10t' vs config.yaml 'test_resnet'"):
-        load_run_model(other)  # meta.json edited: refused before any weight is used
+        load_run(other)  # meta.json edited: refused before any weight is used
     config_path = other / "config.yaml"
     config_path.write_text(
         config_path.read_text().replace("backbone: test_resnet", "backbone: resnet10t")
@@ -182,12 +182,12 @@ def test_checkpoint_of_other_regions_gives_a_mismatch_error(tiny_run, tmp_path):
         SkinclsError,
         match=r"checkpoint does not fit the model: .*unexpected tensor.*shape mismatch\(es\) \(e.g. backbone.bn1.bias: checkpoint \(32,\) vs model \(64,\)\)",
     ):
-        load_run_model(other)
+        load_run(other)
     meta["backbone"] = "test_resnet"
     meta["regions"] = meta["regions"][:1]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(SkinclsError, match="does not match the run's files .*heads and classes"):
-        load_run_model(other)
+        load_run(other)
 
 
 def test_trainer_state_loads_with_weights_only(tiny_run):
@@ -198,7 +198,7 @@ def test_trainer_state_loads_with_weights_only(tiny_run):
 KILLER = """
 import sys, time, torch
 from pathlib import Path
-from skincls.checkpoints import save_checkpoint
+from skincls.run.checkpoints import save_checkpoint
 target = Path(sys.argv[1])
 i = 0
 while True:

@@ -4,11 +4,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from skincls.core.errors import DataError, SkinclsError
 from skincls.data.aihub import index_records
+from skincls.data.regions import RegionSpec, discover_regions
 from skincls.data.sources import detect_source, load_data
 from skincls.data.synthetic import make_aihub_tree
-from skincls.errors import DataError, SkinclsError
-from skincls.regions import RegionSpec, discover_regions
 
 
 def registry_with(tmp_path, *files):

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from skincls.core.errors import SkinclsError
 from skincls.data.samples import Sample
 from skincls.data.split import load_split, partition, save_split, split_samples
-from skincls.errors import SkinclsError
 
 
 def make_samples(spec):

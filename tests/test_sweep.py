@@ -6,11 +6,11 @@ import yaml
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from skincls.cli import app
-from skincls.config import build_config, load_config_file
-from skincls.errors import SkinclsError
-from skincls.sweep import load_space, run_sweep, wandb_sweep_config
-from skincls.train import train
+from skincls.cli.root import app
+from skincls.core.config import build_config, load_config_file
+from skincls.core.errors import SkinclsError
+from skincls.training.sweep import load_space, run_sweep, wandb_sweep_config
+from skincls.training.train import train
 
 from .conftest import tiny_cli_args, tiny_values
 

@@ -5,13 +5,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from skincls.checkpoints import load_checkpoint
-from skincls.cli import app
-from skincls.config import build_config
-from skincls.errors import SkinclsError
-from skincls.model import MultiHeadNet
-from skincls.runs import read_history
-from skincls.train import TrainingInterrupted, train
+from skincls.cli.root import app
+from skincls.core.config import build_config
+from skincls.core.errors import SkinclsError
+from skincls.model.network import MultiHeadNet
+from skincls.run.checkpoints import load_checkpoint
+from skincls.run.rundir import read_history
+from skincls.training.train import TrainingInterrupted, train
 
 from .conftest import tiny_cli_args, tiny_values
 
@@ -53,7 +53,7 @@ def test_pretrained_from_a_local_file(tmp_path, tiny_data, tiny_regions):
     weights = {k: v.clone() for k, v in source.backbone.state_dict().items()}
     save_file(weights, str(tmp_path / "w.safetensors"))
     torch.save({"state_dict": weights}, tmp_path / "w.pth")
-    from skincls.model import load_backbone_weights
+    from skincls.model.network import load_backbone_weights
 
     for name in ("w.safetensors", "w.pth"):
         fresh = MultiHeadNet("test_resnet", ["x"], [2])
@@ -81,7 +81,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_da
     assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "interrupted"
     _, meta = load_checkpoint(tmp_path / "cut" / "last")
     assert meta["epoch"] == 2
-    from skincls.runs import resume_config
+    from skincls.run.rundir import resume_config
 
     resumed = train(resume_config(tmp_path / "cut", {}))
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
@@ -97,7 +97,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_da
 
 def test_resume_refuses_changed_options(tmp_path, tiny_data, tiny_regions):
     train(tiny_config(tiny_data, tiny_regions, tmp_path / "r", epochs=1))
-    from skincls.runs import resume_config
+    from skincls.run.rundir import resume_config
 
     with pytest.raises(SkinclsError, match=r"--lr \(run: 0.003, given: 0.1\)"):
         resume_config(tmp_path / "r", {"lr": 0.1})
@@ -155,7 +155,7 @@ def test_the_default_serves_the_last_epoch_raw_or_ema_whichever_validates_better
 
 
 def test_the_served_epoch_default_follows_patience_and_a_resumed_run():
-    from skincls.recipe import resolve_recipe
+    from skincls.training.recipe import resolve_recipe
 
     plain, notes = resolve_recipe(build_config({"data": "d"}), 1)
     assert plain.serve_epoch == "last" and "serving the last epoch" in notes[-1]
@@ -166,7 +166,7 @@ def test_the_served_epoch_default_follows_patience_and_a_resumed_run():
 
 
 def test_next_steps_say_which_epoch_is_served(tmp_path):
-    from skincls.train import RunResult
+    from skincls.training.train import RunResult
 
     history = [{"epoch": i, "val_ba_f1": 0.5} for i in range(1, 7)]
     last = RunResult(tmp_path, 4, 0.61, 6, 0.58, history).next_steps()[0]
@@ -265,7 +265,7 @@ def test_wandb_offline_run_is_written_and_resumed_under_the_same_id(
             tiny_config(tiny_data, tiny_regions, out, epochs=2, wandb="offline"), on_epoch_end=stop
         )
     run_id = json.loads((out / "run.json").read_text())["wandb_id"]
-    from skincls.runs import resume_config
+    from skincls.run.rundir import resume_config
 
     train(resume_config(out, {}))
     assert json.loads((out / "run.json").read_text())["wandb_id"] == run_id
@@ -277,7 +277,7 @@ def test_wandb_offline_run_is_written_and_resumed_under_the_same_id(
 def test_the_default_learning_rate_follows_the_global_batch():
     """timm's rule for AdamW: 3e-4 x sqrt(global batch / 32) when fine-tuning (1.4e-3 x ...
     from scratch); a given --lr is kept."""
-    from skincls.recipe import resolve_recipe
+    from skincls.training.recipe import resolve_recipe
 
     values = dict(data="d", batch_size=16, accum_steps=2, pretrained="hub")
     config, notes = resolve_recipe(build_config(values), world_size=4)  # 16 x 4 x 2 = 128 images
@@ -293,7 +293,7 @@ def test_the_default_learning_rate_follows_the_global_batch():
 
 
 def test_the_weight_ema_is_on_from_scratch_and_off_when_fine_tuning_unless_given():
-    from skincls.recipe import resolve_recipe
+    from skincls.training.recipe import resolve_recipe
 
     scratch, notes = resolve_recipe(build_config({"data": "d", "pretrained": "none"}), 1)
     assert scratch.ema_decay == 0.999 and "--ema-decay 0 turns it off" in notes[1]
@@ -308,8 +308,8 @@ def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
 ):
     import yaml
 
-    from skincls.recipe import resolve_recipe
-    from skincls.runs import resume_config
+    from skincls.run.rundir import resume_config
+    from skincls.training.recipe import resolve_recipe
 
     out = tmp_path / "auto"
     args = tiny_cli_args(tiny_data, tiny_regions, "--batch-size", "8", "--accum-steps", "2")

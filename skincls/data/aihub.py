@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skincls.data.regions import RegionRegistry, RegionSpec
 from skincls.data.samples import IMAGE_SUFFIXES, LoadReport, Sample
-from skincls.regions import RegionRegistry, RegionSpec
 
 INDEX_VERSION = 1
 FACEPARTS = {
@@ -180,7 +180,7 @@ def index_records(
         if n_workers > 1 and len(todo) > 2000:
             from rich.progress import Progress
 
-            from skincls.console import make_console
+            from skincls.core.console import make_console
 
             chunk = max(256, len(todo) // (n_workers * 8))
             chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from skincls.core.errors import SkinclsError
 from skincls.data.images import ImageReadError, read_image
 from skincls.data.samples import Sample
-from skincls.errors import SkinclsError
 
 
 class SampleDataset(Dataset):
@@ -76,7 +76,7 @@ def build_transforms(
 ) -> dict[str, Any]:
     """Per region, its ``phase`` recipe with its resize policy (its own ``resize:``, else
     ``resize``)."""
-    from skincls.augment import build_transform
+    from skincls.data.augment import build_transform
 
     if phase not in ("train", "eval"):
         raise SkinclsError(f"phase must be train or eval, got {phase!r}")

@@ -1,5 +1,5 @@
 """CSV manifests: ``path,label[,region][,group][,x1,y1,x2,y2][,mirror]``, paths relative to the
-CSV, in any encoding Excel writes (see :mod:`skincls.textio`).
+CSV, in any encoding Excel writes (see :mod:`skincls.core.textio`).
 
 One image written several ways (``x.jpg``, ``./x.jpg``, absolute, another Unicode form) is one
 image: rows are compared on its real path, and groups that share an image are merged so the
@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from skincls.core.errors import DataError
+from skincls.data.regions import RegionRegistry, RegionSpec
 from skincls.data.samples import LoadReport, Sample
-from skincls.errors import DataError
-from skincls.regions import RegionRegistry, RegionSpec
 
 BBOX_COLUMNS = ("x1", "y1", "x2", "y2")
 TRUE_STRINGS = {"1", "true", "yes", "y", "t"}
@@ -40,7 +40,7 @@ def read_manifest(manifest: Path) -> tuple[list[str], list[tuple[int, dict[str, 
     """Header and ``(line number, row)`` pairs of a CSV manifest in any encoding Excel writes."""
     import io
 
-    from skincls.textio import read_text
+    from skincls.core.textio import read_text
 
     text = read_text(manifest)
     reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -96,7 +96,7 @@ def _parse_bbox(row: dict[str, str], where: str) -> tuple[int, int, int, int] | 
 def _image_name(path: Path, base_real: str) -> str:
     """The spelling-independent name of an image: its real path (NFC), relative to the CSV's
     folder when inside it, so ``x.jpg``, ``./x.jpg`` and an absolute path are one image."""
-    from skincls.textio import same_file_key
+    from skincls.core.textio import same_file_key
 
     real = same_file_key(path)
     rel = os.path.relpath(real, base_real)
@@ -253,7 +253,7 @@ class _RowReader:
         return spec
 
     def _path(self, row: dict[str, str], where: str) -> Path | None:
-        from skincls.textio import find_file
+        from skincls.core.textio import find_file
 
         rel = (row.get("path") or "").strip()
         if not rel:

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
+from skincls.data.regions import RegionSpec
 from skincls.data.samples import Sample
-from skincls.regions import RegionSpec
 
 
 def sample_weights(

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from skincls.errors import DataError
-from skincls.regions import RegionSpec
+from skincls.core.errors import DataError
+from skincls.data.regions import RegionSpec
 
 BBox = tuple[int, int, int, int]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

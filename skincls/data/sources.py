@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from skincls.core.errors import DataError, SkinclsError
 from skincls.data.aihub import load_aihub, looks_like_aihub
 from skincls.data.manifest import load_csv, read_manifest
+from skincls.data.regions import RegionRegistry, RegionSpec
 from skincls.data.samples import IMAGE_SUFFIXES, Dataset, LoadReport, Sample, merge_labels
-from skincls.errors import DataError, SkinclsError
-from skincls.regions import RegionRegistry, RegionSpec
 
 SourceName = Literal["auto", "aihub", "folder", "csv"]
 

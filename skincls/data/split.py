@@ -15,8 +15,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from skincls.core.errors import SkinclsError
 from skincls.data.samples import Sample
-from skincls.errors import SkinclsError
 
 PARTS = ("train", "val", "test")
 

@@ -1,0 +1,207 @@
+"""Consoles that print users' text as written.
+
+Paths, labels and messages come from users' files, so rich markup is off everywhere: a label
+``[/i]`` or a folder ``scans [left]`` prints as it is. Colour is given with ``style=`` instead.
+Tables and progress go to the console they are given; ``stdout`` carries results, ``stderr``
+carries progress, warnings and errors (so ``> log.txt`` keeps the results).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PIPE_WIDTH = 160
+"""Width of tables written to a pipe or file (a terminal's own width is used otherwise), so a
+redirected table never cuts or wraps a region name or an option."""
+
+
+def make_console(stderr: bool = False, quiet: bool = False) -> Any:
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ:
+        width = PIPE_WIDTH
+    return Console(
+        stderr=stderr, quiet=quiet, markup=False, highlight=False, soft_wrap=True, width=width
+    )
+
+
+SHORT = {
+    "accuracy": "acc",
+    "balanced_accuracy": "bal_acc",
+    "macro_f1": "macro_f1",
+    "ba_f1": "ba_f1",
+    "within1": "within1",
+    "grade_mae": "grade_mae",
+    "qwk": "qwk",
+    "corr": "corr",
+}
+"""Column headings of the metric tables (``skincls.core.metrics.ALL_METRICS``)."""
+
+
+def duration(seconds: float) -> str:
+    """``1h05m`` or ``3m07s``."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def print_epoch(
+    console: Any,
+    epoch: int,
+    epochs: int,
+    record: dict[str, Any],
+    val: dict[str, Any] | None,
+    improved: bool,
+    remaining: float = 0.0,
+) -> None:
+    """The epoch line (loss, speed, learning rate, best, ETA) and the validation table."""
+    console.print(
+        f"epoch {epoch}/{epochs}  loss {record['train_loss']:.4f}  "
+        f"{record['train_images_per_s']:.1f} img/s  lr {record['lr']:.2e}"
+        + ("  new best" if improved else "")
+        + ("  (EMA weights)" if record.get("selected_weights") == "ema" else "")
+        + (f"  run eta {duration(remaining)}" if remaining > 0 else "")
+    )
+    if val:
+        console.print(metrics_table(val, "val region"))
+
+
+def print_eval(console: Any, title: str, result: dict[str, Any]) -> None:
+    """A title line and the per-region table of an evaluation (with sample counts), then the
+    ordinal regions in the data owners' layout (:func:`nia_table`)."""
+    console.print(title)
+    console.print(metrics_table(result, "region", counts=True))
+    nia = nia_table(result)
+    if nia is not None:
+        console.print(nia)
+    if result.get("calibration"):
+        console.print(calibration_table(result))
+
+
+def print_per_class(console: Any, result: dict[str, Any]) -> None:
+    """Per region, precision, recall, F1 and support per class, then the confusion matrix."""
+    from rich.table import Table
+
+    for name, m in result["regions"].items():
+        table = Table(title=f"{name}: per class", title_justify="left")
+        for col in ("class", "precision", "recall", "f1", "support"):
+            table.add_column(col, justify="right")
+        for label, pc in m["per_class"].items():
+            table.add_row(
+                label,
+                f"{pc['precision']:.3f}",
+                f"{pc['recall']:.3f}",
+                f"{pc['f1']:.3f}",
+                str(pc["support"]),
+            )
+        console.print(table)
+        console.print("confusion matrix (rows true, columns predicted):")
+        for label, row in zip(m["per_class"], m["confusion_matrix"], strict=False):
+            console.print(f"  {label:>6} " + " ".join(f"{v:5d}" for v in row))
+
+
+def calibration_table(result: dict[str, Any]) -> Any:
+    """Per head: its decision rule, its temperature, and ECE / Brier / NLL before -> after."""
+    from rich.table import Table
+
+    table = Table(title="calibration (ECE 15 bins; before -> after calibration)")
+    for col in ("region", "decision", "T", "ECE", "Brier", "NLL"):
+        table.add_column(col, justify="left" if col in ("region", "decision") else "right")
+    serving = result.get("serving", {})
+    for name, c in result["calibration"].items():
+        b, a = c["before"], c["after"]
+        table.add_row(
+            name,
+            serving.get(name, ""),
+            f"{c['temperature']:.2f}",
+            *(f"{b[k]:.3f} -> {a[k]:.3f}" for k in ("ece", "brier", "nll")),
+        )
+    return table
+
+
+def _cell(m: dict[str, Any], k: str) -> str:
+    return f"{m[k]:.3f}" if k in m else "-"
+
+
+def metrics_table(result: dict[str, Any], first: str, counts: bool = False) -> Any:
+    """One row per region and a bold mean row; region names are never cut. Ordinal figures
+    appear only when some region is ordinal, as "-" for the nominal ones; their mean is over the
+    ordinal regions."""
+    from rich.table import Table
+
+    from skincls.core.metrics import ALL_METRICS
+
+    regions = result["regions"]
+    keys = [k for k in ALL_METRICS if k in result["mean"]]
+    table = Table()
+    table.add_column(first, min_width=max(map(len, regions), default=4), no_wrap=True)
+    if counts:
+        table.add_column("n", justify="right")
+    for k in keys:
+        table.add_column(SHORT[k], justify="right")
+    for name, m in regions.items():
+        table.add_row(name, *([str(m["n"])] if counts else []), *(_cell(m, k) for k in keys))
+    table.add_row(
+        "mean", *([""] if counts else []), *(_cell(result["mean"], k) for k in keys), style="bold"
+    )
+    return table
+
+
+def nia_table(result: dict[str, Any]) -> Any:
+    """The ordinal regions as the AI Hub data owners report their items: exact accuracy and
+    accuracy within one grade in percent, mean absolute error, correlation, and the average
+    row; None when no region is ordinal."""
+    from rich.table import Table
+
+    items = {n: m for n, m in result["regions"].items() if "grade_mae" in m and m["n"] > 0}
+    if not items:
+        return None
+    table = Table(title="ordinal regions (AI Hub baseline layout)")
+    table.add_column("item", no_wrap=True)
+    for heading in ("n", "exact %", "within one %", "MAE", "correlation"):
+        table.add_column(heading, justify="right")
+
+    def row(m: dict[str, Any]) -> list[str]:
+        return [
+            f"{100 * m['accuracy']:.1f}",
+            f"{100 * m['within1']:.1f}",
+            f"{m['grade_mae']:.2f}",
+            f"{m['corr']:.2f}",
+        ]
+
+    for name, m in items.items():
+        table.add_row(name, str(m["n"]), *row(m))
+    keys = ("accuracy", "within1", "grade_mae", "corr")
+    mean = {k: sum(m[k] for m in items.values()) / len(items) for k in keys}
+    table.add_row("average", "", *row(mean), style="bold")
+    return table
+
+
+def progress_bar(console: Any, quiet: bool = False) -> Any:
+    """A transient bar (terminals only): description, bar, n/N, an info field, elapsed, ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    )

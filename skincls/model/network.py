@@ -1,0 +1,204 @@
+"""MultiHeadNet: one timm backbone (``num_classes=0``) and one dropout + linear head per region."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from skincls.core.errors import SkinclsError
+
+
+def use_hub_offline_when_unreachable(timeout: float = 2.0) -> bool:
+    """Put the Hugging Face Hub client in offline mode when the hub cannot be reached, so that
+    pretrained weights come from the local cache or fail at once instead of after ~50 s of
+    retries. Honours ``HF_HUB_OFFLINE``/``HF_ENDPOINT``; returns True when offline."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    try:
+        socket.create_connection((host or "huggingface.co", 443), timeout=timeout).close()
+        return False
+    except OSError:
+        constants.HF_HUB_OFFLINE = True
+        return True
+
+
+class MultiHeadNet(nn.Module):
+    """``forward`` returns one logits tensor per region, in the order of ``region_names``.
+
+    ``kinds`` (``softmax`` or ``corn`` per region, :mod:`skincls.model.heads`) set each head's width and
+    how its outputs become probabilities; ``decisions`` (``argmax`` or ``median``) how
+    probabilities become a class. :meth:`predict` applies both.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        region_names: Sequence[str],
+        num_classes: Sequence[int],
+        dropout: float = 0.3,
+        pretrained: bool = False,
+        sigmoid_regions: Sequence[str] = (),
+        kinds: dict[str, str] | None = None,
+        decisions: dict[str, str] | None = None,
+        ordinal_regions: Sequence[str] = (),
+    ):
+        super().__init__()
+        import timm
+
+        from skincls.model.heads import head_width
+
+        if pretrained:
+            use_hub_offline_when_unreachable()
+        try:
+            self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0)
+        except RuntimeError as err:
+            if "Unknown model" in str(err) or "Invalid model" in str(err):
+                raise SkinclsError(f"--backbone {backbone!r}: not a timm model name") from None
+            raise
+        self.backbone_name = backbone
+        self.region_names = list(region_names)
+        self.kinds = {n: (kinds or {}).get(n, "softmax") for n in self.region_names}
+        self.decisions = {n: (decisions or {}).get(n, "argmax") for n in self.region_names}
+        self.grade_heads = [n for n in self.region_names if n in ordinal_regions]
+        """Ordinal heads: their decided grade is an output of the exported graph."""
+        self.temperatures: dict[str, float] = {n: 1.0 for n in self.region_names}
+        """Per head, the temperature its served probabilities use (:mod:`skincls.model.calibration`)."""
+        self.biases: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
+        """Per head, the calibration bias added to its logits / temperature (or None)."""
+        self.log_shifts: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
+        """Per head, the prior correction its decision adds to the log-probabilities."""
+        width = int(self.backbone.num_features)  # type: ignore[arg-type]
+        self.heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    nn.Dropout(dropout), nn.Linear(width, head_width(self.kinds[name], c))
+                )
+                for name, c in zip(region_names, num_classes, strict=True)
+            }
+        )
+        for name in sigmoid_regions:
+            linear = self.heads[name][1]  # type: ignore[index]
+            c = linear.out_features
+            nn.init.constant_(linear.bias, -math.log(max(c - 1, 1)))
+
+    @property
+    def data_config(self) -> dict:
+        """Input size, mean and std of the backbone's pretrained configuration."""
+        import timm.data
+
+        return timm.data.resolve_data_config({}, model=self.backbone)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features = self.backbone(x)
+        return tuple(self.heads[name](features) for name in self.region_names)
+
+    def predict(
+        self, logits: Sequence[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per region, the served class probabilities (at the head's temperature and bias) and
+        the decided class (the head's argmax or median of them, after its decision shift) of
+        ``forward``'s logits."""
+        from skincls.model.heads import decide, probabilities
+
+        probs = [
+            probabilities(lg, self.kinds[n], self.temperatures[n], self.biases[n])
+            for n, lg in zip(self.region_names, logits, strict=True)
+        ]
+        classes = [
+            decide(p, self.decisions[n], self.log_shifts[n])
+            for n, p in zip(self.region_names, probs, strict=True)
+        ]
+        return probs, classes
+
+
+def load_backbone_weights(model: MultiHeadNet, path: str | Path) -> dict[str, int]:
+    """Load a local weights file (safetensors, or a torch file read with ``weights_only=True``)
+    into the backbone; a classifier in the file is ignored. Returns loaded/missing counts."""
+    path = Path(path)
+    if not path.is_file():
+        raise SkinclsError(f"--pretrained {path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            for key in ("state_dict", "model", "model_state_dict"):
+                if isinstance(state, dict) and isinstance(state.get(key), dict):
+                    state = state[key]
+    except Exception as err:
+        raise SkinclsError(f"--pretrained {path}: cannot read weights: {err}") from None
+    if not isinstance(state, dict):
+        raise SkinclsError(f"--pretrained {path}: expected a state dict of tensors")
+    own = model.backbone.state_dict()
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise SkinclsError(
+            f"--pretrained {path}: no tensor matches backbone {model.backbone_name!r} "
+            f"(file has e.g. {list(state)[:3]}, model expects e.g. {list(own)[:3]})"
+        )
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        raise SkinclsError(
+            f"--pretrained {path}: shapes differ for {len(mismatched)} tensor(s), first "
+            f"{mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model "
+            f"{tuple(own[mismatched[0]].shape)}"
+        )
+    missing = [k for k in own if k not in usable]
+    if missing:
+        raise SkinclsError(
+            f"--pretrained {path}: {len(missing)} backbone tensor(s) missing from the file, "
+            f"first {missing[0]!r}"
+        )
+    model.backbone.load_state_dict(usable, strict=True)
+    return {"loaded": len(usable), "ignored": len(state) - len(usable)}
+
+
+def create_model(config: Any, regions: Sequence[Any], pretrained: bool = True) -> MultiHeadNet:
+    """The run's MultiHeadNet: ``config.backbone`` with one head per region, weights from the hub
+    (``pretrained: hub``), a local file, or none (also with ``pretrained=False``, for a model whose
+    weights are loaded next). Sigmoid-family heads get the CB bias init."""
+    from skincls.model.heads import head_semantics
+    from skincls.model.losses import SIGMOID_LOSSES, loss_of
+
+    hub = pretrained and config.pretrained == "hub"
+    kinds, decisions = head_semantics(regions, config.loss, config.decision)
+    try:
+        model = MultiHeadNet(
+            config.backbone,
+            [r.name for r in regions],
+            [r.num_classes for r in regions],
+            dropout=config.dropout,
+            pretrained=hub,
+            sigmoid_regions=[r.name for r in regions if loss_of(r, config.loss) in SIGMOID_LOSSES],
+            kinds=kinds,
+            decisions=decisions,
+            ordinal_regions=[r.name for r in regions if r.ordinal],
+        )
+    except SkinclsError:
+        raise
+    except Exception as err:
+        if hub:
+            raise SkinclsError(
+                f"--backbone {config.backbone}: cannot get pretrained weights from the hub "
+                f"({str(err).split('.')[0][:160]}); pass --pretrained FILE for a local weights "
+                "file or --no-pretrained"
+            ) from None
+        raise
+    if pretrained and config.pretrained not in ("hub", "none"):
+        load_backbone_weights(model, config.pretrained)
+    return model

@@ -1,0 +1,365 @@
+"""Run directories: one home for everything a run writes and reads back.
+
+``RunDir`` creates a run (refusing to replace what is not a run, or a run another process is
+writing), holds the OS lock while training, writes the config, region specs, split, history,
+status and bad-image list atomically, reads them back, and checks on resume that the files of the
+run still agree with each other. Checkpoint files themselves are in :mod:`skincls.run.checkpoints`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shlex
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from skincls.core.errors import SkinclsError
+from skincls.core.fileio import atomic_write_json, atomic_write_text
+from skincls.run.checkpoints import META
+
+LOCK = ".lock"
+
+RUN_ENTRIES = {
+    "config.yaml",
+    "regions",
+    "split.csv",
+    "run.json",
+    "metrics.csv",
+    "metrics.jsonl",
+    "best",
+    "last",
+    "best.old",
+    "last.old",
+    "evaluation.json",
+    "bad_images.txt",
+    "wandb",
+    LOCK,
+}
+
+
+def is_temp_entry(name: str) -> bool:
+    """Leftovers of an interrupted atomic write: ``.<name>.tmp<pid>``."""
+    return name.startswith(".") and ".tmp" in name
+
+
+def looks_like_run(directory: Path) -> bool:
+    """True when every entry of ``directory`` is one skincls writes into a run directory, so
+    ``--overwrite`` may replace it (also a run whose creation was interrupted)."""
+    entries = [p.name for p in Path(directory).iterdir()]
+    return bool(entries) and all(n in RUN_ENTRIES or is_temp_entry(n) for n in entries)
+
+
+def remove_temp_entries(directory: Path) -> list[str]:
+    """Delete what a killed or failed save left behind; call only while holding the run's lock."""
+    removed = []
+    for p in Path(directory).iterdir():
+        if is_temp_entry(p.name):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return sorted(removed)
+
+
+class RunLock:
+    """One writer per run directory: an OS file lock on ``RUN/.lock``, released by the kernel
+    when the process exits, so a killed run never leaves its directory locked. No-op where
+    ``fcntl`` is missing (Windows)."""
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / LOCK
+        self._fh: Any = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise SkinclsError(
+                f"{self.path.parent}: in use by {holder}; wait for it to finish or stop it "
+                "(one training process per run directory)"
+            ) from None
+        import socket
+
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+class RunDir:
+    """A run directory. ``create`` makes a new one, ``open`` an existing one; both lock it
+    when ``lock`` is true (rank 0 of a distributed run), and :meth:`close` releases the lock."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock: RunLock | None = None
+
+    # ---- creation and locking -----------------------------------------------------------------
+
+    @staticmethod
+    def check_new(output: str | None, overwrite: bool) -> None:
+        """Refuse an --output that is a file, or a non-empty directory without --overwrite."""
+        if not output:
+            return
+        path = Path(output)
+        if path.exists() and not path.is_dir():
+            raise SkinclsError(f"--output {path}: is a file; give a directory for the run")
+        if path.is_dir() and any(path.iterdir()):
+            if not overwrite:
+                raise SkinclsError(
+                    f"--output {path}: directory exists and is not empty; pass --overwrite to "
+                    f"replace it or --resume {shlex.quote(str(path))} to continue it"
+                )
+            if not looks_like_run(path):
+                raise SkinclsError(
+                    f"--output {path}: --overwrite only replaces a skincls run directory; "
+                    "this one holds other files"
+                )
+
+    @classmethod
+    def create(cls, output: str | None, backbone: str, overwrite: bool) -> RunDir:
+        """A new, empty, locked run directory (default ``runs/<time>-<backbone>``)."""
+        path = (
+            Path(output)
+            if output
+            else Path("runs") / (f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{backbone}")
+        )
+        cls.check_new(str(path), overwrite)
+        if path.is_dir() and any(path.iterdir()):
+            with RunLock(path):  # refuses a directory a running process is writing
+                pass
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path).lock()
+
+    @classmethod
+    def open(cls, path: str | Path, lock: bool = True) -> RunDir:
+        """An existing run; with ``lock``, also removes what a killed save left behind."""
+        run = cls(Path(path))
+        if not (run.path / "config.yaml").is_file():
+            raise SkinclsError(f"{path}: not a skincls run directory (no config.yaml)")
+        if lock:
+            run.lock()
+            remove_temp_entries(run.path)
+        return run
+
+    def lock(self) -> RunDir:
+        self._lock = RunLock(self.path).acquire()
+        return self
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # ---- what a run is made of -------------------------------------------------------------------
+
+    def write_setup(self, config: Any, regions: list[Any], samples: list[Any], assignment) -> None:
+        """The resolved config, the region specs with their head order, and the split."""
+        import yaml
+
+        from skincls.core.config import save_config
+        from skincls.data.split import save_split
+
+        save_config(config, self.path / "config.yaml")
+        for r in regions:
+            atomic_write_text(
+                self.path / "regions" / f"{r.name}.yaml",
+                yaml.safe_dump(
+                    r.model_dump(mode="json", exclude_none=True),
+                    sort_keys=False,
+                    allow_unicode=True,
+                ),
+            )
+        atomic_write_text(
+            self.path / "regions" / "order.txt", "".join(f"{r.name}\n" for r in regions)
+        )
+        save_split(self.path / "split.csv", samples, assignment)
+
+    def config(self) -> Any:
+        from skincls.core.config import build_config, load_config_file
+
+        path = self.path / "config.yaml"
+        if not path.is_file():
+            raise SkinclsError(f"{self.path}: not a skincls run directory (no config.yaml)")
+        return build_config(load_config_file(path), str(path))
+
+    def regions(self) -> list[Any]:
+        return run_regions(self.path)
+
+    def registry(self) -> Any:
+        """The run's own regions as a registry (head order), each with its file as origin."""
+        from skincls.data.regions import RegionRegistry
+
+        registry = RegionRegistry()
+        for spec in self.regions():
+            registry.add(spec, str(self.path / "regions" / f"{spec.name}.yaml"))
+        return registry
+
+    def split(self, samples: list[Any]) -> dict[str, str]:
+        from skincls.data.split import load_split
+
+        return load_split(self.path / "split.csv", samples)
+
+    # ---- what a run writes as it goes ----------------------------------------------------------
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        """``metrics.jsonl`` (one JSON object per epoch) and the same as ``metrics.csv``."""
+        atomic_write_text(
+            self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history)
+        )
+        columns: list[str] = []
+        for r in history:
+            columns += [k for k in r if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+
+    def history(self) -> list[dict[str, Any]]:
+        return read_history(self.path)
+
+    def status(self) -> dict[str, Any]:
+        """``run.json`` (status, wandb id, device...); {} when missing or unreadable."""
+        try:
+            return json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def update_status(self, **fields: Any) -> None:
+        atomic_write_json(self.path / "run.json", {**self.status(), **fields})
+
+    def write_bad_images(self, bad: dict[str, str]) -> None:
+        """``bad_images.txt``: one ``path<TAB>reason`` line per image that gave no pixels."""
+        atomic_write_text(
+            self.path / "bad_images.txt", "".join(f"{p}\t{bad[p]}\n" for p in sorted(bad))
+        )
+
+    # ---- resume ----------------------------------------------------------------------------------
+
+    def has_checkpoint(self, name: str = "last") -> bool:
+        d = self.path / name
+        return d.exists() or d.with_name(f"{name}.old").exists()
+
+
+def run_regions(run_dir: Path) -> list[Any]:
+    """The run's own region specs (``regions/*.yaml``) in head order (``regions/order.txt``)."""
+    from skincls.core.errors import RegionSpecError
+    from skincls.data.regions import load_region_file
+
+    region_dir = Path(run_dir) / "regions"
+    if not region_dir.is_dir():
+        raise SkinclsError(f"{run_dir}: not a skincls run directory (no regions/)")
+    order_file = region_dir / "order.txt"
+    try:
+        order = order_file.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SkinclsError(f"{order_file}: cannot read the head order: {err}") from None
+    files = {p.stem for p in region_dir.glob("*.yaml")}
+    if not order or len(set(order)) != len(order) or set(order) != files:
+        raise SkinclsError(
+            f"{order_file}: damaged: lists {order} but regions/ holds {sorted(files)}; "
+            "restore it (one region name per line, in head order)"
+        )
+    try:
+        return [load_region_file(region_dir / f"{name}.yaml") for name in order]
+    except RegionSpecError as err:
+        raise SkinclsError(f"{run_dir}: a region file of the run is damaged: {err}") from None
+
+
+def check_meta(meta: Any, origin: str, config: dict[str, Any], specs: list[Any]) -> None:
+    """Refuse a checkpoint whose meta.json disagrees with the run's config and region files
+    (an edited or mixed-up run), listing every difference."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("regions"), list):
+        raise SkinclsError(f"{origin}/{META}: damaged: no list of regions")
+    problems = []
+    try:
+        heads = [(r["name"], list(r["classes"])) for r in meta["regions"]]
+    except (KeyError, TypeError):
+        raise SkinclsError(f"{origin}/{META}: damaged: regions lack name or classes") from None
+    files = [(s.name, list(s.classes)) for s in specs]
+    if heads != files:
+        problems.append(f"heads and classes {heads} vs region files {files}")
+    for key in ("backbone", "image_size"):
+        if key in config and meta.get(key) != config[key]:
+            problems.append(f"{key} {meta.get(key)!r} vs config.yaml {config[key]!r}")
+    losses = meta.get("losses")
+    if isinstance(losses, dict):
+        expected = {s.name: s.loss or config.get("loss") for s in specs}
+        if losses != expected:
+            problems.append(f"losses {losses} vs config and region files {expected}")
+    if problems:
+        raise SkinclsError(
+            f"{origin}: the checkpoint does not match the run's files (edited?): "
+            + "; ".join(problems)
+        )
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> Any:
+    """The saved config of ``run_dir`` with the allowed ``overrides``; others must not differ."""
+    from skincls.core.config import RESUME_MUTABLE, build_config
+
+    saved = RunDir(Path(run_dir)).config()
+    values = saved.model_dump()
+    changed = [k for k, v in overrides.items() if k not in RESUME_MUTABLE and values.get(k) != v]
+    if changed:
+        raise SkinclsError(
+            f"--resume {run_dir}: these options differ from the run and cannot change on resume: "
+            + ", ".join(
+                f"--{k.replace('_', '-')} (run: {values.get(k)!r}, given: {overrides[k]!r})"
+                for k in changed
+            )
+        )
+    values.update({k: v for k, v in overrides.items() if k in RESUME_MUTABLE})
+    values["resume"] = str(run_dir)
+    values["output"] = str(run_dir)
+    return build_config(values)
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """Per-epoch records of ``metrics.jsonl``; a damaged line is a clear error."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as err:
+            raise SkinclsError(
+                f"{path} line {n}: damaged ({err}); restore it or remove the line"
+            ) from None
+        if not isinstance(rec, dict) or "epoch" not in rec:
+            raise SkinclsError(f"{path} line {n}: damaged: expected an object with an epoch")
+        records.append(rec)
+    return records

@@ -1,0 +1,153 @@
+"""``skincls evaluate``: score a run's checkpoint on data, with the run's regions and preprocessing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from skincls.core.errors import SkinclsError
+
+
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "auto",
+    checkpoint: str = "best",
+    regions: Sequence[str] = (),
+    source: str = "auto",
+    group_column: str | None = None,
+    batch_size: int | None = None,
+    workers: int = 0,
+    device: str = "auto",
+    skip_bad: bool = False,
+    rule: str = "selected",
+    target_prior: Sequence[str] = (),
+    reliability: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Metrics of the run's checkpoint on ``data`` (default: the run's own data), decided by
+    ``rule`` (and ``target_prior``), with each head's calibration figures before and after its
+    temperature; ``reliability`` is a folder for a reliability diagram PNG per head (existing
+    ones are replaced only with ``overwrite``).
+
+    ``split='auto'`` is ``test`` when ``data`` is the data the run was trained on (its saved split
+    applies) and ``all`` otherwise. Rows of regions the run lacks are ignored.
+    """
+    from skincls.core.metrics import mean_metrics
+    from skincls.core.runtime import amp_dtype, resolve_device
+    from skincls.model.calibration import calibration_report, reliability_png
+    from skincls.model.inference import metrics_of, predict_loader
+
+    run_dir = Path(run_dir)
+    from skincls.run.load import load_run
+
+    model, config, registry, specs, meta = load_run(run_dir, checkpoint, rule, target_prior)
+    if reliability is not None:
+        from skincls.core.outputs import check_dir, check_targets
+
+        folder = check_dir(reliability, "--reliability")
+        names = regions or model.region_names
+        check_targets([folder / f"{n}_reliability.png" for n in names], "--reliability", overwrite)
+    data = Path(data) if data is not None else Path(config.data)
+    split, samples = select_samples(
+        run_dir, config, registry, specs, data, split, regions, source, group_column, skip_bad
+    )
+    dev = resolve_device(device)
+    model.to(dev)
+    loader, _ = eval_loader(specs, meta, samples, batch_size or config.batch_size, workers, dev)
+    p = predict_loader(model, loader, dev, amp_dtype(config.amp, dev), keep_logits=True)
+    result = metrics_of(p, specs)
+    bad = result.pop("bad_indices", [])
+    wanted = set(regions) or {s.name for s in specs}
+    result["regions"] = {k: v for k, v in result["regions"].items() if k in wanted}
+    result["mean"] = mean_metrics(result["regions"])
+    calibration = {k: v for k, v in calibration_report(model, p).items() if k in wanted}
+    if reliability is not None:
+        Path(reliability).mkdir(parents=True, exist_ok=True)
+        for name, figures in calibration.items():
+            reliability_png(name, figures, Path(reliability) / f"{name}_reliability.png")
+        result["reliability"] = str(reliability)
+    result["calibration"] = calibration
+    result["serving"] = {k: v for k, v in meta["serving"].items() if k in wanted}
+    result.update(
+        {
+            "split": split,
+            "checkpoint": checkpoint,
+            "epoch": meta.get("epoch"),
+            "data": str(data),
+            "undecodable_images": [samples[i].path for i in bad],
+        }
+    )
+    return result
+
+
+def eval_loader(specs, meta: dict[str, Any], samples, batch_size: int, workers: int, device):
+    """A loader over ``samples`` with the run's eval preprocessing (each region's resize policy
+    from ``meta["resize"]``, set by :func:`skincls.run.load.load_run`), and those transforms. Heads stay in
+    the run's order; samples carry indices into it."""
+    from skincls.data.dataset import SampleDataset, build_transforms
+    from skincls.data.sampler import EvalSampler
+    from skincls.model.inference import make_loader
+
+    size = meta["image_size"]
+    policies = meta.get("resize", {})
+    transforms = {
+        s.name: build_transforms(
+            [s], "eval", size, meta["mean"], meta["std"], policies.get(s.name, "crop")
+        )[s.name]
+        for s in specs
+    }
+    ds = SampleDataset(samples, [s.name for s in specs], transforms, size)
+    return make_loader(ds, EvalSampler(len(ds)), batch_size, workers, device), transforms
+
+
+def select_samples(
+    run_dir: Path,
+    config: Any,
+    registry: Any,
+    specs: list[Any],
+    data: Path,
+    split: str,
+    regions: Sequence[str] = (),
+    source: str = "auto",
+    group_column: str | None = None,
+    skip_bad: bool = False,
+) -> tuple[str, list[Any]]:
+    """The split actually used and its samples of the wanted regions (``auto``: the run's test
+    split on its own data, all samples of other data)."""
+    from skincls.data.sources import load_data
+    from skincls.data.split import load_split, partition
+
+    same_data = data.resolve() == Path(config.data).resolve()
+    if split == "auto":
+        split = "test" if same_data else "all"
+    if split not in ("all", "train", "val", "test"):
+        raise SkinclsError(f"--split: expected all, train, val or test, got {split!r}")
+    if split != "all" and not same_data:
+        raise SkinclsError(
+            f"--split {split}: the run's split applies only to the data it was trained on "
+            f"({config.data}); use --split all for other data"
+        )
+    names = [s.name for s in specs]
+    wanted = list(regions) or names
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise SkinclsError(
+            f"--region {unknown[0]}: not a region of this run (its regions: {', '.join(names)})"
+        )
+    dataset = load_data(
+        data,
+        registry,
+        wanted,
+        source if source != "auto" or not same_data else config.source,  # type: ignore[arg-type]
+        group_column if group_column or not same_data else config.group_column,
+        skip_bad,
+        skip_unknown_regions=True,
+    )
+    samples = dataset.samples
+    if split != "all":
+        samples = partition(samples, load_split(run_dir / "split.csv", samples))[split]
+    if not samples:
+        raise SkinclsError(f"{data}: no samples in split {split!r}")
+    return split, samples

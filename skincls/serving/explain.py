@@ -1,0 +1,162 @@
+"""``skincls explain``: Grad-CAM heat maps over the backbone's last feature map.
+
+Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks", ICCV 2017. Works for any
+timm backbone with ``forward_features``/``forward_head``; the overlay is written at the input
+image's own size so a user can see whether the model looks at skin or at background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skincls.core.errors import SkinclsError
+
+
+def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple[np.ndarray, int]:
+    """Heat map in [0, 1] at the feature map's resolution, and the class it explains (by default
+    the head's decided class)."""
+    import torch
+
+    from skincls.model.heads import decide, probabilities
+
+    head = model.heads[region]
+    model.eval()
+    with torch.enable_grad():
+        x = image.detach().requires_grad_(False)
+        features = model.backbone.forward_features(x)
+        features.retain_grad()
+        pooled = model.backbone.forward_head(features, pre_logits=True)
+        logits = head(pooled)
+        kind = model.kinds.get(region, "softmax")
+        t = getattr(model, "temperatures", {}).get(region, 1.0)
+        probs = probabilities(logits, kind, t, getattr(model, "biases", {}).get(region))
+        rule = model.decisions.get(region, "argmax")
+        shift = getattr(model, "log_shifts", {}).get(region)
+        cls = int(decide(probs, rule, shift)[0]) if target is None else target  # as predict
+        model.zero_grad(set_to_none=True)
+        # the class logit (standard Grad-CAM); a CORN head has no per-class logit: log P(class)
+        score = logits[0, cls] if kind != "corn" else torch.log(probs[0, cls].clamp_min(1e-12))
+        score.backward()
+    grads = features.grad[0]
+    weights = grads.mean(dim=(1, 2))
+    cam = torch.relu((weights[:, None, None] * features[0]).sum(0)).detach().numpy()
+    if cam.max() > 0:
+        cam = cam / cam.max()
+    return cam, cls
+
+
+def cam_overlay(
+    model,
+    rgb: np.ndarray,
+    region: str,
+    transform: Any,
+    alpha: float = 0.45,
+    resize: str = "crop",
+):
+    """Grad-CAM of ``region`` over ``rgb`` (HxWx3 uint8) through the eval ``transform`` (made
+    with the ``resize`` policy): the overlay (uint8, the image's own size), the heat map in
+    [0, 1] at that size, and the class."""
+    import torch
+    from matplotlib import colormaps
+
+    x = torch.from_numpy(transform(image=rgb)["image"].transpose(2, 0, 1)[None].copy())
+    cam, cls = grad_cam(model, x, region)
+    full = cam_on_image(cam, rgb.shape[0], rgb.shape[1], resize)
+    heat = colormaps["jet"](full)[..., :3] * 255
+    overlay = (1 - alpha) * rgb.astype(np.float32) + alpha * heat
+    return overlay.clip(0, 255).astype(np.uint8), full, cls
+
+
+def cam_on_image(cam: np.ndarray, h: int, w: int, resize: str) -> np.ndarray:
+    """The heat map (network input coordinates) on the h x w image, undoing the policy: a
+    squashed input maps onto the whole image, a padded one's content square onto the whole
+    image, a centre-cropped one onto the centre square (zero outside, which the network never
+    saw)."""
+    from PIL import Image
+
+    def scaled(a: np.ndarray, width: int, height: int) -> np.ndarray:
+        img = Image.fromarray((a * 255).astype(np.uint8))
+        return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), np.float32) / 255
+
+    if resize == "squash":
+        return scaled(cam, w, h)
+    if resize == "pad":
+        side = max(h, w)
+        square = scaled(cam, side, side)
+        top, left = (side - h) // 2, (side - w) // 2
+        return np.ascontiguousarray(square[top : top + h, left : left + w])
+    side = min(h, w)
+    full = np.zeros((h, w), np.float32)
+    top, left = (h - side) // 2, (w - side) // 2
+    full[top : top + side, left : left + side] = scaled(cam, side, side)
+    return full
+
+
+def explain(
+    run_dir: str | Path,
+    images: Sequence[str | Path],
+    region: str,
+    out: str | Path,
+    checkpoint: str = "best",
+    alpha: float = 0.45,
+    overwrite: bool = False,
+) -> list[dict[str, Any]]:
+    """Write ``<out>/<image stem>_<region>_gradcam.png`` per image; returns what was written.
+
+    Existing overlays are refused (before any work) unless ``overwrite``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from PIL import Image
+
+    from skincls.data.augment import build_transform
+    from skincls.data.images import ImageReadError, read_image
+    from skincls.run.load import load_run
+
+    model, _, _, specs, meta = load_run(Path(run_dir), checkpoint)
+    names = [s.name for s in specs]
+    if region not in names:
+        raise SkinclsError(f"--region {region}: not a region of this run ({', '.join(names)})")
+    spec = next(s for s in specs if s.name == region)
+    classes = spec.classes
+    size = int(meta["image_size"])
+    # the region's evaluation preprocessing, as evaluate and predict apply it
+    resize = meta["resize"][region]
+    mean, std = tuple(meta["mean"]), tuple(meta["std"])
+    transform = build_transform(spec.augment.eval, size, mean, std, resize)
+    from skincls.core.outputs import check_targets
+
+    out = Path(out)
+    targets = [out / f"{Path(p).stem}_{region}_gradcam.png" for p in images]
+    check_targets(targets, f"--output {out}", overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[dict[str, Any]] = []
+    for path in images:
+        path = Path(path)
+        try:
+            rgb = read_image(str(path))
+        except ImageReadError as err:
+            written.append({"path": str(path), "error": str(err)})
+            continue
+        overlay, full, cls = cam_overlay(model, rgb, region, transform, alpha, resize)
+        target = out / f"{path.stem}_{region}_gradcam.png"
+        # two inputs with one stem would write one file: keep both by numbering the second
+        n = 2
+        while any(w.get("output") == str(target) for w in written):
+            target = out / f"{path.stem}_{region}_gradcam_{n}.png"
+            n += 1
+        Image.fromarray(overlay).save(target)
+        written.append(
+            {
+                "path": str(path),
+                "output": str(target),
+                "class": classes[cls],
+                "heat_max": float(full.max()),
+                "heat_std": float(full.std()),
+            }
+        )
+    return written

@@ -1,0 +1,323 @@
+"""``skincls report``: one self-contained HTML page about a run, for people.
+
+The data (class distribution per region and split part, the imbalance corrections, images that
+were skipped), training (loss, learning rate and every validation metric per epoch, the selected
+epoch marked), per region (confusion matrices, per-class precision/recall/F1 with support, the
+ordinal figures for ordinal regions, the worst mistakes as thumbnails, Grad-CAM with
+``explain``), and the config, versions and commands to reproduce it. Plots are matplotlib PNGs
+and thumbnails JPEGs, inlined as data URIs, so the file opens anywhere without a network.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import platform
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skincls.core.errors import SkinclsError
+from skincls.core.metrics import ALL_METRICS
+from skincls.serving.report_plots import (
+    confusion_plot,
+    distribution_plot,
+    jpeg,
+    per_class_plot,
+    training_plot,
+)
+
+MISTAKES = 12
+GRADCAMS = 4
+
+
+def build_report(
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    data: str | Path | None = None,
+    split: str = "auto",
+    checkpoint: str = "best",
+    explain: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write the report of ``run_dir`` (default ``RUN/report.html``, which is replaced: it is the
+    run's own file) scored on ``split`` of ``data`` (default: the run's test split, else its
+    validation split). Returns the path, its size and the seconds it took."""
+    from skincls.core.outputs import check_new_file
+    from skincls.run.rundir import RunDir
+
+    t0 = time.perf_counter()
+    run = RunDir.open(run_dir, lock=False)
+    if output is None:
+        target = run.path / "report.html"
+    else:
+        target = check_new_file(output, "--output", overwrite)
+        if target.suffix.lower() not in (".html", ".htm"):
+            raise SkinclsError(f"--output {target}: expected a file name ending in .html")
+    scored = _score(run.path, data, split, checkpoint)
+    context = {
+        "run": str(run.path),
+        "status": run.status(),
+        "generated": time.strftime("%Y-%m-%d %H:%M"),
+        "scored": {k: scored[k] for k in ("split", "data", "epoch", "checkpoint", "n")},
+        "data_section": _data_section(run, scored["config"], scored["specs"]),
+        "training": _training_section(run.history(), scored["config"].select, run.status()),
+        "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
+        "mean": scored["metrics"]["mean"],
+        "config_yaml": (run.path / "config.yaml").read_text(encoding="utf-8"),
+        "val_metrics": [k for k in ALL_METRICS if any(f"val_{k}" in h for h in run.history())],
+        "versions": _versions(),
+        "commands": _commands(run.path),
+    }
+    html = _render(context)
+    from skincls.core.fileio import atomic_write_text
+
+    atomic_write_text(target, html)
+    return {
+        "path": str(target),
+        "size_bytes": target.stat().st_size,
+        "seconds": time.perf_counter() - t0,
+        "split": scored["split"],
+    }
+
+
+def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
+    """The checkpoint's predictions (with confidences) and metrics on the chosen samples."""
+    from skincls.core.runtime import resolve_device
+    from skincls.model.inference import metrics_of, predict_loader
+    from skincls.run.load import load_run
+    from skincls.serving.evaluate import eval_loader
+
+    model, config, registry, specs, meta = load_run(run_dir, checkpoint)
+    data_path = Path(data) if data is not None else Path(config.data)
+    chosen, samples = _pick_split(run_dir, config, registry, specs, data_path, split)
+    device = resolve_device("auto")
+    model.to(device)
+    loader, transforms = eval_loader(specs, meta, samples, config.batch_size, 0, device)
+    p = predict_loader(model, loader, device)
+    metrics = metrics_of(p, specs)
+    return {
+        "model": model,
+        "config": config,
+        "specs": specs,
+        "meta": meta,
+        "samples": samples,
+        "pred": p,
+        "metrics": metrics,
+        "split": chosen,
+        "data": str(data_path),
+        "epoch": meta.get("epoch"),
+        "checkpoint": checkpoint,
+        "n": int(p["ok"].sum()),
+        "transforms": transforms,
+    }
+
+
+def _pick_split(run_dir, config, registry, specs, data_path, split):
+    """``split`` and its samples; ``auto`` is the test split, else validation, else all.
+    Undecodable rows are counted, not fatal: a report shows what it can."""
+    from skincls.serving.evaluate import select_samples
+
+    args = (run_dir, config, registry, specs, data_path)
+    if split != "auto":
+        return select_samples(*args, split, skip_bad=True)
+    first: SkinclsError | None = None
+    for part in ("test", "val", "all"):
+        try:
+            return select_samples(*args, part, skip_bad=True)
+        except SkinclsError as err:
+            first = first or err
+    raise first or SkinclsError(f"{data_path}: no samples to score")
+
+
+# ---- sections ----------------------------------------------------------------------------------
+
+
+def _data_section(run, config, specs) -> dict[str, Any]:
+    """Class counts per region and split part (from ``split.csv``), corrections, skipped images."""
+    from skincls.model.losses import PRIOR_LOSSES, REWEIGHTING_LOSSES, loss_of
+
+    counts: dict[str, dict[str, list[int]]] = {
+        s.name: {part: [0] * s.num_classes for part in ("train", "val", "test")} for s in specs
+    }
+    by_name = {s.name: s for s in specs}
+    with open(run.path / "split.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):  # labels are raw: the region's label_map applies
+            spec, region = by_name.get(row["region"]), counts.get(row["region"])
+            label = spec.class_index(row["label"]) if spec else None
+            if region is not None and label is not None and row["part"] in region:
+                region[row["part"]][label] += 1
+    corrections = []
+    for s in specs:
+        loss = loss_of(s, config.loss)
+        sampler = s.sampler or config.sampler
+        double = sampler != "none" and loss in REWEIGHTING_LOSSES + PRIOR_LOSSES
+        corrections.append({"region": s.name, "loss": loss, "sampler": sampler, "double": double})
+    bad_file = run.path / "bad_images.txt"
+    bad = bad_file.read_text(encoding="utf-8").splitlines() if bad_file.is_file() else []
+    return {
+        "plots": {s.name: distribution_plot(s, counts[s.name]) for s in specs},
+        "counts": counts,
+        "corrections": corrections,
+        "region_balance": config.region_balance,
+        "bad": [line.split("\t") for line in bad[:50]],
+        "bad_total": len(bad),
+    }
+
+
+def _training_section(history: list[dict[str, Any]], select: str, status: dict) -> dict[str, Any]:
+    if not history:
+        return {"plot": None, "served_epoch": None, "best_epoch": None, "rows": []}
+    served = status.get("served_epoch", status.get("best_epoch"))
+    return {
+        "plot": training_plot(history, select, served),
+        "served_epoch": served,
+        "best_epoch": status.get("best_epoch"),
+        "select": select,
+        "rows": history,
+    }
+
+
+def _region_section(scored: dict[str, Any], spec, explain: bool) -> dict[str, Any]:
+    m = scored["metrics"]["regions"][spec.name]
+    section: dict[str, Any] = {
+        "name": spec.name,
+        "title": spec.title or spec.name,
+        "ordinal": spec.ordinal,
+        "classes": spec.classes,
+        "metrics": m,
+        "per_class": m["per_class"],
+    }
+    if m["n"] == 0:
+        section.update(confusion=None, bars=None, mistakes=[], grade_errors=[])
+        return section
+    section["confusion"] = confusion_plot(spec, np.asarray(m["confusion_matrix"]))
+    section["bars"] = per_class_plot(spec, m["per_class"])
+    wrong = _mistakes(scored, spec)
+    section["mistakes"] = _thumbnails(scored, spec, wrong["confident"], explain)
+    section["grade_errors"] = (
+        _thumbnails(scored, spec, wrong["largest"], False) if spec.ordinal else []
+    )
+    return section
+
+
+def _mistakes(scored: dict[str, Any], spec) -> dict[str, list[int]]:
+    """Positions (in the scored samples) of the most confident wrong predictions and, for
+    ordinal regions, of the largest grade errors."""
+    p = scored["pred"]
+    region = [s.name for s in scored["specs"]].index(spec.name)
+    idx = np.flatnonzero((p["region"] == region) & p["ok"].astype(bool) & (p["pred"] != p["label"]))
+    confident = idx[np.argsort(-p["conf"][idx], kind="stable")][:MISTAKES]
+    error = np.abs(p["pred"][idx].astype(int) - p["label"][idx].astype(int))
+    largest = idx[np.lexsort((-p["conf"][idx], -error))][:MISTAKES]
+    return {"confident": confident.tolist(), "largest": largest.tolist()}
+
+
+def _thumbnails(scored, spec, positions: list[int], explain: bool) -> list[dict[str, Any]]:
+    from PIL import Image
+
+    from skincls.data.images import ImageReadError, read_image
+
+    p = scored["pred"]
+    out = []
+    for n, pos in enumerate(positions):
+        sample = scored["samples"][int(p["index"][pos])]
+        try:
+            rgb = read_image(sample.path, sample.bbox, sample.mirror)
+        except ImageReadError:
+            continue
+        item = {
+            "path": sample.path,
+            "true": spec.classes[int(p["label"][pos])],
+            "pred": spec.classes[int(p["pred"][pos])],
+            "conf": float(p["conf"][pos]),
+            "image": jpeg(Image.fromarray(rgb)),
+            "cam": None,
+        }
+        if explain and n < GRADCAMS:
+            from skincls.serving.explain import cam_overlay
+
+            transform = scored["transforms"][spec.name]
+            resize = scored["meta"]["resize"][spec.name]
+            overlay, _, _ = cam_overlay(scored["model"], rgb, spec.name, transform, resize=resize)
+            item["cam"] = jpeg(Image.fromarray(overlay))
+        out.append(item)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import timm
+    import torch
+
+    from skincls import __version__
+
+    return {
+        "skincls": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def _commands(run: Path) -> dict[str, str]:
+    q = shlex.quote(str(run))
+    return {
+        "reproduce": f"skincls train --config {shlex.quote(str(run / 'config.yaml'))} -o NEW_RUN",
+        "evaluate": f"skincls evaluate {q}",
+        "export": f"skincls export {q}",
+        "report": f"skincls report {q} --explain",
+    }
+
+
+def _render(context: dict[str, Any], template: str = "report.html.j2") -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda v: "" if v is None else f"{100 * float(v):.1f}"
+    env.filters["f3"] = lambda v: "" if v is None else f"{float(v):.3f}"
+    return env.get_template(template).render(**context)
+
+
+def build_study_report(result: dict[str, Any], output: Path) -> str:
+    """``OUTPUT/report.html`` of a sweep: the trials (headed by the metric), the history and
+    importance plots, and a link to the best trial's own report (built here)."""
+    from skincls.core.fileio import atomic_write_text
+
+    best = result.get("best")
+    best_report = None
+    if best and best.get("run_dir"):
+        built = build_report(best["run_dir"])
+        best_report = _relative(Path(built["path"]), Path(output))
+    plots = []
+    for path in result.get("plots", []):
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        plots.append("data:image/png;base64," + data)
+    names = sorted({k for t in result["trials"] for k in t["params"]})
+    html = _render(
+        {
+            "result": result,
+            "names": names,
+            "plots": plots,
+            "best_report": best_report,
+            "generated": time.strftime("%Y-%m-%d %H:%M"),
+        },
+        "study.html.j2",
+    )
+    target = Path(output) / "report.html"
+    atomic_write_text(target, html)
+    return str(target)
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()

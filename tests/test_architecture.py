@@ -1,0 +1,106 @@
+"""The package's layering: imports run downward only, and no module imports itself back.
+
+The layer order is written once, here and in README's "How the code is organised"; a module may
+import its own package and any package below it, never one above. ``skincls`` itself (the
+version) is below everything. Lazy imports inside functions count too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "skincls"
+LAYERS = ["core", "data", "model", "run", "serving", "training", "cli"]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the skincls modules it imports (at module level or inside functions)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for t in targets:
+                if t in modules and t != name:
+                    deps.add(t)
+                    break
+        graph[name] = deps
+    return graph
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] in ("__main__",):
+        return -1 if parts[-1] == "skincls" else len(LAYERS)
+    if parts[1] not in LAYERS:
+        raise AssertionError(f"{module}: not in a layer package {LAYERS}")
+    return LAYERS.index(parts[1])
+
+
+def test_every_module_is_in_a_layer_package():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__.py", "__main__.py"]
+    for name in import_graph():
+        layer(name)
+
+
+def test_imports_run_downward_only():
+    upward = [
+        f"{a} -> {b}" for a, deps in import_graph().items() for b in deps if layer(b) > layer(a)
+    ]
+    assert upward == []
+
+
+def test_no_import_cycle():
+    graph = import_graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append(stack[stack.index(dep) :] + [dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_the_checks_see_a_violation(tmp_path, monkeypatch):
+    """The graph really follows imports: a planted upward import and a planted cycle are found."""
+    pkg = tmp_path / "skincls"
+    for sub in ("core", "cli"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("")
+    (pkg / "core" / "a.py").write_text("def f():\n    from skincls.cli import b\n")
+    (pkg / "cli" / "b.py").write_text("from skincls.core.a import f\n")
+    monkeypatch.setattr(__import__(__name__, fromlist=["x"]), "PACKAGE", pkg)
+    with pytest.raises(AssertionError):
+        test_imports_run_downward_only()
+    with pytest.raises(AssertionError):
+        test_no_import_cycle()
