@@ -332,3 +332,36 @@ def test_a_run_records_and_resumes_with_the_learning_rate_it_resolved(
     del saved["serve_epoch"]
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     assert resolve_recipe(given, world_size=8)[0].serve_epoch == "best"
+
+
+def test_resume_with_more_epochs_extends_the_schedule_and_records_it(
+    tmp_path, tiny_data, tiny_regions, capsys
+):
+    import math
+
+    import yaml
+
+    out = tmp_path / "r"
+    short = train(tiny_config(tiny_data, tiny_regions, out, epochs=2))
+    eta_min = 1e-6
+    assert short.history[-1]["lr"] == pytest.approx(eta_min)
+    from skincls.run.rundir import resume_config
+
+    capsys.readouterr()
+    train(resume_config(out, {"epochs": 4, "quiet": False}))
+    said = "".join(capsys.readouterr())
+    assert "--epochs 4 extends the run's schedule of 2 epochs: from epoch 3 on" in said
+    history = read_history(out)
+    # 4 updates an epoch, the first epoch a warm-up: a 4-epoch cosine over 12 updates after it;
+    # the learning rate after epoch 3 (update 12) is the cosine at 8 of 12, not the 2-epoch floor
+    cosine_8_of_12 = eta_min + 0.5 * (3e-3 - eta_min) * (1 + math.cos(math.pi * 8 / 12))
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert history[2]["lr"] == pytest.approx(cosine_8_of_12, rel=1e-6)
+    assert history[3]["lr"] == pytest.approx(eta_min)
+    assert yaml.safe_load((out / "config.yaml").read_text())["epochs"] == 4
+    assert json.loads((out / "run.json").read_text())["schedules"] == [
+        {"epochs": 2, "from_epoch": 1},
+        {"epochs": 4, "from_epoch": 3},
+    ]
+    train(resume_config(out, {"quiet": False}))
+    assert "already trained 4 of 4 epochs" in "".join(capsys.readouterr())

@@ -69,3 +69,26 @@ def create_scheduler(optimizer: Any, lr: float, eta_min: float, total: int, warm
             warmup_prefix=True,
             t_in_epochs=False,
         )
+
+
+SCHEDULE_SHAPE = ("t_initial", "warmup_t", "warmup_lr_init", "warmup_prefix", "warmup_steps")
+"""The fields of timm's cosine scheduler that follow from ``--epochs``; the rest is progress."""
+
+
+def restore_scheduler(scheduler: Any, saved: dict[str, Any], updates: int) -> tuple[int, int]:
+    """Load a resumed run's scheduler ``saved`` state into ``scheduler`` (built for the epochs
+    the run is resumed with) and set the learning rate for update ``updates + 1``.
+
+    When the run is resumed with other ``--epochs`` than its schedule was built for, the new
+    schedule is kept: from here on the learning rate is the one a run started with the new
+    number of epochs would have, not the old schedule's floor. Returns the totals of updates
+    (saved, now); they differ exactly when the schedule was extended or shortened.
+    """
+    shape = {k: getattr(scheduler, k) for k in SCHEDULE_SHAPE}
+    scheduler.load_state_dict(saved)
+    before = scheduler.t_initial + (scheduler.warmup_t if scheduler.warmup_prefix else 0)
+    for key, value in shape.items():
+        setattr(scheduler, key, value)
+    after = scheduler.t_initial + (scheduler.warmup_t if scheduler.warmup_prefix else 0)
+    scheduler.step_update(num_updates=updates)
+    return before, after

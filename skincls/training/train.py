@@ -35,6 +35,7 @@ from skincls.training.callbacks import Callback, EpochHook
 from skincls.training.components import Kit, build_kit
 from skincls.training.fit import TrainingInterrupted, fit
 from skincls.training.loop import TrainState, served
+from skincls.training.optim import restore_scheduler
 from skincls.training.recipe import resolve_recipe
 from skincls.training.run_summary import print_run_summary
 
@@ -123,7 +124,7 @@ def train(
         run, parts = _split(config, run, dataset, dctx)
         config = config.model_copy(update={"output": str(run.path)})
         kit = build_kit(config, model, dataset.regions, parts, device, dctx)
-        state = _restore(run, kit, config, dataset.regions, console)
+        state = _restore(run, kit, config, dataset.regions, console, dctx.is_main)
         hooks = [*callbacks, *([EpochHook(on_epoch_end)] if on_epoch_end else [])]
         tracker = _start(run, config, kit, dctx, state, wandb_group)
         print_run_summary(console, run, config, dataset, parts, kit, dctx)
@@ -249,7 +250,7 @@ def _split(config, run, dataset, dctx) -> tuple[RunDir, dict[str, list[Any]]]:
     return run, parts
 
 
-def _restore(run: RunDir, kit: Kit, config, regions, console) -> TrainState:
+def _restore(run: RunDir, kit: Kit, config, regions, console, is_main: bool) -> TrainState:
     """A fresh state, or a resumed run's state after checking that its files agree."""
     state = TrainState()
     if not config.resume:
@@ -269,7 +270,9 @@ def _restore(run: RunDir, kit: Kit, config, regions, console) -> TrainState:
         e.optimizer.load_state_dict(saved["optimizer"])
     except ValueError as err:
         raise SkinclsError(f"{origin}: optimizer state does not fit the model: {err}") from None
-    e.scheduler.load_state_dict(saved["scheduler"])
+    planned, now = restore_scheduler(
+        e.scheduler, saved["scheduler"], int(saved["train_state"]["updates"])
+    )
     if e.ema is not None:
         if "ema" not in saved:
             raise SkinclsError(f"{origin}: no EMA weights in the trainer state to resume from")
@@ -280,7 +283,28 @@ def _restore(run: RunDir, kit: Kit, config, regions, console) -> TrainState:
     state.history = run.history()[: state.epoch]
     if state.epoch >= config.epochs:
         console.print(f"{run.path}: already trained {state.epoch} of {config.epochs} epochs")
+    elif planned != now and is_main:
+        _record_new_schedule(run, config, state, console)
     return state
+
+
+def _record_new_schedule(run: RunDir, config, state: TrainState, console) -> None:
+    """Say that ``--epochs`` changed the schedule of a resumed run, and record it: the new
+    number of epochs in ``config.yaml`` (a later ``--resume`` keeps it) and each schedule with
+    its first epoch in ``run.json``."""
+    from skincls.core.config import save_config
+
+    saved = run.config()
+    verb = "extends" if config.epochs > saved.epochs else "shortens"
+    console.print(
+        f"--epochs {config.epochs} {verb} the run's schedule of {saved.epochs} epochs: from epoch "
+        f"{state.epoch + 1} on, the learning rate follows the schedule of a {config.epochs}-epoch "
+        "run (recorded in config.yaml and run.json)"
+    )
+    history = run.status().get("schedules") or [{"epochs": saved.epochs, "from_epoch": 1}]
+    history.append({"epochs": config.epochs, "from_epoch": state.epoch + 1})
+    run.update_status(schedules=history)
+    save_config(saved.model_copy(update={"epochs": config.epochs}), run.path / "config.yaml")
 
 
 def _start(run: RunDir, config, kit: Kit, dctx, state: TrainState, group: str | None) -> Any:
