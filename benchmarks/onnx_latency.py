@@ -123,7 +123,7 @@ def main() -> int:
             latency[f"batch_{batch}"]["onnxruntime_fp32"] / latency[f"batch_{batch}"]["torch_eager"]
         )
 
-    transform = build_transform([], meta["image_size"], tuple(meta["mean"]), tuple(meta["std"]))
+    transform = build_transform([], meta.image_size, tuple(meta.mean), tuple(meta.std))
     agree = {"none": 0, "int8": 0}
     n = 0
     for r in rows[1 :: max(1, len(rows) // args.agreement_images)][: args.agreement_images]:

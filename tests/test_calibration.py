@@ -181,8 +181,8 @@ def test_sigmoid_heads_are_served_as_sigmoid_from_the_run_and_the_onnx_file(
 
     images = sorted((Path(tiny_data) / "images").rglob("*.png"))[:6]
     model, *_, meta = load_run(sigmoid_run)
-    t = meta["calibration"]["pore"]["temperature"]
-    bias = torch.tensor(meta["calibration"]["pore"]["bias"])
+    t = meta.calibration["pore"]["temperature"]
+    bias = torch.tensor(meta.calibration["pore"]["bias"])
     run_pred = predict(sigmoid_run, images)["predictions"]
     onnx = export_onnx(sigmoid_run, tmp_path / "m.onnx")["path"]
     onnx_pred = predict(onnx, images)["predictions"]
@@ -234,7 +234,7 @@ def test_evaluate_and_predict_give_identical_classes_and_probabilities(sigmoid_r
     from skincls.data.augment import build_transform
     from skincls.data.images import read_image
 
-    plain = build_transform([], meta["image_size"], meta["mean"], meta["std"])
+    plain = build_transform([], meta.image_size, meta.mean, meta.std)
     x = np.stack([plain(image=read_image(s.path))["image"].transpose(2, 0, 1) for s in samples])
     with torch.no_grad():
         probs, decided = model.predict(model(torch.from_numpy(np.ascontiguousarray(x))))
@@ -317,7 +317,7 @@ def test_no_calibrate_keeps_plain_softmax_and_argmax(tmp_path, tiny_data, tiny_r
     run = train(build_config(values)).run_dir
     model, *_, meta = load_run(run)
     assert "calibration" not in meta
-    assert set(meta["serving"].values()) == {"uncalibrated"}
+    assert set(meta.serving.values()) == {"uncalibrated"}
     assert all(t == 1.0 for t in model.temperatures.values())
     with pytest.raises(SkinclsError, match="no calibration for this head"):
         apply_serving(model, None, "selected", {"pore": [0.5, 0.3, 0.2]})

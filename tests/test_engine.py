@@ -115,13 +115,26 @@ def test_history_writer_writes_jsonl_and_csv(tmp_path):
 
 
 def test_checkpoint_saver_keeps_best_only_when_improved(tmp_path):
+    from skincls.run.artifacts import CheckpointMeta
     from skincls.run.checkpoints import load_checkpoint
+
+    def meta(end):
+        return CheckpointMeta(
+            skincls_version="0",
+            backbone="b",
+            image_size=8,
+            mean=[0.0] * 3,
+            std=[1.0] * 3,
+            regions=[],
+            epoch=end.epoch,
+            select="ba_f1",
+        )
 
     weights = {"w": torch.zeros(2)}
     saver = CheckpointSaver(
         RunDir(tmp_path),
         weights=lambda: weights,
-        meta=lambda end: {"epoch": end.epoch},
+        meta=meta,
         trainer_state=lambda: {"format": 2},
     )
     saver.on_epoch_end(end_of(1, improved=True))
@@ -129,8 +142,10 @@ def test_checkpoint_saver_keeps_best_only_when_improved(tmp_path):
     saver.on_epoch_end(end_of(2, improved=False))
     best_w, best_meta = load_checkpoint(tmp_path / "best")
     last_w, last_meta = load_checkpoint(tmp_path / "last")
-    assert best_meta == {"epoch": 1, "best": True} and torch.equal(best_w["w"], torch.zeros(2))
-    assert last_meta == {"epoch": 2} and torch.equal(last_w["w"], torch.ones(2))
+    assert (best_meta["epoch"], best_meta["best"]) == (1, True)
+    assert torch.equal(best_w["w"], torch.zeros(2))
+    assert (last_meta["epoch"], last_meta["best"]) == (2, False)
+    assert torch.equal(last_w["w"], torch.ones(2))
     silent = CheckpointSaver(RunDir(tmp_path / "rank1"), lambda: weights, dict, dict, write=False)
     silent.on_epoch_end(end_of(3, improved=True))
     assert not (tmp_path / "rank1").exists()  # only rank 0 writes
@@ -182,7 +197,10 @@ def test_run_dir_create_refuses_other_files_and_tracks_status(tmp_path):
     try:
         run.update_status(status="running", wandb_id="abc")
         run.update_status(status="finished")
-        assert run.status() == {"status": "finished", "wandb_id": "abc"}
+        assert run.status().model_dump(exclude_defaults=True) == {
+            "status": "finished",
+            "wandb_id": "abc",
+        }
         assert not run.has_checkpoint("last") and not math.isnan(0.0)
     finally:
         run.close()

@@ -124,9 +124,9 @@ def test_evaluate_predict_and_onnx_preprocess_each_policy_alike(wide_run, tmp_pa
 
     run, root, _ = wide_run
     model, config, registry, specs, meta = load_run(run)
-    assert meta["resize"] == {"left": "pad", "right": "squash"}
+    assert meta.resize == {"left": "pad", "right": "squash"}
     onnx = export_onnx(run, tmp_path / "m.onnx")["path"]
-    assert {r["name"]: r["resize"] for r in onnx_metadata(onnx)["regions"]} == meta["resize"]
+    assert {r["name"]: r["resize"] for r in onnx_metadata(onnx)["regions"]} == meta.resize
     for region in ("left", "right"):
         samples = load_data(root / "manifest.csv", registry, [region]).samples[:8]
         loader, _ = eval_loader(specs, meta, samples, 4, 0, torch.device("cpu"))

@@ -16,10 +16,8 @@ from typing import Any
 
 from skincls.core.errors import SkinclsError
 from skincls.core.fileio import file_mode, write_error
+from skincls.run.artifacts import META, TRAINER, WEIGHTS
 
-WEIGHTS = "model.safetensors"
-META = "meta.json"
-TRAINER = "trainer.pt"
 TRAINER_FORMAT = 2
 """Version of ``trainer.pt``'s layout (2: TrainState and timm scheduler state)."""
 TRAINER_KEYS = ("format", "optimizer", "scheduler", "scaler", "rng", "train_state", "sampler")
@@ -84,7 +82,8 @@ def resolve_checkpoint(directory: Path) -> Path:
 
 
 def load_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Weights (safetensors) and meta (JSON); never unpickles."""
+    """Weights (safetensors) and meta (JSON); never unpickles. A run's checkpoints are read
+    through :meth:`skincls.run.rundir.RunDir.load_checkpoint`, which validates the meta."""
     from safetensors.torch import load_file
 
     directory = resolve_checkpoint(Path(directory))

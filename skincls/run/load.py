@@ -13,7 +13,7 @@ from skincls.core.errors import SkinclsError
 class LoadedRun(NamedTuple):
     """A run's model with one checkpoint's weights, in eval mode and serving its calibration,
     with the run's config, region registry and specs (head order) and the checkpoint's meta
-    (``meta["resize"]`` and ``meta["serving"]`` added: per head, the resize policy and the
+    (``meta.resize`` and ``meta.serving`` added: per head, the resize policy and the
     served decision)."""
 
     model: Any
@@ -35,7 +35,7 @@ def load_run(
     files is refused before any weight is used."""
     from skincls.model.calibration import apply_serving, parse_target_prior
     from skincls.model.network import create_model
-    from skincls.run.checkpoints import check_state_matches, load_checkpoint, resolve_checkpoint
+    from skincls.run.checkpoints import check_state_matches
     from skincls.run.rundir import RunDir, check_meta
 
     run = RunDir.open(run_dir, lock=False)
@@ -44,14 +44,14 @@ def load_run(
     config = run.config()
     registry = run.registry()
     specs = [registry[name] for name in registry.names()]
-    ckpt_dir = resolve_checkpoint(run.path / checkpoint)
-    weights, meta = load_checkpoint(ckpt_dir)
+    ckpt_dir = run.checkpoint(checkpoint)
+    weights, meta = run.load_checkpoint(checkpoint)
     check_meta(meta, str(ckpt_dir), config.model_dump(), specs)
     model = create_model(config, specs, pretrained=False)
     check_state_matches(model.state_dict(), weights, str(ckpt_dir))
     model.load_state_dict(weights)
     model.eval()
-    meta["resize"] = {s.name: s.resize_policy(config.resize) for s in specs}
+    meta.resize = {s.name: s.resize_policy(config.resize) for s in specs}
     target = parse_target_prior(target_prior, {s.name: list(s.classes) for s in specs})
-    meta["serving"] = apply_serving(model, meta.get("calibration"), rule, target)
+    meta.serving = apply_serving(model, meta.calibration, rule, target)
     return LoadedRun(model, config, registry, specs, meta)

@@ -20,26 +20,8 @@ from typing import Any
 
 from skincls.core.errors import SkinclsError
 from skincls.core.fileio import atomic_write_json, atomic_write_text
-from skincls.run.checkpoints import META
-
-LOCK = ".lock"
-
-RUN_ENTRIES = {
-    "config.yaml",
-    "regions",
-    "split.csv",
-    "run.json",
-    "metrics.csv",
-    "metrics.jsonl",
-    "best",
-    "last",
-    "best.old",
-    "last.old",
-    "evaluation.json",
-    "bad_images.txt",
-    "wandb",
-    LOCK,
-}
+from skincls.run import artifacts as A
+from skincls.run.artifacts import LOCK, RUN_ENTRIES, CheckpointMeta, Evaluation, RunStatus
 
 
 def is_temp_entry(name: str) -> bool:
@@ -163,7 +145,7 @@ class RunDir:
     def open(cls, path: str | Path, lock: bool = True) -> RunDir:
         """An existing run; with ``lock``, also removes what a killed save left behind."""
         run = cls(Path(path))
-        if not (run.path / "config.yaml").is_file():
+        if not (run.path / A.CONFIG).is_file():
             raise SkinclsError(f"{path}: not a skincls run directory (no config.yaml)")
         if lock:
             run.lock()
@@ -188,10 +170,10 @@ class RunDir:
         from skincls.core.config import save_config
         from skincls.data.split import save_split
 
-        save_config(config, self.path / "config.yaml")
+        save_config(config, self.path / A.CONFIG)
         for r in regions:
             atomic_write_text(
-                self.path / "regions" / f"{r.name}.yaml",
+                self.path / A.REGIONS / f"{r.name}.yaml",
                 yaml.safe_dump(
                     r.model_dump(mode="json", exclude_none=True),
                     sort_keys=False,
@@ -199,14 +181,14 @@ class RunDir:
                 ),
             )
         atomic_write_text(
-            self.path / "regions" / "order.txt", "".join(f"{r.name}\n" for r in regions)
+            self.path / A.REGIONS / A.HEAD_ORDER, "".join(f"{r.name}\n" for r in regions)
         )
-        save_split(self.path / "split.csv", samples, assignment)
+        save_split(self.path / A.SPLIT, samples, assignment)
 
     def config(self) -> Any:
         from skincls.core.config import build_config, load_config_file
 
-        path = self.path / "config.yaml"
+        path = self.path / A.CONFIG
         if not path.is_file():
             raise SkinclsError(f"{self.path}: not a skincls run directory (no config.yaml)")
         return build_config(load_config_file(path), str(path))
@@ -220,21 +202,19 @@ class RunDir:
 
         registry = RegionRegistry()
         for spec in self.regions():
-            registry.add(spec, str(self.path / "regions" / f"{spec.name}.yaml"))
+            registry.add(spec, str(self.path / A.REGIONS / f"{spec.name}.yaml"))
         return registry
 
     def split(self, samples: list[Any]) -> dict[str, str]:
         from skincls.data.split import load_split
 
-        return load_split(self.path / "split.csv", samples)
+        return load_split(self.path / A.SPLIT, samples)
 
     # ---- what a run writes as it goes ----------------------------------------------------------
 
     def write_history(self, history: list[dict[str, Any]]) -> None:
         """``metrics.jsonl`` (one JSON object per epoch) and the same as ``metrics.csv``."""
-        atomic_write_text(
-            self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history)
-        )
+        atomic_write_text(self.path / A.HISTORY, "".join(json.dumps(r) + "\n" for r in history))
         columns: list[str] = []
         for r in history:
             columns += [k for k in r if k not in columns]
@@ -242,25 +222,64 @@ class RunDir:
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+        atomic_write_text(self.path / A.HISTORY_CSV, buf.getvalue())
 
     def history(self) -> list[dict[str, Any]]:
         return read_history(self.path)
 
-    def status(self) -> dict[str, Any]:
-        """``run.json`` (status, wandb id, device...); {} when missing or unreadable."""
-        try:
-            return json.loads((self.path / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+    def status(self) -> RunStatus:
+        """``run.json`` (status, wandb id, device...); empty while the run has none."""
+        path = self.path / A.STATUS
+        return RunStatus.read(path) if path.exists() else RunStatus()
 
     def update_status(self, **fields: Any) -> None:
-        atomic_write_json(self.path / "run.json", {**self.status(), **fields})
+        status = RunStatus.parse({**self.status().dump(), **fields}, str(self.path / A.STATUS))
+        atomic_write_json(self.path / A.STATUS, status.dump())
+
+    def checkpoint(self, name: str) -> Path:
+        """The complete copy of checkpoint ``name`` (``best`` or ``last``; ``.old`` after a kill)."""
+        from skincls.run.checkpoints import resolve_checkpoint
+
+        return resolve_checkpoint(self.path / name)
+
+    def save_checkpoint(
+        self, name: str, weights: dict[str, Any], meta: CheckpointMeta, trainer_state: Any
+    ) -> None:
+        """Checkpoint ``name`` (``best`` or ``last``), atomically (:mod:`skincls.run.checkpoints`)."""
+        from skincls.run.checkpoints import save_checkpoint
+
+        save_checkpoint(self.path / name, weights, meta.dump(), trainer_state)
+
+    def load_checkpoint(self, name: str) -> tuple[dict[str, Any], CheckpointMeta]:
+        """Weights and validated meta of checkpoint ``name``."""
+        from skincls.run.checkpoints import load_checkpoint
+
+        weights, meta = load_checkpoint(self.path / name)
+        return weights, CheckpointMeta.parse(meta, str(self.checkpoint(name) / A.META))
+
+    def write_meta(self, name: str, meta: CheckpointMeta) -> None:
+        """Replace the ``meta.json`` of checkpoint ``name`` (its calibration, fitted after it)."""
+        atomic_write_json(self.checkpoint(name) / A.META, meta.dump())
+
+    def write_evaluation(self, evaluation: Evaluation) -> None:
+        atomic_write_json(self.path / A.EVALUATION, evaluation.dump())
+
+    def evaluation(self) -> Evaluation | None:
+        path = self.path / A.EVALUATION
+        return Evaluation.read(path) if path.exists() else None
+
+    def bad_images(self) -> dict[str, str]:
+        """``bad_images.txt`` as path -> reason ({} when every image decoded)."""
+        path = self.path / A.BAD_IMAGES
+        if not path.is_file():
+            return {}
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return dict(line.split("\t", 1) if "\t" in line else (line, "") for line in lines if line)
 
     def write_bad_images(self, bad: dict[str, str]) -> None:
         """``bad_images.txt``: one ``path<TAB>reason`` line per image that gave no pixels."""
         atomic_write_text(
-            self.path / "bad_images.txt", "".join(f"{p}\t{bad[p]}\n" for p in sorted(bad))
+            self.path / A.BAD_IMAGES, "".join(f"{p}\t{bad[p]}\n" for p in sorted(bad))
         )
 
     # ---- resume ----------------------------------------------------------------------------------
@@ -275,10 +294,10 @@ def run_regions(run_dir: Path) -> list[Any]:
     from skincls.core.errors import RegionSpecError
     from skincls.data.regions import load_region_file
 
-    region_dir = Path(run_dir) / "regions"
+    region_dir = Path(run_dir) / A.REGIONS
     if not region_dir.is_dir():
         raise SkinclsError(f"{run_dir}: not a skincls run directory (no regions/)")
-    order_file = region_dir / "order.txt"
+    order_file = region_dir / A.HEAD_ORDER
     try:
         order = order_file.read_text(encoding="utf-8").split()
     except (OSError, UnicodeDecodeError) as err:
@@ -295,27 +314,21 @@ def run_regions(run_dir: Path) -> list[Any]:
         raise SkinclsError(f"{run_dir}: a region file of the run is damaged: {err}") from None
 
 
-def check_meta(meta: Any, origin: str, config: dict[str, Any], specs: list[Any]) -> None:
+def check_meta(meta: CheckpointMeta, origin: str, config: dict[str, Any], specs: list[Any]) -> None:
     """Refuse a checkpoint whose meta.json disagrees with the run's config and region files
     (an edited or mixed-up run), listing every difference."""
-    if not isinstance(meta, dict) or not isinstance(meta.get("regions"), list):
-        raise SkinclsError(f"{origin}/{META}: damaged: no list of regions")
     problems = []
-    try:
-        heads = [(r["name"], list(r["classes"])) for r in meta["regions"]]
-    except (KeyError, TypeError):
-        raise SkinclsError(f"{origin}/{META}: damaged: regions lack name or classes") from None
+    heads = [(r.name, list(r.classes)) for r in meta.regions]
     files = [(s.name, list(s.classes)) for s in specs]
     if heads != files:
         problems.append(f"heads and classes {heads} vs region files {files}")
     for key in ("backbone", "image_size"):
-        if key in config and meta.get(key) != config[key]:
-            problems.append(f"{key} {meta.get(key)!r} vs config.yaml {config[key]!r}")
-    losses = meta.get("losses")
-    if isinstance(losses, dict):
+        if key in config and getattr(meta, key) != config[key]:
+            problems.append(f"{key} {getattr(meta, key)!r} vs config.yaml {config[key]!r}")
+    if meta.losses:
         expected = {s.name: s.loss or config.get("loss") for s in specs}
-        if losses != expected:
-            problems.append(f"losses {losses} vs config and region files {expected}")
+        if meta.losses != expected:
+            problems.append(f"losses {meta.losses} vs config and region files {expected}")
     if problems:
         raise SkinclsError(
             f"{origin}: the checkpoint does not match the run's files (edited?): "
@@ -346,7 +359,7 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> Any:
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
     """Per-epoch records of ``metrics.jsonl``; a damaged line is a clear error."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / A.HISTORY
     if not path.is_file():
         return []
     records = []

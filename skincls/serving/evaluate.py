@@ -69,12 +69,12 @@ def evaluate(
             reliability_png(name, figures, Path(reliability) / f"{name}_reliability.png")
         result["reliability"] = str(reliability)
     result["calibration"] = calibration
-    result["serving"] = {k: v for k, v in meta["serving"].items() if k in wanted}
+    result["serving"] = {k: v for k, v in meta.serving.items() if k in wanted}
     result.update(
         {
             "split": split,
             "checkpoint": checkpoint,
-            "epoch": meta.get("epoch"),
+            "epoch": meta.epoch,
             "data": str(data),
             "undecodable_images": [samples[i].path for i in bad],
         }
@@ -84,17 +84,17 @@ def evaluate(
 
 def eval_loader(specs, meta: dict[str, Any], samples, batch_size: int, workers: int, device):
     """A loader over ``samples`` with the run's eval preprocessing (each region's resize policy
-    from ``meta["resize"]``, set by :func:`skincls.run.load.load_run`), and those transforms. Heads stay in
+    from ``meta.resize``, set by :func:`skincls.run.load.load_run`), and those transforms. Heads stay in
     the run's order; samples carry indices into it."""
     from skincls.data.dataset import SampleDataset, build_transforms
     from skincls.data.sampler import EvalSampler
     from skincls.model.inference import make_loader
 
-    size = meta["image_size"]
-    policies = meta.get("resize", {})
+    size = meta.image_size
+    policies = meta.resize
     transforms = {
         s.name: build_transforms(
-            [s], "eval", size, meta["mean"], meta["std"], policies.get(s.name, "crop")
+            [s], "eval", size, meta.mean, meta.std, policies.get(s.name, "crop")
         )[s.name]
         for s in specs
     }

@@ -123,10 +123,10 @@ def explain(
         raise SkinclsError(f"--region {region}: not a region of this run ({', '.join(names)})")
     spec = next(s for s in specs if s.name == region)
     classes = spec.classes
-    size = int(meta["image_size"])
+    size = int(meta.image_size)
     # the region's evaluation preprocessing, as evaluate and predict apply it
-    resize = meta["resize"][region]
-    mean, std = tuple(meta["mean"]), tuple(meta["std"])
+    resize = meta.resize[region]
+    mean, std = tuple(meta.mean), tuple(meta.std)
     transform = build_transform(spec.augment.eval, size, mean, std, resize)
     from skincls.core.outputs import check_targets
 

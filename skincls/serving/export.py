@@ -84,7 +84,7 @@ def export_onnx(
     wrapper = _Exportable.build(model, keep)
     kept = [s for s in specs if s.name in keep]
     props = metadata_props(run_dir, checkpoint, quantize, meta, kept, model)
-    size = int(meta["image_size"])
+    size = int(meta.image_size)
     outputs = output_names(model, keep)
     fp32 = output if quantize == "none" else output.with_name(output.stem + ".fp32.tmp.onnx")
     export_graph(wrapper, fp32, size, outputs, opset, exporter, props)
@@ -201,8 +201,8 @@ def _real_batch(data, registry, names, meta, limit: int):
     from skincls.data.sources import load_data
 
     dataset = load_data(data, registry, names, skip_unknown_regions=True)
-    size, mean, std = int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"])
-    policies = meta.get("resize", {})
+    size, mean, std = int(meta.image_size), tuple(meta.mean), tuple(meta.std)
+    policies = meta.resize
     transforms = {
         n: build_transform(registry[n].augment.eval, size, mean, std, policies.get(n, "crop"))
         for n in names

@@ -100,19 +100,19 @@ def metadata_props(
 
     kinds = getattr(model, "kinds", {})
     decisions = getattr(model, "decisions", {})
-    calibration = meta.get("calibration") or {}
-    serving = meta.get("serving", {})
+    calibration = meta.calibration or {}
+    serving = meta.serving
     shifts = getattr(model, "log_shifts", {})
-    size = int(meta["image_size"])
+    size = int(meta.image_size)
     document = {
         "skincls_version": __version__,
-        "backbone": meta["backbone"],
+        "backbone": meta.backbone,
         "source_run": str(run_dir.resolve()),
         "checkpoint": checkpoint,
-        "epoch": meta.get("epoch"),
+        "epoch": meta.epoch,
         "image_size": size,
-        "mean": meta["mean"],
-        "std": meta["std"],
+        "mean": meta.mean,
+        "std": meta.std,
         "resize": "per region (regions[].resize): squash = resize the whole crop to "
         "image_size x image_size; pad = longer side to image_size, centred, padded with the "
         "mean colour; crop = shorter side to image_size, then the centre square. Shrinking "
@@ -135,7 +135,7 @@ def metadata_props(
                 "prior": calibration.get(s.name, {}).get("prior"),
                 "tau": calibration.get(s.name, {}).get("tau"),
                 "eval_ops": [op.model_dump() for op in s.augment.eval],
-                "resize": meta.get("resize", {}).get(s.name, "crop"),
+                "resize": meta.resize.get(s.name, "crop"),
                 "sources": [src.model_dump(exclude_none=True) for src in s.sources],
             }
             for s in specs
@@ -150,9 +150,9 @@ def metadata_props(
         (METADATA_KEY, json.dumps(document, ensure_ascii=False)),
         ("regions", ",".join(s.name for s in specs)),
         ("image_size", str(size)),
-        ("mean", json.dumps(meta["mean"])),
-        ("std", json.dumps(meta["std"])),
-        ("backbone", meta["backbone"]),
+        ("mean", json.dumps(meta.mean)),
+        ("std", json.dumps(meta.std)),
+        ("backbone", meta.backbone),
         ("skincls_version", __version__),
         ("source_run", str(run_dir.resolve())),
         *((f"classes.{s.name}", json.dumps(s.classes, ensure_ascii=False)) for s in specs),

@@ -108,14 +108,14 @@ class TorchBackend(_Backend):
                 "classes": s.classes,
                 "ordinal": s.ordinal,
                 "decision": self.model.decisions[s.name],
-                "rule": meta["serving"][s.name],
+                "rule": meta.serving[s.name],
                 "eval_ops": [op.model_dump() for op in s.augment.eval],
-                "resize": meta["resize"][s.name],
+                "resize": meta.resize[s.name],
                 "sources": [src.model_dump(exclude_none=True) for src in s.sources],
             }
             for s in specs
         ]
-        self.image_size, self.mean, self.std = meta["image_size"], meta["mean"], meta["std"]
+        self.image_size, self.mean, self.std = meta.image_size, meta.mean, meta.std
 
     def run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         import torch

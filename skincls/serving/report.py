@@ -22,6 +22,7 @@ import numpy as np
 
 from skincls.core.errors import SkinclsError
 from skincls.core.metrics import ALL_METRICS
+from skincls.run import artifacts as A
 from skincls.serving.report_plots import (
     confusion_plot,
     distribution_plot,
@@ -52,7 +53,7 @@ def build_report(
     t0 = time.perf_counter()
     run = RunDir.open(run_dir, lock=False)
     if output is None:
-        target = run.path / "report.html"
+        target = run.path / A.REPORT
     else:
         target = check_new_file(output, "--output", overwrite)
         if target.suffix.lower() not in (".html", ".htm"):
@@ -60,14 +61,14 @@ def build_report(
     scored = _score(run.path, data, split, checkpoint)
     context = {
         "run": str(run.path),
-        "status": run.status(),
+        "status": run.status().dump(),
         "generated": time.strftime("%Y-%m-%d %H:%M"),
         "scored": {k: scored[k] for k in ("split", "data", "epoch", "checkpoint", "n")},
         "data_section": _data_section(run, scored["config"], scored["specs"]),
-        "training": _training_section(run.history(), scored["config"].select, run.status()),
+        "training": _training_section(run.history(), scored["config"].select, run.status().dump()),
         "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
         "mean": scored["metrics"]["mean"],
-        "config_yaml": (run.path / "config.yaml").read_text(encoding="utf-8"),
+        "config_yaml": (run.path / A.CONFIG).read_text(encoding="utf-8"),
         "val_metrics": [k for k in ALL_METRICS if any(f"val_{k}" in h for h in run.history())],
         "versions": _versions(),
         "commands": _commands(run.path),
@@ -109,7 +110,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
         "metrics": metrics,
         "split": chosen,
         "data": str(data_path),
-        "epoch": meta.get("epoch"),
+        "epoch": meta.epoch,
         "checkpoint": checkpoint,
         "n": int(p["ok"].sum()),
         "transforms": transforms,
@@ -144,7 +145,7 @@ def _data_section(run, config, specs) -> dict[str, Any]:
         s.name: {part: [0] * s.num_classes for part in ("train", "val", "test")} for s in specs
     }
     by_name = {s.name: s for s in specs}
-    with open(run.path / "split.csv", newline="", encoding="utf-8") as fh:
+    with open(run.path / A.SPLIT, newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):  # labels are raw: the region's label_map applies
             spec, region = by_name.get(row["region"]), counts.get(row["region"])
             label = spec.class_index(row["label"]) if spec else None
@@ -156,14 +157,13 @@ def _data_section(run, config, specs) -> dict[str, Any]:
         sampler = s.sampler or config.sampler
         double = sampler != "none" and loss in REWEIGHTING_LOSSES + PRIOR_LOSSES
         corrections.append({"region": s.name, "loss": loss, "sampler": sampler, "double": double})
-    bad_file = run.path / "bad_images.txt"
-    bad = bad_file.read_text(encoding="utf-8").splitlines() if bad_file.is_file() else []
+    bad = list(run.bad_images().items())
     return {
         "plots": {s.name: distribution_plot(s, counts[s.name]) for s in specs},
         "counts": counts,
         "corrections": corrections,
         "region_balance": config.region_balance,
-        "bad": [line.split("\t") for line in bad[:50]],
+        "bad": bad[:50],
         "bad_total": len(bad),
     }
 
@@ -241,7 +241,7 @@ def _thumbnails(scored, spec, positions: list[int], explain: bool) -> list[dict[
             from skincls.serving.explain import cam_overlay
 
             transform = scored["transforms"][spec.name]
-            resize = scored["meta"]["resize"][spec.name]
+            resize = scored["meta"].resize[spec.name]
             overlay, _, _ = cam_overlay(scored["model"], rgb, spec.name, transform, resize=resize)
             item["cam"] = jpeg(Image.fromarray(overlay))
         out.append(item)

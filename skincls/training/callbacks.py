@@ -74,14 +74,15 @@ class CheckpointSaver(Callback):
         self.best_weights, self.serve_epoch = best_weights, serve_epoch
 
     def on_epoch_end(self, end: EpochEnd) -> None:
-        from skincls.run.checkpoints import save_checkpoint
 
         if self.write:
             meta, state, weights = self.meta(end), self.trainer_state(), self.weights()
             if end.improved or self.serve_epoch == "last":
                 best = self.best_weights(end) if self.best_weights else weights
-                save_checkpoint(self.run.path / "best", best, {**meta, "best": True}, state)
-            save_checkpoint(self.run.path / "last", weights, meta, state)
+                self.run.save_checkpoint(
+                    "best", best, meta.model_copy(update={"best": True}), state
+                )
+            self.run.save_checkpoint("last", weights, meta, state)
         D.barrier(self.dctx)
 
 

@@ -16,6 +16,7 @@ from skincls.core import distributed as D
 from skincls.core.errors import SkinclsError
 from skincls.core.metrics import ALL_METRICS, LOWER_IS_BETTER
 from skincls.core.runtime import GracefulStop, rng_state
+from skincls.run import artifacts as A
 from skincls.run.checkpoints import TRAINER_FORMAT
 from skincls.training.callbacks import (
     Callback,
@@ -220,27 +221,27 @@ def _selected(kit: Kit, end: EpochEnd) -> Any:
     return e.ema.module if end.record.get("selected_weights") == "ema" else e.model
 
 
-def _meta(config, regions, kit: Kit, end: EpochEnd) -> dict[str, Any]:
+def _meta(config, regions, kit: Kit, end: EpochEnd) -> A.CheckpointMeta:
     """``meta.json`` of a checkpoint: what inference needs without the config."""
     from skincls import __version__
     from skincls.model.losses import loss_of
 
-    return {
-        "skincls_version": __version__,
-        "backbone": config.backbone,
-        "image_size": config.image_size,
-        "mean": kit.mean,
-        "std": kit.std,
-        "regions": [{"name": r.name, "classes": r.classes, "ordinal": r.ordinal} for r in regions],
-        "losses": {r.name: loss_of(r, config.loss) for r in regions},
-        "heads": dict(getattr(kit.engine.model, "kinds", {})),
-        "decisions": dict(getattr(kit.engine.model, "decisions", {})),
-        "epoch": end.epoch,
-        "weights": end.record.get("selected_weights", "raw"),
-        "select": config.select,
-        "metric": end.record["select"],
-        "dropout": config.dropout,
-    }
+    return A.CheckpointMeta(
+        skincls_version=__version__,
+        backbone=config.backbone,
+        image_size=config.image_size,
+        mean=list(kit.mean),
+        std=list(kit.std),
+        regions=[A.HeadMeta(name=r.name, classes=r.classes, ordinal=r.ordinal) for r in regions],
+        losses={r.name: loss_of(r, config.loss) for r in regions},
+        heads=dict(getattr(kit.engine.model, "kinds", {})),
+        decisions=dict(getattr(kit.engine.model, "decisions", {})),
+        epoch=end.epoch,
+        weights=end.record.get("selected_weights", "raw"),
+        select=config.select,
+        metric=end.record["select"],
+        dropout=config.dropout,
+    )
 
 
 def _on_bad(indices: list[int], samples, bad: dict[str, str], config, dctx) -> None:
@@ -268,7 +269,7 @@ def _bad_summary(bad: dict[str, str], run_dir: Path) -> str:
 
     reasons = Counter(r.split(":", 1)[0] for r in bad.values())
     parts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-    where = run_dir / "bad_images.txt"
+    where = run_dir / A.BAD_IMAGES
     return f"skipped {len(bad)} image(s) that give no pixels ({parts}); list in {where}"
 
 
@@ -278,5 +279,5 @@ def _check_bad_fraction(bad: dict[str, str], total: int, config: Any) -> None:
     if len(bad) > config.max_bad_fraction * total:
         raise SkinclsError(
             f"{len(bad)} of {total} training images cannot be decoded, more than "
-            f"--max-bad-fraction {config.max_bad_fraction}; list in {config.output}/bad_images.txt"
+            f"--max-bad-fraction {config.max_bad_fraction}; list in {Path(config.output) / A.BAD_IMAGES}"
         )

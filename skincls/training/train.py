@@ -24,11 +24,10 @@ from skincls.core.errors import SkinclsError
 from skincls.core.runtime import resolve_device, seed_everything, set_rng_state
 from skincls.data.samples import Dataset
 from skincls.model.heads import check_ordinal_use
+from skincls.run.artifacts import EVALUATION, Evaluation
 from skincls.run.checkpoints import (
     check_state_matches,
-    load_checkpoint,
     load_trainer_state,
-    resolve_checkpoint,
 )
 from skincls.run.rundir import RunDir, check_meta, resume_config
 from skincls.training.callbacks import Callback, EpochHook
@@ -255,12 +254,12 @@ def _restore(run: RunDir, kit: Kit, config, regions, console, is_main: bool) -> 
     state = TrainState()
     if not config.resume:
         return state
-    last = run.path / "last"
     if not run.has_checkpoint("last"):
         console.print(f"{run.path}: no epoch was completed before; starting from epoch 1")
         return state
-    weights, meta = load_checkpoint(last)
-    origin = str(resolve_checkpoint(last))
+    weights, meta = run.load_checkpoint("last")
+    last = run.checkpoint("last")
+    origin = str(last)
     check_meta(meta, origin, config.model_dump(), regions)
     e = kit.engine
     check_state_matches(e.model.state_dict(), weights, origin)
@@ -301,7 +300,9 @@ def _record_new_schedule(run: RunDir, config, state: TrainState, console) -> Non
         f"{state.epoch + 1} on, the learning rate follows the schedule of a {config.epochs}-epoch "
         "run (recorded in config.yaml and run.json)"
     )
-    history = run.status().get("schedules") or [{"epochs": saved.epochs, "from_epoch": 1}]
+    history = [s.model_dump() for s in run.status().schedules or []] or [
+        {"epochs": saved.epochs, "from_epoch": 1}
+    ]
     history.append({"epochs": config.epochs, "from_epoch": state.epoch + 1})
     run.update_status(schedules=history)
     save_config(saved.model_copy(update={"epochs": config.epochs}), run.path / "config.yaml")
@@ -320,7 +321,7 @@ def _start(run: RunDir, config, kit: Kit, dctx, state: TrainState, group: str | 
         config.wandb_entity,
         config.wandb_name,
         config.wandb_tags,
-        run_id=run.status().get("wandb_id") if config.resume else None,
+        run_id=run.status().wandb_id if config.resume else None,
         group=group,
     )
     if dctx.is_main:
@@ -341,24 +342,21 @@ def _start(run: RunDir, config, kit: Kit, dctx, state: TrainState, group: str | 
 def _calibrate(run, config, kit: Kit, regions, train_samples, state, console, dctx) -> None:
     """Fit the served checkpoint's temperatures and decision rules on the validation split, store
     them in ``best/meta.json`` and serve them from the model (``--no-calibrate``: neither)."""
-    from skincls.core.fileio import atomic_write_json
     from skincls.data.samples import label_counts
     from skincls.model.calibration import apply_serving, calibrate
     from skincls.model.inference import collect_logits
-    from skincls.run.checkpoints import META, resolve_checkpoint
 
     if not config.calibrate or kit.val_loader is None or state.best_epoch <= 0:
         return
     e = kit.engine
-    weights, meta = load_checkpoint(run.path / "best")
+    weights, meta = run.load_checkpoint("best")
     e.model.load_state_dict(weights)
     val = collect_logits(e.model, kit.val_loader, e.device, e.dtype, e.channels_last, dctx)
     counts = label_counts(regions, train_samples)
     calibration = calibrate(e.model, val, regions, counts, config.select)
     apply_serving(e.model, calibration)
     if dctx.is_main:
-        best = resolve_checkpoint(run.path / "best")
-        atomic_write_json(best / META, {**meta, "calibration": calibration})
+        run.write_meta("best", meta.model_copy(update={"calibration": calibration}))
         for name, c in calibration.items():
             v = c["val"]
             console.print(
@@ -371,7 +369,6 @@ def _calibrate(run, config, kit: Kit, regions, train_samples, state, console, dc
 def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
     """Scores of the served checkpoint (``best/``) on the test split (never used for
     selection)."""
-    from skincls.core.fileio import atomic_write_json
     from skincls.data.dataset import SampleDataset
     from skincls.data.sampler import EvalSampler
     from skincls.model.inference import make_loader, score
@@ -380,7 +377,7 @@ def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
     if not samples or epoch <= 0:
         return None
     e = kit.engine
-    weights, _ = load_checkpoint(run.path / "best")
+    weights, _ = run.load_checkpoint("best")
     e.model.load_state_dict(weights)  # calibration (not weights) stays as _calibrate set it
     names = [r.name for r in regions]
     ds = SampleDataset(samples, names, kit.eval_transforms, config.image_size)
@@ -390,7 +387,7 @@ def _test_best(run, config, kit: Kit, regions, samples, state, tracker, dctx):
     result.pop("bad_indices", None)
     result.update({"split": "test", "checkpoint": "best", "epoch": epoch})
     if dctx.is_main:
-        atomic_write_json(run.path / "evaluation.json", result)
+        run.write_evaluation(Evaluation.parse(result, str(run.path / EVALUATION)))
     for name, m in result["regions"].items():
         classes = next(r.classes for r in regions if r.name == name)
         tracker.log_confusion(name, classes, m["confusion_matrix"], step=len(state.history))
