@@ -104,3 +104,48 @@ def test_the_checks_see_a_violation(tmp_path, monkeypatch):
         test_imports_run_downward_only()
     with pytest.raises(AssertionError):
         test_no_import_cycle()
+
+
+def spelled_families(source: str) -> list[str]:
+    """Tuples, lists, sets and ``Literal[...]`` in ``source`` that hold every name of one family
+    of :mod:`skincls.core.names`: the family spelled again outside its table. (A chosen subset,
+    such as the columns of the NIA-layout table, is a choice, not the family.)"""
+    from skincls.core import names
+
+    families = {
+        "losses": set(names.LOSSES),
+        "metrics": set(names.METRIC_TABLE),
+        "resize policies": set(names.RESIZE_POLICIES),
+        "sources": set(names.SOURCES) - {"auto"},
+        "decision rules": set(names.DECISIONS),
+        "samplers": set(names.SAMPLERS) - {"none"},
+    }
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        elts = None
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            elts = node.elts
+        if elts is None or not all(
+            isinstance(e, ast.Constant) and isinstance(e.value, str) for e in elts
+        ):
+            continue
+        values = {e.value for e in elts}
+        for family, members in families.items():
+            if members <= values:
+                found.append(f"line {node.lineno}: {family} {sorted(members)}")
+    return found
+
+
+def test_each_family_of_names_is_spelled_once():
+    spelled = {
+        str(path.relative_to(PACKAGE)): found
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "names.py" and (found := spelled_families(path.read_text()))
+    }
+    assert spelled == {}
+
+
+def test_the_family_check_sees_a_family_spelled_again():
+    assert spelled_families('x: Literal["squash", "pad", "crop"] = "crop"\n')
+    assert spelled_families('SOURCES = ["auto", "aihub", "folder", "csv"]\n')
+    assert not spelled_families('x = ("squash", "pad")\n')

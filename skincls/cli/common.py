@@ -15,6 +15,7 @@ import typer
 
 from skincls.cli.options import choice_enum
 from skincls.core.errors import SkinclsError
+from skincls.core.names import SOURCES
 
 _debug = {"on": False}
 
@@ -62,11 +63,8 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-class Source(str, Enum):
-    auto = "auto"
-    aihub = "aihub"
-    folder = "folder"
-    csv = "csv"
+Source = Enum("Source", {name: name for name in SOURCES}, type=str)  # type: ignore[misc]
+"""The ``--source`` choices (:data:`skincls.core.names.SOURCES`)."""
 
 
 RegionsDirOpt = Annotated[

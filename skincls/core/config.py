@@ -17,31 +17,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from skincls.core.errors import SkinclsError
+from skincls.core.names import (
+    DEFAULT_SELECT,
+    DecisionName,
+    LossName,
+    MetricName,
+    ResizeName,
+    SamplerName,
+    SourceName,
+)
 
-LossName = Literal[
-    "ce",
-    "focal",
-    "cb_softmax",
-    "cb_sigmoid",
-    "cb_focal",
-    "logit_adjust",
-    "balanced_softmax",
-    "corn",
-    "sord",
-    "cdw_ce",
-]
-ORDINAL_LOSSES = ("corn", "sord", "cdw_ce")
-"""Losses that use the order of the grades: for ``ordinal: true`` regions only."""
-DecisionName = Literal["argmax", "median"]
-SamplerName = Literal["none", "class_balanced", "sqrt"]
-SourceKind = Literal["auto", "aihub", "folder", "csv"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 AmpKind = Literal["auto", "bf16", "fp16", "off"]
 RegionBalanceName = Literal["none", "sqrt", "equal"]
-MetricName = Literal["ba_f1", "balanced_accuracy", "macro_f1", "qwk", "within1", "grade_mae"]
-DEFAULT_SELECT: MetricName = "ba_f1"
-ORDINAL_SELECT = ("qwk", "within1", "grade_mae")
-"""Selection metrics that exist for ordinal regions only."""
 ServeEpoch = Literal["best", "last"]
 NanPolicy = Literal["skip", "stop"]
 WandbMode = Literal["online", "offline", "disabled"]
@@ -86,7 +74,7 @@ class TrainConfig(BaseModel):
         list[str],
         Field(description="Region to train (repeatable); default: every region with data."),
     ] = Field(default_factory=list)
-    source: Annotated[SourceKind, Field(description="Data source type.")] = "auto"
+    source: Annotated[SourceName, Field(description="Data source type.")] = "auto"
     group_column: Annotated[
         str | None, Field(description="CSV column that groups samples (subject, lesion).")
     ] = None
@@ -160,7 +148,7 @@ class TrainConfig(BaseModel):
     ] = "auto"
     channels_last: Annotated[bool, Field(description="channels_last memory format on CUDA.")] = True
     resize: Annotated[
-        Literal["squash", "pad", "crop"],
+        ResizeName,
         Field(
             description="How a crop becomes the square input, for regions without their own "
             "'resize:': squash (whole crop, aspect not kept), pad (whole crop, padded), crop "

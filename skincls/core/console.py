@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from skincls.core.names import SHORT
+
 PIPE_WIDTH = 160
 """Width of tables written to a pipe or file (a terminal's own width is used otherwise), so a
 redirected table never cuts or wraps a region name or an option."""
@@ -28,19 +30,6 @@ def make_console(stderr: bool = False, quiet: bool = False) -> Any:
     return Console(
         stderr=stderr, quiet=quiet, markup=False, highlight=False, soft_wrap=True, width=width
     )
-
-
-SHORT = {
-    "accuracy": "acc",
-    "balanced_accuracy": "bal_acc",
-    "macro_f1": "macro_f1",
-    "ba_f1": "ba_f1",
-    "within1": "within1",
-    "grade_mae": "grade_mae",
-    "qwk": "qwk",
-    "corr": "corr",
-}
-"""Column headings of the metric tables (``skincls.core.metrics.ALL_METRICS``)."""
 
 
 def duration(seconds: float) -> str:
@@ -134,7 +123,7 @@ def metrics_table(result: dict[str, Any], first: str, counts: bool = False) -> A
     ordinal regions."""
     from rich.table import Table
 
-    from skincls.core.metrics import ALL_METRICS
+    from skincls.core.names import ALL_METRICS
 
     regions = result["regions"]
     keys = [k for k in ALL_METRICS if k in result["mean"]]

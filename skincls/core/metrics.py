@@ -9,15 +9,13 @@ from typing import Any
 
 import numpy as np
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ba_f1")
-"""The figures of every region; ``accuracy`` is the data owners' "exact" accuracy and ``ba_f1``
-the mean of balanced accuracy and macro F1 (the default selection figure: the first rewards
-recall of every class, the second also punishes false alarms on the rare ones)."""
-ORDINAL_METRICS = ("within1", "grade_mae", "qwk", "corr")
-"""The figures of ordinal regions only: accuracy within one grade, mean absolute grade error,
-quadratic weighted kappa and the Pearson correlation of predicted and true grade."""
-ALL_METRICS = METRICS + ORDINAL_METRICS
-LOWER_IS_BETTER = ("grade_mae",)
+from skincls.core.names import ALL_METRICS, METRICS
+
+# ``accuracy`` is the data owners' "exact" accuracy and ``ba_f1`` the mean of balanced accuracy
+# and macro F1 (the default selection figure: the first rewards recall of every class, the second
+# also punishes false alarms on the rare ones). Ordinal regions add accuracy within one grade,
+# mean absolute grade error, quadratic weighted kappa and the Pearson correlation of predicted
+# and true grade (:data:`skincls.core.names.METRIC_TABLE`).
 
 
 def region_metrics(

@@ -8,10 +8,12 @@ recipe into an albumentations pipeline with the resize and normalisation skincls
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from skincls.core.names import RESIZE_POLICIES
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -242,13 +244,6 @@ def random_part(op: Any) -> str | None:
     return None
 
 
-RESIZE_POLICIES = ("squash", "pad", "crop")
-"""How a crop becomes the square network input: ``squash`` resizes the whole crop (aspect not
-kept), ``pad`` resizes its longer side and pads the rest with the mean colour (zero after
-normalisation), ``crop`` resizes its shorter side and keeps the centre square (the outer parts
-of a wide box are lost)."""
-
-
 SHRINK_BY_AREA = {"area_for_downscale": "image"}
 """Every resize shrinks by pixel area (OpenCV ``INTER_AREA``) and enlarges bilinearly: a
 bilinear shrink of a 600 px photo to 48 px reads 4 of every 144 pixels (aliasing), while the
@@ -258,21 +253,40 @@ training did."""
 
 def policy_steps(resize: str, image_size: int, mean: Sequence[float]) -> list[Any]:
     """The albumentations steps of a resize policy (:data:`RESIZE_POLICIES`)."""
+    if resize not in POLICY_STEPS:
+        raise ValueError(f"resize: expected one of {', '.join(RESIZE_POLICIES)}, got {resize!r}")
+    return POLICY_STEPS[resize](image_size, mean)
+
+
+def _squash(s: int, mean: Sequence[float]) -> list[Any]:
+    import albumentations as A
+
+    return [A.Resize(height=s, width=s, **SHRINK_BY_AREA)]
+
+
+def _pad(s: int, mean: Sequence[float]) -> list[Any]:
     import albumentations as A
     import cv2
 
-    s = image_size
-    if resize == "squash":
-        return [A.Resize(height=s, width=s, **SHRINK_BY_AREA)]
-    if resize == "pad":
-        fill = tuple(float(m) * 255.0 for m in mean)
-        return [
-            A.LongestMaxSize(max_size=s, **SHRINK_BY_AREA),
-            A.PadIfNeeded(min_height=s, min_width=s, border_mode=cv2.BORDER_CONSTANT, fill=fill),
-        ]
-    if resize == "crop":
-        return [A.SmallestMaxSize(max_size=s, **SHRINK_BY_AREA), A.CenterCrop(height=s, width=s)]
-    raise ValueError(f"resize: expected one of {', '.join(RESIZE_POLICIES)}, got {resize!r}")
+    fill = tuple(float(m) * 255.0 for m in mean)
+    return [
+        A.LongestMaxSize(max_size=s, **SHRINK_BY_AREA),
+        A.PadIfNeeded(min_height=s, min_width=s, border_mode=cv2.BORDER_CONSTANT, fill=fill),
+    ]
+
+
+def _crop(s: int, mean: Sequence[float]) -> list[Any]:
+    import albumentations as A
+
+    return [A.SmallestMaxSize(max_size=s, **SHRINK_BY_AREA), A.CenterCrop(height=s, width=s)]
+
+
+POLICY_STEPS: dict[str, Callable[[int, Sequence[float]], list[Any]]] = {
+    "squash": _squash,
+    "pad": _pad,
+    "crop": _crop,
+}
+assert set(POLICY_STEPS) == set(RESIZE_POLICIES), "every resize policy has its steps"
 
 
 def build_transform(

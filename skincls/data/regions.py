@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from skincls.core.config import ORDINAL_LOSSES, DecisionName, LossName, SamplerName
 from skincls.core.errors import RegionSpecError
+from skincls.core.names import ORDINAL_LOSSES, DecisionName, LossName, ResizeName, SamplerName
 from skincls.data.augment import OP_NAMES, AugmentOp
 
 ENTRY_POINT_GROUP = "skincls.regions"
@@ -74,7 +74,7 @@ class RegionSpec(BaseModel):
     """Scales this head's per-label loss in the multi-task mean (1: every label counts alike)."""
     decision: DecisionName | None = None
     """``argmax`` or ``median`` of the predicted grade distribution (ordinal regions only)."""
-    resize: Literal["squash", "pad", "crop"] | None = None
+    resize: ResizeName | None = None
     """How a crop becomes the square input (:data:`skincls.data.augment.RESIZE_POLICIES`); None: the
     run's ``--resize``."""
 

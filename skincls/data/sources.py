@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 from skincls.core.errors import DataError, SkinclsError
+from skincls.core.names import SourceName
 from skincls.data.aihub import load_aihub, looks_like_aihub
 from skincls.data.manifest import load_csv, read_manifest
 from skincls.data.regions import RegionRegistry, RegionSpec
 from skincls.data.samples import IMAGE_SUFFIXES, Dataset, LoadReport, Sample, merge_labels
-
-SourceName = Literal["auto", "aihub", "folder", "csv"]
 
 
 def detect_source(data: Path) -> str:

@@ -159,7 +159,8 @@ def choose_tau(
     """The prior-correction strength in ``TAU_GRID`` whose decisions on the (calibrated)
     validation ``probs`` have the best ``select`` figure (ties: the smaller tau), and the
     figure of every candidate."""
-    from skincls.core.metrics import LOWER_IS_BETTER, region_metrics
+    from skincls.core.metrics import region_metrics
+    from skincls.core.names import LOWER_IS_BETTER
 
     y = labels.tolist()
     figures: dict[float, float] = {}

@@ -18,9 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-ORDINAL_OUTPUT_LOSSES = ("corn",)
-"""Losses whose head has K - 1 conditional outputs instead of K class logits."""
-
+from skincls.core.names import ORDINAL_OUTPUT_LOSSES, SIGMOID_LOSSES
 
 HEAD_KINDS = ("softmax", "sigmoid", "corn")
 
@@ -28,8 +26,6 @@ HEAD_KINDS = ("softmax", "sigmoid", "corn")
 def head_kind(loss: str) -> str:
     """``corn``, ``sigmoid`` or ``softmax``: how a head trained with ``loss`` turns logits into
     class probabilities."""
-    from skincls.model.losses import SIGMOID_LOSSES
-
     if loss in ORDINAL_OUTPUT_LOSSES:
         return "corn"
     return "sigmoid" if loss in SIGMOID_LOSSES else "softmax"
@@ -98,8 +94,8 @@ def head_semantics(
 def check_ordinal_use(regions: Sequence[Any], loss: str, select: str) -> None:
     """Ordinal losses and ordinal selection metrics need ordinal regions: one clear error
     naming the regions that are not, before anything is written."""
-    from skincls.core.config import ORDINAL_LOSSES, ORDINAL_SELECT
     from skincls.core.errors import SkinclsError
+    from skincls.core.names import ORDINAL_LOSSES, ORDINAL_SELECT
 
     nominal = [r.name for r in regions if not r.ordinal]
     if select in ORDINAL_SELECT and nominal:

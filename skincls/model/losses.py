@@ -8,23 +8,16 @@ class weights and log-priors come from the ORIGINAL training counts and live in 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, get_args
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skincls.core.config import LossName
 from skincls.core.imbalance import class_balanced_weights
-
-LOSSES: tuple[str, ...] = get_args(LossName)
-SIGMOID_LOSSES = ("cb_sigmoid", "cb_focal")
-"""Losses whose heads start with the bias -log(C - 1) (Cui et al.)."""
-REWEIGHTING_LOSSES = ("cb_softmax", "cb_sigmoid", "cb_focal")
-"""Losses that weight classes by their effective number."""
-PRIOR_LOSSES = ("logit_adjust", "balanced_softmax")
-"""Losses that shift logits by the log class prior."""
+from skincls.core.names import LOSSES
 
 
 class _PerSample(nn.Module):
@@ -198,25 +191,39 @@ def create_loss(
 ) -> nn.Module:
     """The loss ``name`` for one region whose training split has ``counts`` samples per class;
     ``reduction="none"`` returns one value per sample."""
-    r = reduction
-    if name == "ce":
-        return CrossEntropy(label_smoothing, r)
-    if name == "focal":
-        return SoftmaxFocal(gamma, r)
-    if name == "cb_softmax":
-        return ClassBalancedSoftmax(class_balanced_weights(counts, beta), label_smoothing, r)
-    if name == "cb_sigmoid":
-        return ClassBalancedFocal(class_balanced_weights(counts, beta), 0.0, r)
-    if name == "cb_focal":
-        return ClassBalancedFocal(class_balanced_weights(counts, beta), gamma, r)
-    if name == "logit_adjust":
-        return LogitAdjusted(counts, tau, r)
-    if name == "balanced_softmax":
-        return LogitAdjusted(counts, 1.0, r)
-    if name == "corn":
-        return CORN(r)
-    if name == "sord":
-        return SORD(len(counts), r)
-    if name == "cdw_ce":
-        return ClassDistanceWeightedCE(len(counts), reduction=r)
-    raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
+    if name not in LOSS_FACTORIES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
+    a = LossArgs(list(counts), beta, gamma, label_smoothing, tau, reduction)
+    return LOSS_FACTORIES[name](a)
+
+
+@dataclass(frozen=True)
+class LossArgs:
+    counts: list[int]
+    beta: float
+    gamma: float
+    label_smoothing: float
+    tau: float
+    reduction: str
+
+
+LOSS_FACTORIES: dict[str, Callable[[LossArgs], nn.Module]] = {
+    "ce": lambda a: CrossEntropy(a.label_smoothing, a.reduction),
+    "focal": lambda a: SoftmaxFocal(a.gamma, a.reduction),
+    "cb_softmax": lambda a: ClassBalancedSoftmax(
+        class_balanced_weights(a.counts, a.beta), a.label_smoothing, a.reduction
+    ),
+    "cb_sigmoid": lambda a: ClassBalancedFocal(
+        class_balanced_weights(a.counts, a.beta), 0.0, a.reduction
+    ),
+    "cb_focal": lambda a: ClassBalancedFocal(
+        class_balanced_weights(a.counts, a.beta), a.gamma, a.reduction
+    ),
+    "logit_adjust": lambda a: LogitAdjusted(a.counts, a.tau, a.reduction),
+    "balanced_softmax": lambda a: LogitAdjusted(a.counts, 1.0, a.reduction),
+    "corn": lambda a: CORN(a.reduction),
+    "sord": lambda a: SORD(len(a.counts), a.reduction),
+    "cdw_ce": lambda a: ClassDistanceWeightedCE(len(a.counts), reduction=a.reduction),
+}
+"""The registry behind :func:`create_loss`: one row per loss of :data:`skincls.core.names.LOSSES`."""
+assert set(LOSS_FACTORIES) == set(LOSSES), "every loss named in skincls.core.names has a factory"

@@ -172,8 +172,9 @@ def create_model(config: Any, regions: Sequence[Any], pretrained: bool = True) -
     """The run's MultiHeadNet: ``config.backbone`` with one head per region, weights from the hub
     (``pretrained: hub``), a local file, or none (also with ``pretrained=False``, for a model whose
     weights are loaded next). Sigmoid-family heads get the CB bias init."""
+    from skincls.core.names import SIGMOID_LOSSES
     from skincls.model.heads import head_semantics
-    from skincls.model.losses import SIGMOID_LOSSES, loss_of
+    from skincls.model.losses import loss_of
 
     hub = pretrained and config.pretrained == "hub"
     kinds, decisions = head_semantics(regions, config.loss, config.decision)

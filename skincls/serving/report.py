@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from skincls.core.errors import SkinclsError
-from skincls.core.metrics import ALL_METRICS
+from skincls.core.names import ALL_METRICS
 from skincls.run import artifacts as A
 from skincls.serving.report_plots import (
     confusion_plot,
@@ -139,7 +139,8 @@ def _pick_split(run_dir, config, registry, specs, data_path, split):
 
 def _data_section(run, config, specs) -> dict[str, Any]:
     """Class counts per region and split part (from ``split.csv``), corrections, skipped images."""
-    from skincls.model.losses import PRIOR_LOSSES, REWEIGHTING_LOSSES, loss_of
+    from skincls.core.names import PRIOR_LOSSES, REWEIGHTING_LOSSES
+    from skincls.model.losses import loss_of
 
     counts: dict[str, dict[str, list[int]]] = {
         s.name: {part: [0] * s.num_classes for part in ("train", "val", "test")} for s in specs

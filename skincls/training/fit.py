@@ -14,7 +14,7 @@ from typing import Any
 
 from skincls.core import distributed as D
 from skincls.core.errors import SkinclsError
-from skincls.core.metrics import ALL_METRICS, LOWER_IS_BETTER
+from skincls.core.names import ALL_METRICS, LOWER_IS_BETTER
 from skincls.core.runtime import GracefulStop, rng_state
 from skincls.run import artifacts as A
 from skincls.run.checkpoints import TRAINER_FORMAT

@@ -12,8 +12,8 @@ def print_run_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> N
     """What ``skincls train`` prints before the first epoch: the run, then per region its
     classes, training counts, loss, resize policy and box aspect, and every imbalance
     correction in force (a double correction is flagged), then the batch arithmetic."""
-    from skincls.core.config import ORDINAL_LOSSES
-    from skincls.model.losses import PRIOR_LOSSES, REWEIGHTING_LOSSES, loss_of
+    from skincls.core.names import ORDINAL_LOSSES, PRIOR_LOSSES, REWEIGHTING_LOSSES
+    from skincls.model.losses import loss_of
 
     e = kit.engine
     console.print(

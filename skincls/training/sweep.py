@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import yaml
 
-from skincls.core.config import DEFAULT_SELECT, build_config
+from skincls.core.config import build_config
 from skincls.core.console import duration
+from skincls.core.names import DEFAULT_SELECT
 from skincls.training.callbacks import Callback, EpochEnd
 from skincls.training.sweep_space import (
     SearchSpace,
@@ -64,7 +65,7 @@ def run_sweep(
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     build_config({**base, "output": str(output / "probe")}, "sweep options")  # fail early
-    from skincls.core.metrics import LOWER_IS_BETTER
+    from skincls.core.names import LOWER_IS_BETTER
 
     study = _study(
         space,

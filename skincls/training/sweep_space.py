@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from skincls.core.config import DEFAULT_SELECT, SamplerName, TrainConfig
+from skincls.core.config import TrainConfig
 from skincls.core.errors import SkinclsError
+from skincls.core.names import DEFAULT_SELECT, SamplerName
 
 SEARCHABLE = {
     name
@@ -168,7 +169,7 @@ def wandb_sweep_config(
     Parameter names use the CLI spelling (``weight-decay``) because wandb passes
     ``--<name>=<value>``.
     """
-    from skincls.core.metrics import LOWER_IS_BETTER
+    from skincls.core.names import LOWER_IS_BETTER
 
     space = space or default_space()
     params: dict[str, Any] = {}

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from skincls.core import distributed as D
-from skincls.core.config import DEFAULT_SELECT, TrainConfig, build_config
+from skincls.core.config import TrainConfig, build_config
 from skincls.core.errors import SkinclsError
+from skincls.core.names import DEFAULT_SELECT
 from skincls.core.runtime import resolve_device, seed_everything, set_rng_state
 from skincls.data.samples import Dataset
 from skincls.model.heads import check_ordinal_use
