@@ -365,3 +365,41 @@ def test_resume_with_more_epochs_extends_the_schedule_and_records_it(
     ]
     train(resume_config(out, {"quiet": False}))
     assert "already trained 4 of 4 epochs" in "".join(capsys.readouterr())
+
+
+def test_callbacks_hear_how_the_fit_ended_and_the_config_is_frozen(
+    tmp_path, tiny_data, tiny_regions
+):
+    from pydantic import ValidationError
+
+    from skincls.training.callbacks import Callback
+
+    class Ends(Callback):
+        def __init__(self):
+            self.epochs, self.ends = [], []
+
+        def on_epoch_end(self, end):
+            self.epochs.append(end.epoch)
+
+        def on_fit_end(self, status):
+            self.ends.append(status)
+
+    done = Ends()
+    train(tiny_config(tiny_data, tiny_regions, tmp_path / "done", epochs=2), callbacks=[done])
+    assert (done.epochs, done.ends) == ([1, 2], ["finished"])
+
+    def cut(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    stopped = Ends()
+    with pytest.raises(TrainingInterrupted):
+        train(
+            tiny_config(tiny_data, tiny_regions, tmp_path / "cut", epochs=2),
+            on_epoch_end=cut,
+            callbacks=[stopped],
+        )
+    assert (stopped.epochs, stopped.ends) == ([1], ["interrupted"])
+    config = tiny_config(tiny_data, tiny_regions, tmp_path / "x")
+    with pytest.raises(ValidationError, match="frozen"):
+        config.epochs = 9

@@ -62,7 +62,7 @@ def default_wandb_mode() -> str:
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     data: Annotated[
         str, Field(description="Training data (CSV manifest, image folder, AI Hub tree).")

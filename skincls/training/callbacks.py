@@ -62,7 +62,7 @@ class CheckpointSaver(Callback):
         self,
         run: Any,
         weights: Callable[[], dict[str, Any]],
-        meta: Callable[[EpochEnd], dict[str, Any]],
+        meta: Callable[[EpochEnd], Any],
         trainer_state: Callable[[], dict[str, Any]],
         write: bool = True,
         dctx: D.DistContext | None = None,

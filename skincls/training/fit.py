@@ -29,6 +29,7 @@ from skincls.training.callbacks import (
     WandbLogger,
 )
 from skincls.training.components import Kit
+from skincls.training.context import RunContext
 from skincls.training.loop import TrainState
 
 
@@ -36,11 +37,12 @@ class TrainingInterrupted(SkinclsError):
     exit_code = 130
 
 
-def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> str | None:
-    """Epochs until ``config.epochs`` or an early stop; the run's status says how it ended.
-    Returns the early-stopping reason, or None."""
+def fit(ctx: RunContext, state: TrainState, hooks: list[Callback]) -> str | None:
+    """Epochs until ``config.epochs`` or an early stop; the run's status says how it ended, and
+    every callback's ``on_fit_end`` hears it. Returns the early-stopping reason, or None."""
     from skincls.core.console import make_console
 
+    run, config, kit, dctx, console = ctx.run, ctx.config, ctx.kit, ctx.dctx, ctx.console
     notes = make_console(stderr=True, quiet=config.quiet or not dctx.is_main)
     write = dctx.is_main
     regions = kit.regions
@@ -58,7 +60,7 @@ def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> s
             dctx=dctx,
             serve_epoch=config.serve_epoch,
         ),
-        WandbLogger(tracker),
+        WandbLogger(ctx.tracker),
         ConsoleReporter(console, config.epochs),
         *hooks,
     ]
@@ -71,7 +73,7 @@ def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> s
     try:
         with GracefulStop() as stop:
             while state.epoch < config.epochs and stopped is None:
-                end = run_epoch(config, kit, state, parts, regions, stop, bad, notes, dctx)
+                end = run_epoch(ctx, state, stop, bad, notes)
                 times.append(end.seconds)
                 end.remaining = (config.epochs - state.epoch) * sum(times) / len(times)
                 try:
@@ -105,19 +107,21 @@ def fit(run, config, kit: Kit, state, parts, tracker, hooks, console, dctx) -> s
         if bad and write:
             run.write_bad_images(bad)
             notes.print(_bad_summary(bad, run.path), style="yellow")
+        for cb in callbacks:
+            cb.on_fit_end(status)
         if status != "finished":
-            tracker.finish(exit_code=1)
+            ctx.tracker.finish(exit_code=1)
     return stopped
 
 
-def run_epoch(
-    config, kit: Kit, state: TrainState, parts, regions, stop, bad, notes, dctx
-) -> EpochEnd:
-    """One epoch of training and validation; returns what the callbacks are given."""
+def run_epoch(ctx: RunContext, state: TrainState, stop, bad: dict[str, str], notes) -> EpochEnd:
+    """One epoch of training and validation; returns what the callbacks are given. ``bad``
+    collects the images that gave no pixels, ``notes`` is the stderr console."""
     import time
 
     from skincls.model.inference import score
 
+    config, kit, parts, regions, dctx = ctx.config, ctx.kit, ctx.parts, ctx.regions, ctx.dctx
     t0 = time.perf_counter()
     kit.sampler.set_epoch(state.epoch)
     with _progress(notes, config, state, kit.steps_per_epoch) as update:

@@ -5,16 +5,24 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from skincls.training.components import Kit
+from skincls.training.context import RunContext
 
 
-def print_run_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> None:
+def print_run_summary(ctx: RunContext) -> None:
     """What ``skincls train`` prints before the first epoch: the run, then per region its
     classes, training counts, loss, resize policy and box aspect, and every imbalance
     correction in force (a double correction is flagged), then the batch arithmetic."""
     from skincls.core.names import ORDINAL_LOSSES, PRIOR_LOSSES, REWEIGHTING_LOSSES
     from skincls.model.losses import loss_of
 
+    console, run, config, dataset, parts, kit = (
+        ctx.console,
+        ctx.run,
+        ctx.config,
+        ctx.dataset,
+        ctx.parts,
+        ctx.kit,
+    )
     e = kit.engine
     console.print(
         f"run {run.path}  device={e.device} amp={e.dtype or 'off'} backbone={config.backbone} "
@@ -54,9 +62,9 @@ def print_run_summary(console, run, config, dataset, parts, kit: Kit, dctx) -> N
         + (f"; {multi} training crop(s) carry several labels (decoded once)" if multi else "")
     )
     console.print(
-        f"  batch: {config.batch_size} per rank x {dctx.world_size} rank(s) x "
+        f"  batch: {config.batch_size} per rank x {ctx.dctx.world_size} rank(s) x "
         f"{config.accum_steps} accumulation step(s) = global batch "
-        f"{config.batch_size * dctx.world_size * config.accum_steps}"
+        f"{config.batch_size * ctx.dctx.world_size * config.accum_steps}"
     )
 
 
