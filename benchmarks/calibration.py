@@ -33,14 +33,14 @@ def measure(arm: str, seed: int, args, regions_dir: Path) -> dict:
     """One run's test figures under each rule and its calibration figures; a finished run
     already in ``--out`` (the quality benchmark's, same arm, seed and budget) is measured as it
     is, not trained again."""
-    from skincls.serving.evaluate import evaluate
+    from skincls.serving.evaluate import EvalOptions, Selection, evaluate
 
     run = args.out / f"{arm}-s{seed}"
     if not (run / "evaluation.json").is_file():
         run_arm(arm, seed, args, regions_dir, args.out)
     row: dict = {"arm": arm, "seed": seed, "raw": raw_figures(run)["raw_best"]}
     for rule in ("argmax", "selected"):
-        r = evaluate(run, split="test", rule=rule, device="cpu")
+        r = evaluate(run, options=EvalOptions(Selection("test"), rule=rule, device="cpu"))
         m = r["regions"]["lesion"]
         row[rule] = {k: m[k] for k in FIGURES}
         c = r["calibration"]["lesion"]

@@ -29,7 +29,7 @@ def main() -> int:
     )
     args = p.parse_args()
     from skincls.data.aihub import index_records
-    from skincls.data.prepare import prepare
+    from skincls.data.prepare import PrepareOptions, prepare
     from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.synthetic import make_aihub_tree
@@ -65,7 +65,9 @@ def main() -> int:
         cache = args.out / f"crops-{workers}"
         shutil.rmtree(cache, ignore_errors=True)
         t0 = time.perf_counter()
-        r = prepare(photos, cache, max_side=max_side, workers=workers, progress=False)
+        r = prepare(
+            photos, cache, PrepareOptions(max_side=max_side, workers=workers, progress=False)
+        )
         elapsed = time.perf_counter() - t0
         result[label] = {
             "crops": r["written"],
@@ -77,9 +79,7 @@ def main() -> int:
     again = prepare(
         photos,
         args.out / f"crops-{args.workers}",
-        max_side=512,
-        workers=args.workers,
-        progress=False,
+        PrepareOptions(max_side=512, workers=args.workers, progress=False),
     )
     resume_seconds = time.perf_counter() - t0
     print(

@@ -35,10 +35,10 @@ def skincls_loader(csv: Path, regions_dir: Path, size: int, batch: int, draft: b
     from skincls.data.dataset import SampleDataset, build_transforms
     from skincls.data.regions import discover_regions
     from skincls.data.sampler import EpochSampler
-    from skincls.data.sources import load_data
+    from skincls.data.sources import ReadOptions, load_data
     from skincls.model.inference import make_loader
 
-    data = load_data(csv, discover_regions([regions_dir]), source="csv")
+    data = load_data(csv, discover_regions([regions_dir]), read=ReadOptions("csv"))
     names = [r.name for r in data.regions]
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     tf = build_transforms(data.regions, "train", size, mean, std)
@@ -95,13 +95,13 @@ def aihub_crops(work: Path, n: int) -> tuple[Path, Path, Path]:
     large enough for 512 px crops, as a CSV and an image folder of the same files."""
     import csv
 
-    from skincls.data.prepare import prepare
+    from skincls.data.prepare import PrepareOptions, prepare
     from skincls.data.synthetic import make_aihub_tree
 
     tree, crops = work / "aihub_tree", work / "aihub_crops"
     if not (crops / "manifest.csv").is_file():
         make_aihub_tree(tree, n_subjects=max(1, n // 8), image_size=(2400, 3200))
-        prepare(tree, crops, max_side=512, progress=False)
+        prepare(tree, crops, PrepareOptions(max_side=512, progress=False))
     rows = csv.DictReader((crops / "manifest.csv").open(encoding="utf-8"))
     one_per_crop = {r["path"]: f"{r['region']}_{r['label']}" for r in rows}
     files = [(crops / path, label) for path, label in list(one_per_crop.items())[:n]]

@@ -20,10 +20,12 @@ import torch
 def split_parts(data: Path, regions_dir: Path, group_column: str = "lesion_id") -> dict:
     """The quality benchmark's train/val/test samples (the split ``skincls train`` makes)."""
     from skincls.data.regions import discover_regions
-    from skincls.data.sources import load_data
+    from skincls.data.sources import ReadOptions, load_data
     from skincls.data.split import partition, split_samples
 
-    dataset = load_data(data, discover_regions([regions_dir]), ["lesion"], "csv", group_column)
+    dataset = load_data(
+        data, discover_regions([regions_dir]), ["lesion"], ReadOptions("csv", group_column)
+    )
     return partition(dataset.samples, split_samples(dataset.samples, (0.7, 0.15, 0.15), 0))
 
 

@@ -98,7 +98,7 @@ def run_arm(arm: str, seed: int, args, out: Path) -> dict:
     from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.split import load_split, partition
-    from skincls.serving.evaluate import evaluate
+    from skincls.serving.evaluate import EvalOptions, Selection, evaluate
     from skincls.training.train import train
 
     heads = list(HEADS) if arm == "shared" else [arm.removeprefix("separate_")]
@@ -131,7 +131,11 @@ def run_arm(arm: str, seed: int, args, out: Path) -> dict:
     registry = discover_regions([str(out / "regions")], include_entry_points=False)
     samples = load_data(out / "trainval.csv", registry, heads).samples
     train_part = partition(samples, load_split(run_dir / "split.csv", samples))["train"]
-    test = evaluate(result.run_dir, out / "test.csv", split="all", workers=args.workers)
+    test = evaluate(
+        result.run_dir,
+        out / "test.csv",
+        EvalOptions(Selection("all"), workers=args.workers),
+    )
     weights = sum(f.stat().st_size for f in (run_dir / "best").glob("*.safetensors"))
     row = {
         "arm": arm,

@@ -37,7 +37,7 @@ def main() -> int:
     from skincls.data.augment import build_transform
     from skincls.data.images import read_image
     from skincls.run.load import load_run
-    from skincls.serving.export import export_onnx
+    from skincls.serving.export import ExportOptions, export_onnx
     from skincls.training.train import train
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -81,9 +81,8 @@ def main() -> int:
     reports = {}
     for q in ("none", "int8"):
         t0 = time.perf_counter()
-        reports[q] = export_onnx(
-            run, args.out / f"model-{q}.onnx", quantize=q, data=subset, overwrite=True
-        )
+        options = ExportOptions(quantize=q, data=subset, overwrite=True)
+        reports[q] = export_onnx(run, args.out / f"model-{q}.onnx", options)
         reports[q]["export_seconds"] = time.perf_counter() - t0
 
     model, *_, meta = load_run(run)

@@ -292,15 +292,13 @@ def split_logits(
     from skincls.model.inference import head_logits, predict_loader
     from skincls.run.checkpoints import load_trainer_state
     from skincls.run.load import load_run
-    from skincls.serving.evaluate import eval_loader, select_samples
+    from skincls.serving.evaluate import Selection, eval_loader, select_samples
 
     model, config, registry, specs, meta = load_run(run, checkpoint)
     if ema:
         model.load_state_dict(load_trainer_state(run / checkpoint)["ema"])
     apply_serving(model, None)
-    _, samples = select_samples(
-        run, config, registry, specs, Path(config.data), split, (), "auto", None, False
-    )
+    _, samples = select_samples(run, config, registry, Path(config.data), Selection(split))
     cpu = torch.device("cpu")
     loader, _ = eval_loader(specs, meta, samples, 256, 0, cpu)
     logits, labels = head_logits(

@@ -149,3 +149,20 @@ def test_the_family_check_sees_a_family_spelled_again():
     assert spelled_families('x: Literal["squash", "pad", "crop"] = "crop"\n')
     assert spelled_families('SOURCES = ["auto", "aihub", "folder", "csv"]\n')
     assert not spelled_families('x = ("squash", "pad")\n')
+
+
+def test_no_public_function_takes_over_seven_parameters():
+    """Library functions group the rest into the run context or a small options object. The
+    commands in ``skincls/cli`` are exempt: their parameters are the command's options."""
+    crowded = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                a = node.args
+                names = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+                names = [n for n in names if n not in ("self", "cls")]
+                if len(names) > 7:
+                    crowded.append(f"{path.relative_to(PACKAGE)}:{node.name} ({len(names)})")
+    assert crowded == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -352,10 +353,10 @@ def test_bias_corrected_calibration_recovers_a_temperature_and_a_prior_shift():
 def test_fp16_export_of_a_calibrated_run_keeps_its_probabilities_in_fp32(sigmoid_run, tmp_path):
     """The fp16 converter once broke the graph at the temperature's division (a traceback):
     everything computed from the logits stays fp32 and the export verifies."""
-    from skincls.serving.export import export_onnx
+    from skincls.serving.export import ExportOptions, export_onnx
     from skincls.serving.onnx_meta import onnx_metadata
 
-    report = export_onnx(sigmoid_run, tmp_path / "half.onnx", quantize="fp16")
+    report = export_onnx(sigmoid_run, tmp_path / "half.onnx", ExportOptions(quantize="fp16"))
     assert report["method"] == "fp16 (probabilities and decisions computed in fp32)"
     assert report["class_agreement"] >= 0.99
     assert {r["name"] for r in onnx_metadata(tmp_path / "half.onnx")["regions"]} == {
@@ -365,10 +366,11 @@ def test_fp16_export_of_a_calibrated_run_keeps_its_probabilities_in_fp32(sigmoid
 
 
 def test_evaluate_reports_calibration_and_writes_reliability_diagrams(sigmoid_run, tmp_path):
-    from skincls.serving.evaluate import evaluate
+    from skincls.serving.evaluate import EvalOptions, Selection, evaluate
 
     out = tmp_path / "rel"
-    result = evaluate(sigmoid_run, split="val", reliability=out, device="cpu")
+    options = EvalOptions(Selection("val"), reliability=out, device="cpu")
+    result = evaluate(sigmoid_run, options=options)
     for name in ("pore", "wrinkle"):
         c = result["calibration"][name]
         assert 0.0 <= c["after"]["ece"] <= 1.0 and len(c["after"]["bins"]) == 15
@@ -377,5 +379,5 @@ def test_evaluate_reports_calibration_and_writes_reliability_diagrams(sigmoid_ru
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(result, allow_nan=False)  # plain JSON for --json (empty bins are null)
     with pytest.raises(SkinclsError, match="--reliability: 2 file\\(s\\) exist"):
-        evaluate(sigmoid_run, split="val", reliability=out, device="cpu")
-    evaluate(sigmoid_run, split="val", reliability=out, device="cpu", overwrite=True)
+        evaluate(sigmoid_run, options=options)
+    evaluate(sigmoid_run, options=replace(options, overwrite=True))

@@ -4,14 +4,14 @@ from typer.testing import CliRunner
 
 from skincls.cli.root import app
 from skincls.core.config import build_config
-from skincls.training.demo import run_demo
+from skincls.training.demo import DemoBudget, run_demo
 from skincls.training.train import train
 
 from .conftest import HAM10000, needs_ham10000
 
 
 def test_demo_learns_well_above_chance(tmp_path):
-    result = run_demo(tmp_path / "demo", epochs=4, workers=0, image_size=48)
+    result = run_demo(tmp_path / "demo", DemoBudget(epochs=4, workers=0, image_size=48))
     ba = result["metrics"]["mean"]["balanced_accuracy"]
     assert ba > 2.5 * result["chance"], (ba, result["chance"])
     assert (result["run_dir"] / "best" / "model.safetensors").is_file()

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from skincls.cli.root import app
 from skincls.core.errors import SkinclsError
 from skincls.run.load import load_run
-from skincls.serving.export import export_onnx
+from skincls.serving.export import ExportOptions, export_onnx
 from skincls.serving.onnx_meta import onnx_metadata
 from skincls.serving.predict import predict
 
@@ -67,7 +67,7 @@ def test_onnxruntime_matches_pytorch_at_dynamic_batch_sizes(exported, tiny_run, 
 
 def test_int8_is_smaller_and_agrees(exported, tiny_run, tmp_path):
     path, _ = exported
-    report = export_onnx(tiny_run, tmp_path / "q.onnx", quantize="int8", data=None)
+    report = export_onnx(tiny_run, tmp_path / "q.onnx", ExportOptions(quantize="int8", data=None))
     assert (tmp_path / "q.onnx").stat().st_size < path.stat().st_size
     assert report["class_agreement"] >= 0.99
     assert onnx_metadata(tmp_path / "q.onnx")["quantize"] == "int8"

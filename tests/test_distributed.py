@@ -9,7 +9,7 @@ import pytest
 
 from skincls.data.sampler import EpochSampler, sample_weights
 from skincls.data.samples import Sample
-from skincls.serving.evaluate import evaluate
+from skincls.serving.evaluate import EvalOptions, Selection, evaluate
 
 from .conftest import tiny_cli_args
 
@@ -18,7 +18,7 @@ def samples_with(counts):
     out = []
     for label, n in enumerate(counts):
         out += [
-            Sample.single(f"k{label}-{i}", "p", "r", label, str(label), f"g{label}-{i}")
+            Sample.single(f"k{label}-{i}", "p", ("r", label, str(label)), f"g{label}-{i}")
             for i in range(n)
         ]
     return out
@@ -84,7 +84,7 @@ def test_two_gloo_processes_train_gather_metrics_and_resume(tmp_path, tiny_data,
     assert [r["epoch"] for r in rows] == ["1", "2"]
     # the logged validation metrics are those of ALL validation samples, recomputed here in one
     # process from the saved weights
-    single = evaluate(out, split="val", checkpoint="last")
+    single = evaluate(out, options=EvalOptions(Selection("val"), checkpoint="last"))
     with open(out / "split.csv") as fh:
         n_val = sum(1 for r in csv.DictReader(fh) if r["part"] == "val")
     assert sum(m["n"] for m in single["regions"].values()) == n_val

@@ -298,7 +298,7 @@ def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_ex
     import csv
 
     from skincls.core.config import build_config
-    from skincls.serving.evaluate import evaluate
+    from skincls.serving.evaluate import EvalOptions, Selection, evaluate
     from skincls.training.train import train
 
     def config(out, epochs, **kw):
@@ -324,7 +324,7 @@ def test_ema_is_validated_beside_the_raw_weights_kept_when_better_and_resumed_ex
     assert meta["weights"] == best["selected_weights"] in ("raw", "ema")
     chosen = float(best["val_ema_ba_f1" if meta["weights"] == "ema" else "val_ba_f1"])
     # the best checkpoint holds the weights that were selected: scoring it gives that figure
-    again = evaluate(tmp_path / "straight", split="val")
+    again = evaluate(tmp_path / "straight", options=EvalOptions(Selection("val")))
     assert again["mean"]["ba_f1"] == pytest.approx(chosen, abs=1e-9)
     # interrupted after 2 of 3 epochs, then resumed: the EMA ends where the straight run's does
     from skincls.run.rundir import resume_config

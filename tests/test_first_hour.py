@@ -220,26 +220,28 @@ def test_the_suggested_retrain_command_of_a_sweep_works(tmp_path, tiny_data, tin
 
 
 def test_prepare_refuses_other_settings_and_redoes_changed_photos(tmp_path):
-    from skincls.data.prepare import prepare
+    from skincls.data.prepare import PrepareOptions, prepare
     from skincls.data.synthetic import make_aihub_tree
 
     root = tmp_path / "aihub"
     make_aihub_tree(root, n_subjects=2, image_size=(300, 360))
     out = tmp_path / "cache"
-    first = prepare(root, out, max_side=64, workers=1, progress=False)
+    first = prepare(root, out, PrepareOptions(max_side=64, workers=1, progress=False))
     with pytest.raises(
         SkinclsError, match=r"cache made with other settings: max_side 64 \(now 96\)"
     ):
-        prepare(root, out, max_side=96, workers=1, progress=False)
+        prepare(root, out, PrepareOptions(max_side=96, workers=1, progress=False))
     photo = next(p for p in root.rglob("*.jpg"))
     Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo)
     os.utime(photo, ns=(time.time_ns(), time.time_ns() + 10**9))
-    again = prepare(root, out, max_side=64, workers=1, progress=False)
+    again = prepare(root, out, PrepareOptions(max_side=64, workers=1, progress=False))
     assert (
         0 < again["written"] < first["crops"]
         and again["reused"] == first["crops"] - again["written"]
     )
-    redone = prepare(root, out, max_side=96, workers=1, progress=False, overwrite=True)
+    redone = prepare(
+        root, out, PrepareOptions(max_side=96, workers=1, progress=False, overwrite=True)
+    )
     assert redone["written"] == first["crops"]
     crop = next((out / "crops").rglob("*.jpg"))
     assert max(Image.open(crop).size) <= 96

@@ -94,8 +94,12 @@ class Probe(torch.nn.Module):
 )
 def test_each_region_contributes_its_documented_share_of_the_gradient(balance, weight, big_share):
     regions = [spec("big", 2), spec("small", 2, weight)]
-    samples = [Sample.single(f"b{i}", "p", "big", i % 2, str(i % 2), f"b{i}") for i in range(1000)]
-    samples += [Sample.single(f"s{i}", "p", "small", i % 2, str(i % 2), f"s{i}") for i in range(10)]
+    samples = [
+        Sample.single(f"b{i}", "p", ("big", i % 2, str(i % 2)), f"b{i}") for i in range(1000)
+    ]
+    samples += [
+        Sample.single(f"s{i}", "p", ("small", i % 2, str(i % 2)), f"s{i}") for i in range(10)
+    ]
     weights = sample_weights(samples, {"big": "none", "small": "none"}, balance)
     shares = draw_shares(samples, weights, regions)
     assert shares["big"]["loss_share"] == pytest.approx(big_share, rel=1e-9)
@@ -299,12 +303,12 @@ def test_csv_rows_of_one_image_and_box_merge(tmp_path):
 def test_sampler_rule_for_multi_label_samples_gives_the_stated_shares():
     # 6 crops labelled a=0 only, 2 labelled a=1 and b=1, 2 labelled b=0 only
     def make(key, labels):
-        s = Sample.single(key, "p", labels[0][0], labels[0][1], "x", key)
+        s = Sample.single(key, "p", (labels[0][0], labels[0][1], "x"), key)
         for region, index in labels[1:]:
             s = Sample(
                 s.key,
                 s.path,
-                s.labels + Sample.single(key, "p", region, index, "x", key).labels,
+                s.labels + Sample.single(key, "p", (region, index, "x"), key).labels,
                 key,
             )
         return s

@@ -1,6 +1,6 @@
 from PIL import Image
 
-from skincls.data.prepare import prepare
+from skincls.data.prepare import PrepareOptions, prepare
 from skincls.data.regions import discover_regions
 from skincls.data.sources import load_data
 from skincls.data.synthetic import make_aihub_tree
@@ -10,7 +10,7 @@ def test_prepare_crops_once_and_resumes(tmp_path):
     root = tmp_path / "aihub"
     make_aihub_tree(root, n_subjects=2, image_size=(400, 500), null_bbox_every=6)
     out = tmp_path / "cache dir"
-    first = prepare(root, out, max_side=64, workers=2, progress=False)
+    first = prepare(root, out, PrepareOptions(max_side=64, workers=2, progress=False))
     assert first["failed"] == 0 and first["written"] == first["crops"] > 0
     crops = sorted((out / "crops").rglob("*.jpg"))
     assert len(crops) == first["crops"]
@@ -23,5 +23,5 @@ def test_prepare_crops_once_and_resumes(tmp_path):
     assert sorted((s.regions, s.group, s.mirror) for s in cached.samples) == sorted(
         (s.regions, s.group, s.mirror) for s in direct.samples
     )
-    again = prepare(root, out, max_side=64, workers=1, progress=False)
+    again = prepare(root, out, PrepareOptions(max_side=64, workers=1, progress=False))
     assert again["written"] == 0 and again["reused"] == first["crops"]

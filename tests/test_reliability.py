@@ -21,9 +21,10 @@ from skincls.core.config import build_config, load_config_file
 from skincls.core.errors import DataError, RegionSpecError, SkinclsError
 from skincls.core.textio import load_yaml
 from skincls.data.images import MAX_PIXELS, ImageReadError, read_image
+from skincls.data.manifest import ManifestOptions
 from skincls.data.regions import discover_regions, load_region_file
 from skincls.data.samples import LoadReport
-from skincls.data.sources import load_csv, load_data
+from skincls.data.sources import ReadOptions, load_csv, load_data
 
 from .conftest import tiny_values
 
@@ -289,7 +290,9 @@ def test_one_image_spelled_four_ways_is_one_image(tmp_path):
         load_csv(manifest, registry, [registry["lesion"]], LoadReport())
     assert str(err.value).count("the same image, region and box as line 2") == 3
     report = LoadReport()
-    samples = load_csv(manifest, registry, [registry["lesion"]], report, skip_bad=True)
+    samples = load_csv(
+        manifest, registry, [registry["lesion"]], report, ManifestOptions(skip_bad=True)
+    )
     assert len(samples) == 1 and report.skipped["duplicate row"] == 3
 
 
@@ -336,7 +339,7 @@ def test_aihub_walk_survives_loops_and_reports_copied_trees(tmp_path):
     (label_dirs[0].parent / "TL copy" / "loop").unlink()
     with pytest.raises(DataError, match=r"is also at .*copied twice"):
         load_data(root, registry)
-    kept = load_data(root, registry, skip_bad=True)
+    kept = load_data(root, registry, read=ReadOptions(skip_bad=True))
     assert len(kept.samples) == baseline
     assert kept.report.skipped["label file present twice (copied folder)"] > 0
 

@@ -123,7 +123,7 @@ def test_report_renders_in_a_real_browser_without_broken_images(report, tmp_path
 
 
 def test_evaluate_report_and_study_report(tmp_path, tiny_run, tiny_data, tiny_regions):
-    from skincls.training.sweep import run_sweep
+    from skincls.training.sweep import StudyOptions, run_sweep
 
     other = tmp_path / "other data"
     shutil.copytree(tiny_data, other)
@@ -135,7 +135,7 @@ def test_evaluate_report_and_study_report(tmp_path, tiny_run, tiny_data, tiny_re
     html = target.read_text(encoding="utf-8")
     assert f"split <b>all</b> of {other}" in html  # other data: every sample is scored
     base = tiny_values(tiny_data, tiny_regions, max_steps_per_epoch=2, report=True)
-    summary = run_sweep(base, tmp_path / "sweep", trials=2, seed=1)
+    summary = run_sweep(base, tmp_path / "sweep", 2, StudyOptions(seed=1))
     study = Path(summary["report"]).read_text(encoding="utf-8")
     assert study.count("<tr><td>") == 2 and "val ba_f1" in study
     link = re.search(r'<a href="([^"]+)">Its report</a>', study).group(1)

@@ -19,6 +19,7 @@ from PIL import Image
 from skincls.core.config import build_config
 from skincls.core.errors import DataError, RegionSpecError, SkinclsError
 from skincls.data.images import ImageReadError, read_image
+from skincls.data.manifest import ManifestOptions
 from skincls.data.regions import discover_regions, parse_region
 from skincls.data.samples import LoadReport
 from skincls.data.sources import load_csv, load_data
@@ -360,7 +361,11 @@ def test_manifest_parser_returns_samples_or_a_data_error(tmp_path, header, rows)
     reg = discover_regions(include_entry_points=False)
     try:
         samples = load_csv(
-            manifest, reg, [reg["cheek_pore"]], LoadReport(), default_region="cheek_pore"
+            manifest,
+            reg,
+            [reg["cheek_pore"]],
+            LoadReport(),
+            ManifestOptions(default_region="cheek_pore"),
         )
     except SkinclsError as err:
         assert str(manifest) in str(err)

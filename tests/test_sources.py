@@ -7,7 +7,7 @@ from PIL import Image
 from skincls.core.errors import DataError, SkinclsError
 from skincls.data.aihub import index_records
 from skincls.data.regions import RegionSpec, discover_regions
-from skincls.data.sources import detect_source, load_data
+from skincls.data.sources import ReadOptions, detect_source, load_data
 from skincls.data.synthetic import make_aihub_tree
 
 
@@ -40,7 +40,7 @@ def lesion_csv(tmp_path):
 
 def test_csv_with_region_option_and_group_column(lesion_csv):
     manifest, reg = lesion_csv
-    ds = load_data(manifest, reg, ["lesion"], group_column="lesion_id")
+    ds = load_data(manifest, reg, ["lesion"], read=ReadOptions(group_column="lesion_id"))
     assert ds.source == "csv"
     assert ds.counts() == {"lesion": [2, 2, 1]}
     assert [s.group for s in ds.samples] == ["L1", "L1", "L2", "L3", "L4"]
@@ -52,7 +52,7 @@ def test_csv_without_region_needs_the_option(lesion_csv):
     with pytest.raises(SkinclsError, match="no 'region' column; pass --region NAME"):
         load_data(manifest, reg)
     with pytest.raises(SkinclsError, match="--group-column 'patient' is not a column"):
-        load_data(manifest, reg, ["lesion"], group_column="patient")
+        load_data(manifest, reg, ["lesion"], read=ReadOptions(group_column="patient"))
 
 
 def test_csv_bad_label_names_the_line_and_skip_bad_counts(lesion_csv):
@@ -62,7 +62,7 @@ def test_csv_bad_label_names_the_line_and_skip_bad_counts(lesion_csv):
         DataError, match=r"m.csv line 7: label: 'zz' is not a class of region 'lesion'"
     ):
         load_data(manifest, reg, ["lesion"])
-    ds = load_data(manifest, reg, ["lesion"], skip_bad=True)
+    ds = load_data(manifest, reg, ["lesion"], read=ReadOptions(skip_bad=True))
     assert len(ds.samples) == 5 and ds.report.skipped["lesion: label outside classes"] == 1
 
 
@@ -92,7 +92,7 @@ def test_csv_bbox_and_mirror_columns(tmp_path):
     reg = registry_with(tmp_path, ("r", "name: r\nclasses: ['0', '1']\n"))
     with pytest.raises(DataError, match=r"line 4: x1,y1,x2,y2: expected 0 <= x1 < x2"):
         load_data(tmp_path, reg)
-    ds = load_data(tmp_path, reg, skip_bad=True)
+    ds = load_data(tmp_path, reg, read=ReadOptions(skip_bad=True))
     assert [(s.bbox, s.mirror) for s in ds.samples] == [((10, 10, 50, 40), True), (None, False)]
     assert ds.report.skipped["invalid bbox"] == 1
 
@@ -187,7 +187,7 @@ def test_aihub_grade_outside_classes_names_file_key_value(tmp_path):
         match=r"_07.json: annotations.lip_dryness: grade 9 is not a class of region 'lip_dryness'",
     ):
         load_data(root, reg)
-    ds = load_data(root, reg, skip_bad=True)
+    ds = load_data(root, reg, read=ReadOptions(skip_bad=True))
     assert ds.report.skipped["lip_dryness: grade outside classes"] == 1
 
 

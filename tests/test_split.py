@@ -12,7 +12,7 @@ from skincls.data.split import load_split, partition, save_split, split_samples
 def make_samples(spec):
     """spec: list of (group, region, label)."""
     return [
-        Sample.single(f"k{i}", f"p{i}", r, lab, str(lab), group=g)
+        Sample.single(f"k{i}", f"p{i}", (r, lab, str(lab)), group=g)
         for i, (g, r, lab) in enumerate(spec)
     ]
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from skincls.cli.root import app
 from skincls.core.config import build_config, load_config_file
 from skincls.core.errors import SkinclsError
-from skincls.training.sweep import load_space, run_sweep, wandb_sweep_config
+from skincls.training.sweep import StudyOptions, load_space, run_sweep, wandb_sweep_config
 from skincls.training.train import train
 
 from .conftest import tiny_cli_args, tiny_values
@@ -103,7 +103,7 @@ def test_pruning_stops_a_clearly_worse_trial(tmp_path, tiny_regions):
         "max_steps_per_epoch": None,
         "eta_min": 0.0,
     }
-    result = run_sweep(values, tmp_path / "s", 3, space, storage, "p")
+    result = run_sweep(values, tmp_path / "s", 3, StudyOptions(space, storage, "p"))
     states = [t["state"] for t in result["trials"]]
     assert states == ["complete", "complete", "pruned"]
     assert result["trials"][2]["epochs_reported"] < 4

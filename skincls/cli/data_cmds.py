@@ -109,17 +109,17 @@ def analyze(
                 raise SkinclsError(
                     f"--plot {plot}: expected a file name ending in .png, .pdf or .svg"
                 )
+        from skincls.data.sources import ReadOptions
+
+        fractions = (1 - val_fraction - test_fraction, val_fraction, test_fraction)
         summary = lib.analyze(
             data,
             regions_dir or [],
             region or [],
-            source.value,
-            group_column,
+            ReadOptions(source.value, group_column, skip_bad),
             beta,
-            split,
-            (1 - val_fraction - test_fraction, val_fraction, test_fraction),
+            fractions if split else None,
             seed,
-            skip_bad,
         )
     if plot:
         lib.plot(summary, plot)
@@ -144,13 +144,12 @@ def prepare(
     as_json: JsonOpt = False,
 ) -> None:
     """Crop every AI Hub region box once into a cache of small images plus a manifest."""
+    from skincls.data.prepare import PrepareOptions
     from skincls.data.prepare import prepare as run_prepare
 
     with user_errors():
         check_dir(out, "--output")
-        result = run_prepare(
-            data,
-            out,
+        options = PrepareOptions(
             regions_dir or [],
             region or [],
             max_side,
@@ -160,6 +159,7 @@ def prepare(
             progress=not as_json,
             overwrite=overwrite,
         )
+        result = run_prepare(data, out, options)
     if as_json:
         print_json(result)
     else:

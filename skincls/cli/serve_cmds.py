@@ -116,23 +116,19 @@ def evaluate(
     with user_errors():
         if report:
             check_new_file(report, "--report", overwrite)
-        result = lib.evaluate(
-            run,
-            data,
-            split.value,
+        selection = lib.Selection(split.value, region or [], source.value, group_column, skip_bad)
+        options = lib.EvalOptions(
+            selection,
             checkpoint.value,
-            region or [],
-            source.value,
-            group_column,
+            rule.value,
+            target_prior or [],
             batch_size,
             workers,
             device.value,
-            skip_bad,
-            rule.value,
-            target_prior or [],
             reliability,
             overwrite,
         )
+        result = lib.evaluate(run, data, options)
         if report:
             from skincls.serving.report import build_report
 
@@ -182,12 +178,10 @@ def export(
 ) -> None:
     """One self-contained ONNX file, verified against PyTorch with onnxruntime; the decision
     rule is baked into its <region>_decision outputs."""
-    from skincls.serving.export import export_onnx
+    from skincls.serving.export import ExportOptions, export_onnx
 
     with user_errors():
-        report = export_onnx(
-            run,
-            output,
+        options = ExportOptions(
             region or [],
             opset,
             checkpoint.value,
@@ -198,6 +192,7 @@ def export(
             rule=rule.value,
             target_prior=target_prior or [],
         )
+        report = export_onnx(run, output, options)
     if as_json:
         print_json(report)
         return

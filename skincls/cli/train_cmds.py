@@ -50,10 +50,11 @@ def demo(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in OUTPUT.")] = False,
 ) -> None:
     """The whole pipeline on a generated data set, on CPU, in a few minutes."""
-    from skincls.training.demo import run_demo
+    from skincls.training.demo import DemoBudget, run_demo
 
     with user_errors():
-        run_demo(output, epochs, backbone, image_size, workers, seed, overwrite, stdout_console())
+        budget = DemoBudget(epochs, backbone, image_size, workers, seed)
+        run_demo(output, budget, overwrite, stdout_console())
 
 
 def sweep(
@@ -93,7 +94,13 @@ def sweep(
     A trial overrides only the searched parameters (lr, dropout, weight decay, ... or those of
     --config). Progress is printed per trial; the study resumes when run again.
     """
-    from skincls.training.sweep import load_space, render_sweep, run_sweep, write_wandb_config
+    from skincls.training.sweep import (
+        StudyOptions,
+        load_space,
+        render_sweep,
+        run_sweep,
+        write_wandb_config,
+    )
 
     with user_errors():
         space = load_space(config)
@@ -109,17 +116,8 @@ def sweep(
         base.setdefault("quiet", True)
         check_dir(output, "--output")
         err = stderr_console()
-        result = run_sweep(
-            base,
-            output,
-            trials,
-            space,
-            storage,
-            study,
-            timeout,
-            base.get("seed", 0),
-            progress=lambda line: err.print(line),
-        )
+        options = StudyOptions(space, storage, study, timeout, base.get("seed", 0))
+        result = run_sweep(base, output, trials, options, progress=lambda line: err.print(line))
     if as_json:
         print_json(result)
     else:

@@ -250,7 +250,7 @@ def _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad):
         report.skip(f"{spec.name}: invalid bbox", f"{rel}: {rec.bbox!r}")
         return None
     return Sample.single(
-        f"{rel}#{key}#{spec.name}", "", spec.name, label, raw, str(rec.subject), bbox, mirror
+        f"{rel}#{key}#{spec.name}", "", (spec.name, label, raw), str(rec.subject), bbox, mirror
     )
 
 

@@ -153,15 +153,14 @@ def analyze(
     data: str | Path,
     regions_dirs: Sequence[str | Path] = (),
     regions: Sequence[str] = (),
-    source: str = "auto",
-    group_column: str | None = None,
+    read: Any = None,
     beta: float = 0.999,
-    with_split: bool = False,
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    fractions: Sequence[float] | None = None,
     seed: int = 0,
-    skip_bad: bool = False,
 ) -> dict[str, Any]:
-    """Load ``data`` and summarise it; the plain function behind ``skincls analyze``."""
+    """Load ``data`` (read as :class:`skincls.data.sources.ReadOptions` says) and summarise it,
+    with the class-balanced weights of ``beta`` and, given train/val/test ``fractions``, the
+    split ``seed`` would give; the plain function behind ``skincls analyze``."""
     from skincls.data.regions import discover_regions
     from skincls.data.sources import load_data
     from skincls.data.split import split_samples
@@ -171,6 +170,6 @@ def analyze(
 
         raise SkinclsError(f"--beta: expected 0 <= beta < 1, got {beta}")
     registry = discover_regions(regions_dirs)
-    dataset = load_data(data, registry, regions, source, group_column, skip_bad)  # type: ignore[arg-type]
-    split = split_samples(dataset.samples, fractions, seed) if with_split else None
+    dataset = load_data(data, registry, regions, read)
+    split = split_samples(dataset.samples, fractions, seed) if fractions else None
     return summarize(dataset, beta, split)

@@ -127,18 +127,15 @@ def load_csv(
     registry: RegionRegistry,
     selected: list[RegionSpec],
     report: LoadReport,
-    skip_bad: bool = False,
-    group_column: str | None = None,
-    default_region: str | None = None,
-    skip_unknown_regions: bool = False,
+    options: ManifestOptions | None = None,
     parsed: tuple[list[str], list[tuple[int, dict[str, str]]]] | None = None,
 ) -> list[Sample]:
     """The samples of the selected regions; rows of regions that are known but not selected are
     ignored, rows of unknown regions are errors (counted with ``skip_unknown_regions``).
     ``parsed`` is :func:`read_manifest`'s result when the caller has read the file already."""
+    options = options or ManifestOptions()
     columns, rows = parsed or read_manifest(manifest)
-    _check_columns(manifest, columns, group_column, default_region)
-    options = ManifestOptions(skip_bad, group_column, default_region, skip_unknown_regions)
+    _check_columns(manifest, columns, options.group_column, options.default_region)
     reader = _RowReader(manifest, columns, registry, selected, report, options)
     samples: list[Sample] = []
     problems: list[str] = []
@@ -233,7 +230,7 @@ class _RowReader:
         self.seen[key] = line
         self.report.count_raw(spec.name, raw)
         group = (row.get(self.group_col) or "").strip() if self.group_col else ""
-        return Sample.single(key, str(path), spec.name, label, raw, group or image, bbox, mirror)
+        return Sample.single(key, str(path), (spec.name, label, raw), group or image, bbox, mirror)
 
     def _region(self, row: dict[str, str], where: str) -> RegionSpec | None:
         if "region" not in self.columns:

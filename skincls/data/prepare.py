@@ -13,6 +13,7 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +94,24 @@ def _open_cache(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[st
     return {}
 
 
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What :func:`prepare` crops (regions from ``regions_dirs``; default all with data), how
+    (longest side ``max_side``, JPEG ``quality``, ``workers`` processes; ``skip_bad`` counts bad
+    labels instead of stopping), whether it shows a progress bar and may start afresh."""
+
+    regions_dirs: Sequence[str | Path] = ()
+    regions: Sequence[str] = ()
+    max_side: int = 512
+    workers: int | None = None
+    quality: int = 95
+    skip_bad: bool = False
+    progress: bool = True
+    overwrite: bool = False
+
+
 def prepare(
-    data: str | Path,
-    out: str | Path,
-    regions_dirs: Sequence[str | Path] = (),
-    regions: Sequence[str] = (),
-    max_side: int = 512,
-    workers: int | None = None,
-    quality: int = 95,
-    skip_bad: bool = False,
-    progress: bool = True,
-    overwrite: bool = False,
+    data: str | Path, out: str | Path, options: PrepareOptions | None = None
 ) -> dict[str, Any]:
     """Crop every selected region box of the AI Hub tree ``data`` into ``out``; resumable.
 
@@ -114,8 +122,10 @@ def prepare(
     """
     from skincls.core.fileio import atomic_write_json
     from skincls.data.regions import discover_regions
-    from skincls.data.sources import load_data
+    from skincls.data.sources import ReadOptions, load_data
 
+    o = options or PrepareOptions()
+    max_side, quality, workers, overwrite = o.max_side, o.quality, o.workers, o.overwrite
     data, out = Path(data), Path(out)
     if max_side < 16:
         raise SkinclsError(f"--max-side: expected at least 16 pixels, got {max_side}")
@@ -123,9 +133,8 @@ def prepare(
         raise SkinclsError(f"--output {out}: must not be inside the source data {data}")
     settings = {"version": CACHE_VERSION, "max_side": max_side, "quality": quality}
     done = _open_cache(out, settings, overwrite)
-    dataset = load_data(
-        data, discover_regions(regions_dirs), regions, "aihub", skip_bad=skip_bad, workers=workers
-    )
+    read = ReadOptions("aihub", skip_bad=o.skip_bad, workers=workers)
+    dataset = load_data(data, discover_regions(o.regions_dirs), o.regions, read)
     crops = {_crop_name(s): (s.path, s.bbox) for s in reversed(dataset.samples)}
     record = {name: [*_stat(src), list(bbox or ())] for name, (src, bbox) in crops.items()}
     by_image: dict[str, list[tuple[str, Any]]] = defaultdict(list)
@@ -134,8 +143,8 @@ def prepare(
             by_image[src].append((str(out / name), bbox))
     tasks = [(src, jobs, max_side, quality) for src, jobs in sorted(by_image.items())]
     out.mkdir(parents=True, exist_ok=True)
-    written, failed = _run(tasks, workers or min(os.cpu_count() or 1, 8), progress)
-    if failed and not skip_bad:
+    written, failed = _run(tasks, workers or min(os.cpu_count() or 1, 8), o.progress)
+    if failed and not o.skip_bad:
         first = next(iter(failed.items()))
         raise SkinclsError(
             f"{len(failed)} crop(s) failed, first: {first[0]}: {first[1]} (use --skip-bad to go on)"

@@ -49,14 +49,14 @@ class Sample:
         cls,
         key: str,
         path: str,
-        region: str,
-        index: int,
-        raw: str,
+        label: tuple[str, int, str],
         group: str,
         bbox: BBox | None = None,
         mirror: bool = False,
     ) -> Sample:
-        """A sample with one label, as every source reads it (see :func:`merge_labels`)."""
+        """A sample with one ``label`` (region, class index, the label as the data wrote it), as
+        every source reads it (see :func:`merge_labels`)."""
+        region, index, raw = label
         return cls(key, path, (Label(region, index, raw, key),), group, bbox, mirror)
 
     @property

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from skincls.core.errors import DataError, SkinclsError
-from skincls.core.names import SourceName
+from skincls.core.names import SOURCES, SourceName
 from skincls.data.aihub import load_aihub, looks_like_aihub
-from skincls.data.manifest import load_csv, read_manifest
+from skincls.data.manifest import ManifestOptions, load_csv, read_manifest
 from skincls.data.regions import RegionRegistry, RegionSpec
 from skincls.data.samples import IMAGE_SUFFIXES, Dataset, LoadReport, Sample, merge_labels
 
@@ -78,69 +79,50 @@ def load_folder(
                 report.count_raw(spec.name, class_dir.name)
                 rel = f.relative_to(root).as_posix()
                 samples.append(
-                    Sample.single(rel, str(f), spec.name, label, class_dir.name, group=rel)
+                    Sample.single(rel, str(f), (spec.name, label, class_dir.name), group=rel)
                 )
     return samples
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How :func:`load_data` reads a source: its kind (``auto`` detects it), the CSV column
+    that groups samples (subject, lesion), whether unreadable labels and boxes are counted and
+    skipped instead of being an error, the processes reading AI Hub label files, and whether
+    rows of regions the registry does not know are skipped (a run's own regions: evaluate,
+    export) instead of being an error."""
+
+    source: SourceName = "auto"
+    group_column: str | None = None
+    skip_bad: bool = False
+    workers: int | None = None
+    skip_unknown_regions: bool = False
 
 
 def load_data(
     data: str | Path,
     registry: RegionRegistry,
     regions: Sequence[str] = (),
-    source: SourceName = "auto",
-    group_column: str | None = None,
-    skip_bad: bool = False,
-    workers: int | None = None,
-    skip_unknown_regions: bool = False,
+    read: ReadOptions | None = None,
 ) -> Dataset:
     """Read ``data`` into samples of the selected regions (default: every region with data).
 
     For a CSV without a ``region`` column, exactly one ``--region`` says which region the rows
-    belong to. A named region that ends up with no sample is an error. With
-    ``skip_unknown_regions`` (a run's own regions: evaluate, export) rows of regions the registry
-    does not know are counted and skipped instead of being an error.
+    belong to. A named region that ends up with no sample is an error.
     """
+    read = read or ReadOptions()
     root = Path(data)
-    kind = detect_source(root) if source == "auto" else source
+    kind = detect_source(root) if read.source == "auto" else read.source
     if not root.exists():
         raise SkinclsError(f"{root}: no such file or directory")
-    if group_column and kind != "csv":
+    if read.group_column and kind != "csv":
         raise SkinclsError(f"--group-column applies to CSV manifests only; {root} is {kind} data")
+    if kind not in READERS:
+        raise SkinclsError(f"--source: expected {', '.join(SOURCES)}, got {read.source!r}")
     explicit = list(dict.fromkeys(regions))
     selected = registry.select(explicit) if explicit else [r.spec for r in registry.items()]
     report = LoadReport()
-    if kind == "csv":
-        manifest = _manifest_path(root)
-        parsed = read_manifest(manifest)
-        default_region = None
-        if explicit and "region" not in parsed[0]:
-            if len(explicit) != 1:
-                raise SkinclsError(
-                    f"{manifest}: no 'region' column, so exactly one --region is needed "
-                    f"(got {len(explicit)})"
-                )
-            default_region = explicit[0]
-        samples = load_csv(
-            manifest,
-            registry,
-            selected,
-            report,
-            skip_bad=skip_bad,
-            group_column=group_column,
-            default_region=default_region,
-            skip_unknown_regions=skip_unknown_regions,
-            parsed=parsed,
-        )
-    elif kind == "aihub":
-        if not root.is_dir():
-            raise SkinclsError(f"{root}: --source aihub expects a directory")
-        samples = load_aihub(root, registry, selected, report, skip_bad, workers)
-    elif kind == "folder":
-        if not root.is_dir():
-            raise SkinclsError(f"{root}: --source folder expects a directory")
-        samples = load_folder(root, registry, selected, report, skip_bad)
-    else:
-        raise SkinclsError(f"--source: expected auto, aihub, folder or csv, got {source!r}")
+    samples = READERS[kind](root, registry, selected, explicit, report, read)
     present = {lab.region for s in samples for lab in s.labels}
     if explicit:
         empty = [n for n in explicit if n not in present]
@@ -157,6 +139,40 @@ def load_data(
     image_of = _csv_image if kind == "csv" else (lambda s: s.path)
     samples = merge_labels(samples, chosen, image_of)
     return Dataset(root=root, source=kind, regions=chosen, samples=samples, report=report)
+
+
+def _read_csv(root, registry, selected, explicit, report, read: ReadOptions) -> list[Sample]:
+    manifest = _manifest_path(root)
+    parsed = read_manifest(manifest)
+    default_region = None
+    if explicit and "region" not in parsed[0]:
+        if len(explicit) != 1:
+            raise SkinclsError(
+                f"{manifest}: no 'region' column, so exactly one --region is needed "
+                f"(got {len(explicit)})"
+            )
+        default_region = explicit[0]
+    options = ManifestOptions(
+        read.skip_bad, read.group_column, default_region, read.skip_unknown_regions
+    )
+    return load_csv(manifest, registry, selected, report, options, parsed)
+
+
+def _read_aihub(root, registry, selected, explicit, report, read: ReadOptions) -> list[Sample]:
+    if not root.is_dir():
+        raise SkinclsError(f"{root}: --source aihub expects a directory")
+    return load_aihub(root, registry, selected, report, read.skip_bad, read.workers)
+
+
+def _read_folder(root, registry, selected, explicit, report, read: ReadOptions) -> list[Sample]:
+    if not root.is_dir():
+        raise SkinclsError(f"{root}: --source folder expects a directory")
+    return load_folder(root, registry, selected, report, read.skip_bad)
+
+
+READERS = {"csv": _read_csv, "aihub": _read_aihub, "folder": _read_folder}
+"""The reader of each source (:data:`skincls.core.names.SOURCES`, ``auto`` aside)."""
+assert set(READERS) == set(SOURCES) - {"auto"}, "every source has a reader"
 
 
 def _csv_image(sample: Sample) -> str:

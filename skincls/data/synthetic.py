@@ -122,7 +122,6 @@ def make_aihub_tree(
     angles: Sequence[str] = ("F",),
     image_size: tuple[int, int] = (320, 400),
     null_bbox_every: int = 0,
-    write_images: bool = True,
     seed: int = 0,
     split: str = "Training",
 ) -> list[Path]:
@@ -140,10 +139,9 @@ def make_aihub_tree(
         sid = f"{s + 1:04d}"
         for angle in angles:
             stem = f"{sid}_01_{angle}"
-            if write_images:
-                (image_dir / sid).mkdir(parents=True, exist_ok=True)
-                img = draw_pattern("dots", rng.randint(0, 5), max(w, h), rng).resize((w, h))
-                img.save(image_dir / sid / f"{stem}.jpg", quality=85)
+            (image_dir / sid).mkdir(parents=True, exist_ok=True)
+            img = draw_pattern("dots", rng.randint(0, 5), max(w, h), rng).resize((w, h))
+            img.save(image_dir / sid / f"{stem}.jpg", quality=85)
             (label_dir / sid).mkdir(parents=True, exist_ok=True)
             for part in range(9):
                 counter += 1

@@ -3,59 +3,72 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
 
 
-def evaluate(
-    run_dir: str | Path,
-    data: str | Path | None = None,
-    split: str = "auto",
-    checkpoint: str = "best",
-    regions: Sequence[str] = (),
-    source: str = "auto",
-    group_column: str | None = None,
-    batch_size: int | None = None,
-    workers: int = 0,
-    device: str = "auto",
-    skip_bad: bool = False,
-    rule: str = "selected",
-    target_prior: Sequence[str] = (),
-    reliability: str | Path | None = None,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Metrics of the run's checkpoint on ``data`` (default: the run's own data), decided by
-    ``rule`` (and ``target_prior``), with each head's calibration figures before and after its
-    temperature; ``reliability`` is a folder for a reliability diagram PNG per head (existing
-    ones are replaced only with ``overwrite``).
+@dataclass(frozen=True)
+class Selection:
+    """Which samples of the data are scored: ``split`` (``auto``: the run's test split on the
+    data it was trained on, all samples of other data), the regions (default: all of the run's),
+    and how the data is read (``source``, ``group_column``; ``skip_bad`` counts undecodable rows
+    instead of stopping). Rows of regions the run lacks are ignored."""
 
-    ``split='auto'`` is ``test`` when ``data`` is the data the run was trained on (its saved split
-    applies) and ``all`` otherwise. Rows of regions the run lacks are ignored.
-    """
+    split: str = "auto"
+    regions: Sequence[str] = ()
+    source: str = "auto"
+    group_column: str | None = None
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How :func:`evaluate` scores: which samples, which checkpoint and decision (``rule``,
+    ``target_prior``), on what hardware, and an optional folder for a reliability diagram PNG per
+    head (existing ones are replaced only with ``overwrite``)."""
+
+    selection: Selection = Selection()
+    checkpoint: str = "best"
+    rule: str = "selected"
+    target_prior: Sequence[str] = ()
+    batch_size: int | None = None
+    workers: int = 0
+    device: str = "auto"
+    reliability: str | Path | None = None
+    overwrite: bool = False
+
+
+def evaluate(
+    run_dir: str | Path, data: str | Path | None = None, options: EvalOptions | None = None
+) -> dict[str, Any]:
+    """Metrics of the run's checkpoint on ``data`` (default: the run's own data), with each
+    head's calibration figures before and after its temperature."""
     from skincls.core.metrics import mean_metrics
     from skincls.core.runtime import amp_dtype, resolve_device
     from skincls.model.calibration import calibration_report, reliability_png
     from skincls.model.inference import metrics_of, predict_loader
-
-    run_dir = Path(run_dir)
     from skincls.run.load import load_run
 
-    model, config, registry, specs, meta = load_run(run_dir, checkpoint, rule, target_prior)
+    o = options or EvalOptions()
+    run_dir, regions, reliability = Path(run_dir), o.selection.regions, o.reliability
+    model, config, registry, specs, meta = load_run(run_dir, o.checkpoint, o.rule, o.target_prior)
     if reliability is not None:
         from skincls.core.outputs import check_dir, check_targets
 
         folder = check_dir(reliability, "--reliability")
         names = regions or model.region_names
-        check_targets([folder / f"{n}_reliability.png" for n in names], "--reliability", overwrite)
+        check_targets(
+            [folder / f"{n}_reliability.png" for n in names], "--reliability", o.overwrite
+        )
     data = Path(data) if data is not None else Path(config.data)
-    split, samples = select_samples(
-        run_dir, config, registry, specs, data, split, regions, source, group_column, skip_bad
-    )
-    dev = resolve_device(device)
+    split, samples = select_samples(run_dir, config, registry, data, o.selection)
+    dev = resolve_device(o.device)
     model.to(dev)
-    loader, _ = eval_loader(specs, meta, samples, batch_size or config.batch_size, workers, dev)
+    batch = o.batch_size or config.batch_size
+    loader, _ = eval_loader(specs, meta, samples, batch, o.workers, dev)
     p = predict_loader(model, loader, dev, amp_dtype(config.amp, dev), keep_logits=True)
     result = metrics_of(p, specs)
     bad = result.pop("bad_indices", [])
@@ -73,7 +86,7 @@ def evaluate(
     result.update(
         {
             "split": split,
-            "checkpoint": checkpoint,
+            "checkpoint": o.checkpoint,
             "epoch": meta.epoch,
             "data": str(data),
             "undecodable_images": [samples[i].path for i in bad],
@@ -103,22 +116,14 @@ def eval_loader(specs, meta: dict[str, Any], samples, batch_size: int, workers: 
 
 
 def select_samples(
-    run_dir: Path,
-    config: Any,
-    registry: Any,
-    specs: list[Any],
-    data: Path,
-    split: str,
-    regions: Sequence[str] = (),
-    source: str = "auto",
-    group_column: str | None = None,
-    skip_bad: bool = False,
+    run_dir: Path, config: Any, registry: Any, data: Path, selection: Selection
 ) -> tuple[str, list[Any]]:
-    """The split actually used and its samples of the wanted regions (``auto``: the run's test
-    split on its own data, all samples of other data)."""
-    from skincls.data.sources import load_data
+    """The split actually used and its samples of the wanted regions of the run (its
+    ``registry``) in ``data``, as ``selection`` says."""
+    from skincls.data.sources import ReadOptions, load_data
     from skincls.data.split import load_split, partition
 
+    split, regions, source = selection.split, selection.regions, selection.source
     same_data = data.resolve() == Path(config.data).resolve()
     if split == "auto":
         split = "test" if same_data else "all"
@@ -129,22 +134,20 @@ def select_samples(
             f"--split {split}: the run's split applies only to the data it was trained on "
             f"({config.data}); use --split all for other data"
         )
-    names = [s.name for s in specs]
+    names = registry.names()
     wanted = list(regions) or names
     unknown = [n for n in wanted if n not in names]
     if unknown:
         raise SkinclsError(
             f"--region {unknown[0]}: not a region of this run (its regions: {', '.join(names)})"
         )
-    dataset = load_data(
-        data,
-        registry,
-        wanted,
-        source if source != "auto" or not same_data else config.source,  # type: ignore[arg-type]
-        group_column if group_column or not same_data else config.group_column,
-        skip_bad,
+    read = ReadOptions(
+        source if source != "auto" or not same_data else config.source,
+        selection.group_column if selection.group_column or not same_data else config.group_column,
+        selection.skip_bad,
         skip_unknown_regions=True,
     )
+    dataset = load_data(data, registry, wanted, read)
     samples = dataset.samples
     if split != "all":
         samples = partition(samples, load_split(run_dir / "split.csv", samples))[split]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +50,32 @@ class _Exportable:
         return Wrapper(model, regions).eval()
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """What :func:`export_onnx` writes: the regions (default all), opset, checkpoint,
+    quantization (``none``, ``fp16``, ``int8``) and exporter; ``data`` for real images to verify
+    (and calibrate int8) with; how many random inputs to verify with; whether an existing file
+    is replaced; and the decision baked into ``_decision`` (``rule``, ``target_prior``:
+    :func:`skincls.model.calibration.apply_serving`)."""
+
+    regions: Sequence[str] = ()
+    opset: int = 18
+    checkpoint: str = "best"
+    quantize: str = "none"
+    exporter: str = "dynamo"
+    data: str | Path | None = None
+    verify_samples: int = 8
+    overwrite: bool = False
+    rule: str = "selected"
+    target_prior: Sequence[str] = ()
+
+
 def export_onnx(
-    run_dir: str | Path,
-    output: str | Path | None = None,
-    regions: Sequence[str] = (),
-    opset: int = 18,
-    checkpoint: str = "best",
-    quantize: str = "none",
-    exporter: str = "dynamo",
-    data: str | Path | None = None,
-    verify_samples: int = 8,
-    overwrite: bool = False,
-    rule: str = "selected",
-    target_prior: Sequence[str] = (),
+    run_dir: str | Path, output: str | Path | None = None, options: ExportOptions | None = None
 ) -> dict[str, Any]:
     """Export, embed metadata, run ``onnx.checker``, quantize if asked, and compare onnxruntime
-    with PyTorch; a model that fails the comparison is removed. ``rule`` and ``target_prior``
-    choose the decision baked into ``_decision`` (:func:`skincls.model.calibration.apply_serving`).
+    with PyTorch; a model that fails the comparison is removed (default output
+    ``RUN/model.onnx``).
 
     Fails when max |logit difference| exceeds 1e-4 (fp32) or the agreement of the decided
     classes (``_decision``) drops below 99% (int8, fp16). Real images through the real preprocessing join the random ones: from ``data``,
@@ -75,11 +85,13 @@ def export_onnx(
 
     from skincls.run.load import load_run
 
+    o = options or ExportOptions()
+    quantize, exporter, opset, checkpoint = o.quantize, o.exporter, o.opset, o.checkpoint
     run_dir = Path(run_dir)
-    model, config, registry, specs, meta = load_run(run_dir, checkpoint, rule, target_prior)
+    model, config, registry, specs, meta = load_run(run_dir, checkpoint, o.rule, o.target_prior)
     names = [s.name for s in specs]
-    keep = list(regions) or names
-    output = _check_request(run_dir, output, keep, names, quantize, exporter, overwrite)
+    keep = list(o.regions) or names
+    output = _check_request(run_dir, output, keep, names, quantize, exporter, o.overwrite)
     check_reproducible([s for s in specs if s.name in keep])
     wrapper = _Exportable.build(model, keep)
     kept = [s for s in specs if s.name in keep]
@@ -88,11 +100,11 @@ def export_onnx(
     outputs = output_names(model, keep)
     fp32 = output if quantize == "none" else output.with_name(output.stem + ".fp32.tmp.onnx")
     export_graph(wrapper, fp32, size, outputs, opset, exporter, props)
-    real_images = _real_images(data, config.data, registry, names, meta)
+    real_images = _real_images(o.data, config.data, registry, names, meta)
     method = "fp32"
     if quantize != "none":
         method = _quantize_file(fp32, output, quantize, real_images, props)
-    inputs = [np.random.default_rng(0).standard_normal((verify_samples, 3, size, size))]
+    inputs = [np.random.default_rng(0).standard_normal((o.verify_samples, 3, size, size))]
     real = 0
     if real_images is not None:
         held_out = real_images[1::2] if quantize == "int8" and len(real_images) > 1 else real_images
@@ -198,9 +210,9 @@ def _real_batch(data, registry, names, meta, limit: int):
 
     from skincls.data.augment import build_transform
     from skincls.data.images import ImageReadError, read_image
-    from skincls.data.sources import load_data
+    from skincls.data.sources import ReadOptions, load_data
 
-    dataset = load_data(data, registry, names, skip_unknown_regions=True)
+    dataset = load_data(data, registry, names, ReadOptions(skip_unknown_regions=True))
     size, mean, std = int(meta.image_size), tuple(meta.mean), tuple(meta.std)
     policies = meta.resize
     transforms = {

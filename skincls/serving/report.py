@@ -94,7 +94,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
 
     model, config, registry, specs, meta = load_run(run_dir, checkpoint)
     data_path = Path(data) if data is not None else Path(config.data)
-    chosen, samples = _pick_split(run_dir, config, registry, specs, data_path, split)
+    chosen, samples = _pick_split(run_dir, config, registry, data_path, split)
     device = resolve_device("auto")
     model.to(device)
     loader, transforms = eval_loader(specs, meta, samples, config.batch_size, 0, device)
@@ -117,18 +117,18 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     }
 
 
-def _pick_split(run_dir, config, registry, specs, data_path, split):
+def _pick_split(run_dir, config, registry, data_path, split):
     """``split`` and its samples; ``auto`` is the test split, else validation, else all.
     Undecodable rows are counted, not fatal: a report shows what it can."""
-    from skincls.serving.evaluate import select_samples
+    from skincls.serving.evaluate import Selection, select_samples
 
-    args = (run_dir, config, registry, specs, data_path)
+    args = (run_dir, config, registry, data_path)
     if split != "auto":
-        return select_samples(*args, split, skip_bad=True)
+        return select_samples(*args, Selection(split, skip_bad=True))
     first: SkinclsError | None = None
     for part in ("test", "val", "all"):
         try:
-            return select_samples(*args, part, skip_bad=True)
+            return select_samples(*args, Selection(part, skip_bad=True))
         except SkinclsError as err:
             first = first or err
     raise first or SkinclsError(f"{data_path}: no samples to score")

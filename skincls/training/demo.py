@@ -3,66 +3,53 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
 
 
+@dataclass(frozen=True)
+class DemoBudget:
+    """How much the demo trains: epochs, backbone (from scratch), input size, loader processes,
+    seed. The defaults take a few minutes on two CPU cores."""
+
+    epochs: int = 12
+    backbone: str = "resnet10t"
+    image_size: int = 64
+    workers: int = 2
+    seed: int = 0
+
+
 def run_demo(
     output: Path,
-    epochs: int = 12,
-    backbone: str = "resnet10t",
-    image_size: int = 64,
-    workers: int = 2,
-    seed: int = 0,
+    budget: DemoBudget | None = None,
     overwrite: bool = False,
     console: Any = None,
 ) -> dict[str, Any]:
-    """Each step prints what it does; returns the run directory and the test metrics."""
-    from skincls.core.config import build_config
+    """Generate data, analyze, train, evaluate and export it; each step prints what it does.
+    Returns the run directory, the test metrics, the ONNX path and the chance level."""
     from skincls.core.console import make_console, print_eval
     from skincls.data.analyze import analyze, render
     from skincls.data.synthetic import make_demo_data
-    from skincls.serving.evaluate import evaluate
-    from skincls.training.train import train
+    from skincls.serving.evaluate import EvalOptions, evaluate
+    from skincls.serving.export import export_onnx
 
+    budget = budget or DemoBudget()
     console = console or make_console()
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
-        if not overwrite:
-            raise SkinclsError(f"--output {output}: exists; pass --overwrite to replace the demo")
-        if not (output / "data" / "manifest.csv").is_file():
-            raise SkinclsError(f"--output {output}: not a skincls demo directory; not replacing it")
-        shutil.rmtree(output)
+    _clear(output, overwrite)
     console.rule("1/5 generate a graded, imbalanced data set")
-    manifest = make_demo_data(output / "data", seed=seed)
+    manifest = make_demo_data(output / "data", seed=budget.seed)
     console.print(f"wrote {manifest}: wrinkles drawn as lines, pores as dots, dryness as cracks")
     console.rule("2/5 skincls analyze")
     render(analyze(manifest.parent, beta=0.999), console)
     console.rule("3/5 skincls train")
-    config = build_config(
-        {
-            "data": str(manifest.parent),
-            "output": str(output / "run"),
-            "backbone": backbone,
-            "pretrained": "none",
-            "image_size": image_size,
-            "batch_size": 32,
-            "epochs": epochs,
-            "lr": 2e-3,
-            "warmup_epochs": 1,
-            "workers": workers,
-            "seed": seed,
-            "wandb": "disabled",
-        }
-    )
-    result = train(config, console=console, show_test=False)
+    result = _train(manifest.parent, output / "run", budget, console)
     console.rule("4/5 skincls evaluate (test split, served checkpoint)")
-    metrics = evaluate(result.run_dir, workers=0)
+    metrics = evaluate(result.run_dir, options=EvalOptions(workers=0))
     print_eval(console, "test", metrics)
-    from skincls.serving.export import export_onnx
-
     console.rule("5/5 skincls export (ONNX, verified with onnxruntime)")
     report = export_onnx(result.run_dir, output / "model.onnx")
     onnx_path = report["path"]
@@ -73,18 +60,55 @@ def run_demo(
     chance = sum(1 / len(m["per_class"]) for m in metrics["regions"].values()) / len(
         metrics["regions"]
     )
+    _next_steps(console, result.run_dir, manifest.parent, onnx_path, metrics, chance)
+    return {"run_dir": result.run_dir, "metrics": metrics, "onnx": onnx_path, "chance": chance}
+
+
+def _clear(output: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``output`` without ``overwrite``, and anything but an earlier demo."""
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise SkinclsError(f"--output {output}: exists; pass --overwrite to replace the demo")
+        if not (output / "data" / "manifest.csv").is_file():
+            raise SkinclsError(f"--output {output}: not a skincls demo directory; not replacing it")
+        shutil.rmtree(output)
+
+
+def _train(data: Path, out: Path, budget: DemoBudget, console: Any) -> Any:
+    from skincls.core.config import build_config
+    from skincls.training.train import train
+
+    config = build_config(
+        {
+            "data": str(data),
+            "output": str(out),
+            "backbone": budget.backbone,
+            "pretrained": "none",
+            "image_size": budget.image_size,
+            "batch_size": 32,
+            "epochs": budget.epochs,
+            "lr": 2e-3,
+            "warmup_epochs": 1,
+            "workers": budget.workers,
+            "seed": budget.seed,
+            "wandb": "disabled",
+        }
+    )
+    return train(config, console=console, show_test=False)
+
+
+def _next_steps(console, run_dir: Path, data: Path, onnx_path, metrics, chance: float) -> None:
     import shlex
 
-    run = shlex.quote(str(result.run_dir))
-    data = shlex.quote(str(manifest.parent))
+    run = shlex.quote(str(run_dir))
+    quoted = shlex.quote(str(data))
     console.print(
         f"\nbalanced accuracy on test: {metrics['mean']['balanced_accuracy']:.3f} "
-        f"(chance {chance:.3f}); run directory: {result.run_dir}\n\n"
+        f"(chance {chance:.3f}); run directory: {run_dir}\n\n"
         "try next:\n"
         f"  skincls predict {shlex.quote(str(onnx_path))} "
-        f"{shlex.quote(str(manifest.parent / 'images'))}   # grades of images, from the ONNX file\n"
+        f"{shlex.quote(str(data / 'images'))}   # grades of images, from the ONNX file\n"
         f"  skincls evaluate {run} --json        # every figure, per class, as JSON\n"
-        f"  skincls train {data} --epochs 20 -o runs/longer   # a longer run on the same data\n"
+        f"  skincls train {quoted} --epochs 20 -o runs/longer   # a longer run on the same data\n"
         "  skincls train YOUR_DATA --no-pretrained --backbone resnet10t   # your own data"
     )
-    return {"run_dir": result.run_dir, "metrics": metrics, "onnx": onnx_path, "chance": chance}

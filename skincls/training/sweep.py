@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,15 +41,23 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class StudyOptions:
+    """The Optuna study of a sweep: its search space (default :func:`default_space`), storage
+    URL (default ``OUTPUT/study.db``), name, time limit in seconds and sampler seed."""
+
+    space: SearchSpace | None = None
+    storage: str | None = None
+    study_name: str = "skincls"
+    timeout: float | None = None
+    seed: int = 0
+
+
 def run_sweep(
     base: dict[str, Any],
     output: str | Path,
     trials: int,
-    space: SearchSpace | None = None,
-    storage: str | None = None,
-    study_name: str = "skincls",
-    timeout: float | None = None,
-    seed: int = 0,
+    options: StudyOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run trials until the study holds ``trials`` finished ones; return the results summary.
@@ -61,7 +70,14 @@ def run_sweep(
 
     from skincls.training.train import train
 
-    space = space or default_space()
+    o = options or StudyOptions()
+    space, storage, study_name, timeout, seed = (
+        o.space or default_space(),
+        o.storage,
+        o.study_name,
+        o.timeout,
+        o.seed,
+    )
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     build_config({**base, "output": str(output / "probe")}, "sweep options")  # fail early

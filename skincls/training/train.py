@@ -90,7 +90,7 @@ def train(
 def _open_data(config: TrainConfig, dctx) -> tuple[RunDir | None, Dataset]:
     """The samples of the run's regions; a resumed run is opened (and locked) first."""
     from skincls.data.regions import discover_regions
-    from skincls.data.sources import load_data
+    from skincls.data.sources import ReadOptions, load_data
 
     run = None
     if config.resume:
@@ -102,9 +102,8 @@ def _open_data(config: TrainConfig, dctx) -> tuple[RunDir | None, Dataset]:
             RunDir.check_new(config.output, config.overwrite)
         registry = discover_regions(config.regions_dir)
         selected = config.region
-    dataset = load_data(
-        config.data, registry, selected, config.source, config.group_column, config.skip_bad
-    )
+    read = ReadOptions(config.source, config.group_column, config.skip_bad)
+    dataset = load_data(config.data, registry, selected, read)
     check_ordinal_use(dataset.regions, config.loss, config.select)
     return run, dataset
 
