@@ -16,14 +16,14 @@ default), and the test ECE (15 bins) is read before and after calibration. Runs 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 from pathlib import Path
 
-from provenance import provenance
-from quality import DEFAULT_DATA, add_budget_args, lesion_regions, raw_figures, run_arm
+from ham import DEFAULT_DATA, lesion_regions, raw_figures
+from harness import Results, budget_line, budget_parser, run_cells, write_table
+from quality import run_arm
 
 RECIPES = ("ce", "ce_sampler", "ce_sampler_ema", "default")
 FIGURES = ("balanced_accuracy", "macro_f1", "accuracy")
@@ -53,33 +53,19 @@ def measure(arm: str, seed: int, args, regions_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = budget_parser(__doc__.split("\n")[0], Path("/tmp/skincls-calibration"), image_size=48)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, default=Path("/tmp/skincls-calibration"))
     p.add_argument("--arms", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    add_budget_args(p, image_size=48)
     args = p.parse_args(argv)
     if not args.data.is_file():
         print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
         return 2
     regions_dir = lesion_regions(args.out)
-    results = args.out / "calibration.json"
-    rows = json.loads(results.read_text()) if results.is_file() else []
-    done = {(r["arm"], r["seed"]) for r in rows}
-    for seed in [] if args.report else args.seeds:
-        for arm in args.arms:
-            if (arm, seed) not in done:
-                rows.append(measure(arm, seed, args, regions_dir))
-                print(json.dumps(rows[-1]), flush=True)
-                results.write_text(json.dumps(rows, indent=2))
-    rows = [r for r in rows if r["arm"] in args.arms and r["seed"] in args.seeds]
-    text = provenance(__file__, argv) + (
-        f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch "
-        f"{args.batch_size}, lr {args.lr}, no pretrained weights, seeds {args.seeds}\n\n"
-        + table(rows)
-    )
-    (args.out / "calibration.md").write_text(text + "\n")
-    print(text)
+    results = Results(args.out, ("arm", "seed"), args, name="calibration.json")
+    cells = [] if args.report else [(a, s) for s in args.seeds for a in args.arms]
+    run_cells(results, cells, lambda arm, seed: measure(arm, seed, args, regions_dir))
+    rows = [r for r in results.rows if r["arm"] in args.arms and r["seed"] in args.seeds]
+    write_table(args.out, __file__, argv, budget_line(args), table(rows), "calibration.md")
     return 0
 
 

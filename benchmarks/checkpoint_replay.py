@@ -43,7 +43,7 @@ def served(val, val_y, test, test_y, prior, classes) -> dict[str, float]:
 
 def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
     """Test figures of each of :data:`CHOICES` for one run."""
-    from quality import split_logits
+    from ham import split_logits
 
     from skincls.run.checkpoints import load_trainer_state
 
@@ -65,7 +65,7 @@ def replay(run: Path, classes: list[str]) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from quality import CLASSES
+    from ham import CLASSES
 
     args = replay_args(__doc__ or "", argv)
     lines = [

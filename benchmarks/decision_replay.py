@@ -36,7 +36,7 @@ FIGURES = ("balanced_accuracy", "macro_f1", "accuracy")
 
 def train_prior(run: Path, classes: list[str]) -> list[float]:
     """The run's training split class mix."""
-    from quality import train_counts
+    from ham import train_counts
 
     counts = train_counts(run)
     return [counts.get(c, 0) / sum(counts.values()) for c in classes]
@@ -119,7 +119,7 @@ def mean_sd_cells(rows: list[dict], key: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from quality import CLASSES
+    from ham import CLASSES
 
     args = replay_args(__doc__ or "", argv)
     served = {

@@ -17,7 +17,6 @@ Arms, each with the same backbone, image size, epochs, batch and seeds:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import provenance
+from harness import Results, budget_line, budget_parser, run_cells, write_table
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "ham10000" / "manifest.csv"
@@ -203,20 +202,9 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = budget_parser(__doc__, Path(tempfile.gettempdir()) / "skincls-multitask", image_size=48)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "skincls-multitask")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--arms", nargs="+", default=["shared"] + [f"separate_{h}" for h in HEADS])
-    p.add_argument("--backbone", default="resnet10t")
-    p.add_argument("--image-size", type=int, default=48)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
     args = p.parse_args(argv)
     if not args.data.is_file():
         print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
@@ -225,25 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     write_regions(args.out / "regions")
     if not (args.out / "test.csv").is_file():
         print(json.dumps(write_manifests(args.data, args.out, args.out / "regions")), flush=True)
-    results_path = args.out / "results.json"
-    rows = json.loads(results_path.read_text()) if results_path.is_file() else []
-    done = {(r["arm"], r["seed"]) for r in rows}
-    for seed in [] if args.report else args.seeds:
-        for arm in args.arms:
-            if (arm, seed) in done:
-                continue
-            rows.append(run_arm(arm, seed, args, args.out))
-            print(json.dumps(rows[-1]), flush=True)
-            results_path.write_text(json.dumps(rows, indent=1))
-
-    header = (
-        provenance(__file__, argv)
-        + f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch "
-        f"{args.batch_size}, lr {args.lr}, no pretrained weights, seeds {args.seeds}\n"
-    )
-    text = header + "\n" + table([r for r in rows if r["seed"] in args.seeds]) + "\n"
-    (args.out / "table.md").write_text(text)
-    print(text)
+    results = Results(args.out, ("arm", "seed"), args)
+    cells = [] if args.report else [(a, s) for s in args.seeds for a in args.arms]
+    run_cells(results, cells, lambda arm, seed: run_arm(arm, seed, args, args.out))
+    rows = [r for r in results.rows if r["seed"] in args.seeds]
+    write_table(args.out, __file__, argv, budget_line(args), table(rows))
     return 0
 
 

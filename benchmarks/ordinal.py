@@ -17,7 +17,6 @@ argmax), ``ce_median`` (the same model, median decision), ``corn``, ``sord``, ``
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
@@ -25,12 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-from provenance import provenance
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from harness import (  # noqa: E402
+    Results,
+    budget_line,
+    budget_parser,
+    run_cells,
+    run_values,
+    write_table,
+)
 from multitask import BANDS, DEFAULT_DATA, age_band  # noqa: E402
-from quality import run_values  # noqa: E402
 
 ARMS: dict[str, dict] = {
     "ce": {"loss": "ce", "decision": "argmax"},
@@ -132,25 +136,13 @@ def table(rows: list[dict], dataset: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--out", type=Path, default=Path("/tmp/skincls-ordinal"))
+    p = budget_parser(__doc__, Path("/tmp/skincls-ordinal"), image_size=48)
     p.add_argument("--datasets", nargs="+", default=["wrinkles", "ham_age"])
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--scale", type=float, default=0.1)
     p.add_argument("--ham", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--backbone", default="resnet10t")
-    p.add_argument("--image-size", type=int, default=48)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
     args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = args.out / "results.json"
-    rows = json.loads(results.read_text()) if results.is_file() else []
-    done = {(r["dataset"], r["arm"], r["seed"]) for r in rows}
+    results = Results(args.out, ("dataset", "arm", "seed"), args)
     for dataset in [] if args.report else args.datasets:
         if dataset == "ham_age" and not args.ham.is_file():
             print(f"HAM10000 manifest not found at {args.ham}; skipping ham_age", file=sys.stderr)
@@ -160,24 +152,18 @@ def main(argv: list[str] | None = None) -> int:
             if dataset == "wrinkles"
             else make_ham_age(args.out, args.ham)
         )
-        for seed in args.seeds:
-            for arm in args.arms:
-                if (dataset, arm, seed) in done:
-                    continue
-                rows.append(run_arm(dataset, arm, seed, data, region, args))
-                print(json.dumps(rows[-1]), flush=True)
-                results.write_text(json.dumps(rows, indent=1))
-
-    rows = [r for r in rows if r["seed"] in args.seeds]
-    text = (
-        provenance(__file__, argv)
-        + f"budget: {args.backbone} from scratch, {args.image_size}px, {args.epochs} epochs, batch 64, "
-        f"lr 2e-3, class-balanced sampler, best epoch on validation balanced accuracy\n"
-    )
-    for dataset in args.datasets:
-        text += f"\n{dataset}\n\n{table(rows, dataset)}\n"
-    (args.out / "table.md").write_text(text)
-    print(text)
+        cells = [(dataset, a, s) for s in args.seeds for a in args.arms]
+        run_cells(
+            results,
+            cells,
+            lambda d, arm, seed, data=data, region=region: run_arm(
+                d, arm, seed, data, region, args
+            ),
+        )
+    rows = [r for r in results.rows if r["seed"] in args.seeds]
+    body = "".join(f"\n{d}\n\n{table(rows, d)}\n" for d in args.datasets)
+    extra = "class-balanced sampler, best epoch on validation balanced accuracy"
+    write_table(args.out, __file__, argv, budget_line(args, extra), body)
     return 0
 
 

@@ -13,20 +13,25 @@ skincls's recipe. Writes results JSON, a markdown table and a PNG plot.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from provenance import provenance
-
-HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "ham10000" / "manifest.csv"
+from ham import CLASSES, DEFAULT_DATA, lesion_regions, raw_figures, train_counts
+from harness import (
+    Results,
+    budget_line,
+    budget_parser,
+    markdown,
+    run_cells,
+    run_values,
+    summarize,
+    write_table,
+)
+from minimal_loop import loop_optimizer
 
 DEFAULT_ARM = {"loss": "ce", "sampler": "class_balanced", "ema_decay": None}
 """The tool's defaults during issue 19's ablation (``ema_decay`` None: resolved from
@@ -125,49 +130,6 @@ ARMS: dict[str, dict] = {
     "ablate_lr_auto": {"loss": "ce", "sampler": "class_balanced", "lr": None},
     "ablate_select_ba": {"loss": "ce", "sampler": "class_balanced", "select": "balanced_accuracy"},
 }
-CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
-
-
-def add_budget_args(p: argparse.ArgumentParser, image_size: int) -> None:
-    """The training budget and run options every HAM10000 arm benchmark shares."""
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--backbone", default="resnet10t")
-    p.add_argument("--image-size", type=int, default=image_size)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
-
-
-def lesion_regions(out: Path, folder: str = "regions", extra: str = "") -> Path:
-    """``out/folder/lesion.yaml``: the 7-diagnosis region, plus ``extra`` lines."""
-    regions_dir = out / folder
-    regions_dir.mkdir(parents=True, exist_ok=True)
-    text = f"name: lesion\nclasses: [{', '.join(CLASSES)}]\n" + (f"{extra}\n" if extra else "")
-    (regions_dir / "lesion.yaml").write_text(text)
-    return regions_dir
-
-
-def run_values(args, output: Path, seed: int, **options) -> dict:
-    """The ``skincls train`` options of one benchmark run: the budget in ``args`` (backbone,
-    image size, epochs, workers), no pretrained weights, the split of split seed 0 for every
-    arm and seed (``seed`` varies training only), no wandb, quiet, replacing an earlier run at
-    ``output``; ``options`` add to them or override them."""
-    return {
-        "output": str(output),
-        "overwrite": True,
-        "backbone": args.backbone,
-        "pretrained": "none",
-        "image_size": args.image_size,
-        "epochs": args.epochs,
-        "workers": args.workers,
-        "seed": seed,
-        "split_seed": 0,
-        "wandb": "disabled",
-        "quiet": True,
-        **options,
-    }
 
 
 def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
@@ -221,114 +183,6 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     }
 
 
-def train_counts(run: Path) -> dict[str, int]:
-    """Labels per class in the run's training part (its ``split.csv``)."""
-    import csv
-
-    counts: dict[str, int] = {}
-    with open(run / "split.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["part"] == "train":
-                counts[row["label"]] = counts.get(row["label"], 0) + 1
-    return counts
-
-
-class _OneCycle:
-    """torch's ``OneCycleLR`` behind the ``step_update`` of timm's schedulers."""
-
-    def __init__(self, optimizer, max_lr: float, total: int):
-        import torch
-
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr, total_steps=total)
-
-    def step_update(self, num_updates: int) -> None:
-        self.sched.step()
-
-    def state_dict(self) -> dict:
-        return self.sched.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sched.load_state_dict(state)
-
-
-@contextlib.contextmanager
-def loop_optimizer():
-    """While open, ``skincls train`` optimizes as the minimal loop does: AdamW with weight decay
-    0.05 on every parameter and a one-cycle schedule peaking at the run's ``lr`` (its Adam
-    beta1 cycling 0.95 -> 0.85 -> 0.95). A diagnostic for the benchmark, not an option of the
-    tool."""
-    import torch
-
-    import skincls.training.optim as optim
-
-    saved = optim.create_optimizer, optim.create_scheduler
-    used = []
-
-    def create_optimizer(model, lr, weight_decay, *args, **kwargs):
-        # the one-cycle schedule sets the starting rate itself (lr / 25)
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-
-    def create_scheduler(optimizer, lr, eta_min, total, warmup):
-        used.append(total)
-        return _OneCycle(optimizer, lr, total)
-
-    optim.create_optimizer, optim.create_scheduler = create_optimizer, create_scheduler
-    try:
-        yield
-    finally:
-        optim.create_optimizer, optim.create_scheduler = saved
-    if not used:  # the engine no longer looks the factories up at run time: nothing was swapped
-        raise RuntimeError("loop_optimizer: skincls.training.optim was not used; the arm ran as is")
-
-
-def split_logits(
-    run: Path, checkpoint: str, split: str, ema: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """The run's raw (uncalibrated) lesion logits and labels on one of its saved splits; with
-    ``ema``, of the EMA weights kept in the checkpoint's trainer state."""
-    import torch
-
-    from skincls.model.calibration import apply_serving
-    from skincls.model.inference import head_logits, predict_loader
-    from skincls.run.checkpoints import load_trainer_state
-    from skincls.run.load import load_run
-    from skincls.serving.evaluate import Selection, eval_loader, select_samples
-
-    model, config, registry, specs, meta = load_run(run, checkpoint)
-    if ema:
-        model.load_state_dict(load_trainer_state(run / checkpoint)["ema"])
-    apply_serving(model, None)
-    _, samples = select_samples(run, config, registry, Path(config.data), Selection(split))
-    cpu = torch.device("cpu")
-    loader, _ = eval_loader(specs, meta, samples, 256, 0, cpu)
-    logits, labels = head_logits(
-        predict_loader(model, loader, cpu, keep_logits=True), model.region_names
-    )["lesion"]
-    return logits.numpy(), labels.numpy()
-
-
-def raw_figures(run: Path) -> dict:
-    """Test figures of the raw argmax (no calibration, no decision rule: what a hand-written
-    loop reports) of the best and of the last checkpoint; the logits are kept in the run
-    (``<run>.logits.npz`` beside it: best val and test, last test) for analyses after the fact."""
-    from skincls.core.metrics import region_metrics
-
-    arrays, out = {}, {}
-    for checkpoint, split in (("best", "val"), ("best", "test"), ("last", "test")):
-        logits, labels = split_logits(run, checkpoint, split)
-        arrays[f"{checkpoint}_{split}_logits"], arrays[f"{checkpoint}_{split}_labels"] = (
-            logits,
-            labels,
-        )
-        if split == "test":
-            m = region_metrics(labels, logits.argmax(1), CLASSES)
-            out[f"raw_{checkpoint}"] = {
-                k: m[k] for k in ("balanced_accuracy", "macro_f1", "accuracy")
-            }
-    np.savez(run.parent / f"{run.name}.logits.npz", **arrays)
-    return out
-
-
 def _minimal_row(name: str, seed: int, args, regions_dir: Path) -> dict:
     """A ``minimal_loop`` arm: its test figures in the same row shape as the other arms
     (minority classes: those under 5% of its training images, as for the others)."""
@@ -358,45 +212,6 @@ def _minimal_row(name: str, seed: int, args, regions_dir: Path) -> dict:
 
 
 METRICS = ("balanced_accuracy", "macro_f1", "accuracy", "minority_recall")
-
-
-def summarize(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> list[dict]:
-    """Mean and sample standard deviation over seeds, per arm, in the order arms first appear."""
-    out = []
-    for arm in dict.fromkeys(r["arm"] for r in rows):
-        rs = [r for r in rows if r["arm"] == arm]
-        entry = {"arm": arm, "runs": len(rs)}
-        for k in metrics:
-            vals = [r[k] for r in rs]
-            entry[k] = statistics.mean(vals)
-            entry[k + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        out.append(entry)
-    return out
-
-
-def markdown(summary: list[dict], metrics: tuple[str, ...] = METRICS) -> str:
-    """A table of mean ± sd; fractions as percent, ``grade_mae`` and ``qwk`` as they are."""
-    names = {
-        "balanced_accuracy": "balanced acc",
-        "macro_f1": "macro F1",
-        "accuracy": "accuracy",
-        "minority_recall": "minority recall",
-        "qwk": "QWK",
-        "grade_mae": "grade MAE",
-    }
-    lines = [
-        "| arm | runs | " + " | ".join(names[k] for k in metrics) + " |",
-        "|---|---|" + "---|" * len(metrics),
-    ]
-    for s in summary:
-        cells = [
-            f"{s[k]:.3f} ± {s[k + '_sd']:.3f}"
-            if k in ("qwk", "grade_mae")
-            else f"{100 * s[k]:.1f} ± {100 * s[k + '_sd']:.1f}"
-            for k in metrics
-        ]
-        lines.append(f"| {s['arm']} | {s['runs']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def raw_table(rows: list[dict]) -> str:
@@ -447,64 +262,28 @@ def plot(summary: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = budget_parser(__doc__, Path(tempfile.gettempdir()) / "skincls-quality", image_size=64)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "skincls-quality")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    add_budget_args(p, image_size=64)
     args = p.parse_args(argv)
     if not args.data.is_file():
         print(f"HAM10000 manifest not found at {args.data}", file=sys.stderr)
         return 2
     regions_dir = lesion_regions(args.out)
-    results_path = args.out / "results.json"
-    rows = json.loads(results_path.read_text())["rows"] if results_path.is_file() else []
-    done = {(r["arm"], r["seed"]) for r in rows}
-    for seed in [] if args.report else args.seeds:
-        for arm in args.arms:
-            if (arm, seed) in done:
-                continue
-            row = run_arm(arm, seed, args, regions_dir, args.out)
-            rows.append(row)
-            print(
-                json.dumps(
-                    {
-                        k: row[k]
-                        for k in (
-                            "arm",
-                            "seed",
-                            "balanced_accuracy",
-                            "macro_f1",
-                            "accuracy",
-                            "minority_recall",
-                            "seconds",
-                        )
-                    }
-                ),
-                flush=True,
-            )
-            results_path.write_text(
-                json.dumps(
-                    {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2
-                )
-            )
-    rows = [r for r in rows if r["arm"] in args.arms and r["seed"] in args.seeds]
-    summary = summarize(rows)
-    table = markdown(summary)
+    results = Results(args.out, ("arm", "seed"), args)
+    cells = [] if args.report else [(a, s) for s in args.seeds for a in args.arms]
+    shown = ("arm", "seed", *METRICS, "seconds")
+    run_cells(
+        results, cells, lambda arm, seed: run_arm(arm, seed, args, regions_dir, args.out), shown
+    )
+    rows = [r for r in results.rows if r["arm"] in args.arms and r["seed"] in args.seeds]
+    summary = summarize(rows, METRICS)
+    table = markdown(summary, METRICS)
     if any("raw_best" in r for r in rows):
         table += "\n\n" + raw_table(rows)
-
-    header = (
-        provenance(__file__, argv)
-        + f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch {args.batch_size}, "
-        f"lr {args.lr}, no pretrained weights, seeds {args.seeds}\n"
-    )
-    (args.out / "table.md").write_text(header + "\n" + table + "\n")
-    plot(summary, args.out / "quality.png")
-    print(header)
-    print(table)
+    write_table(args.out, __file__, argv, budget_line(args), table)
+    if summary:
+        plot(summary, args.out / "quality.png")
     return 0
 
 

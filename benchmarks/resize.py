@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import random
 import statistics
 import sys
@@ -31,8 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import provenance
-from quality import run_values
+from harness import Results, budget_line, budget_parser, run_cells, run_values, write_table
 
 HERE = Path(__file__).resolve().parent
 REGIONS = HERE.parent / "regions"
@@ -219,18 +217,12 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=Path("/tmp/skincls-resize"))
+    p = budget_parser(__doc__.split("\n")[0], Path("/tmp/skincls-resize"), image_size=48)
+    p.set_defaults(batch_size=32)
     p.add_argument("--datasets", nargs="+", default=["wide_wrinkles", "aihub_faces"])
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--backbone", default="resnet10t")
-    p.add_argument("--image-size", type=int, default=48)
-    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--scale", type=float, default=0.06, help="wide_wrinkles: share of AI Hub's")
     p.add_argument("--subjects", type=int, default=250, help="aihub_faces: photos")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report", action="store_true", help="only summarise the runs in --out")
     p.add_argument(
         "--set",
         action="append",
@@ -241,30 +233,20 @@ def main(argv: list[str] | None = None) -> int:
         "set of options its own --out",
     )
     args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = args.out / "results.json"
-    rows = json.loads(results.read_text()) if results.is_file() else []
-    done = {(r["dataset"], r["arm"], r["seed"]) for r in rows}
+    results = Results(args.out, ("dataset", "arm", "seed"), args)
     for dataset in [] if args.report else args.datasets:
         if dataset == "wide_wrinkles":
             data = make_wide_wrinkles(args.out, args.scale)
         else:
             data = make_aihub_faces(args.out, args.subjects)
-        for seed in args.seeds:
-            for arm in args.arms:
-                if (dataset, arm, seed) not in done:
-                    rows += run_arm(dataset, arm, seed, data, args)
-                    print(json.dumps(rows[-1]), flush=True)
-                    results.write_text(json.dumps(rows, indent=2))
-    rows = [r for r in rows if r["arm"] in args.arms and r["seed"] in args.seeds]
-    text = provenance(__file__, argv) + (
-        f"budget: {args.backbone}, {args.image_size}px, {args.epochs} epochs, batch 32, lr 0.002,"
-        f" no pretrained weights, seeds {args.seeds}; wide_wrinkles scale {args.scale}, "
-        f"aihub_faces {args.subjects} photos; options {dict(args.set) or 'the defaults'}\n\n"
-        + table(rows)
+        cells = [(dataset, a, s) for s in args.seeds for a in args.arms]
+        run_cells(results, cells, lambda d, arm, seed, data=data: run_arm(d, arm, seed, data, args))
+    rows = [r for r in results.rows if r["arm"] in args.arms and r["seed"] in args.seeds]
+    extra = (
+        f"wide_wrinkles scale {args.scale}, aihub_faces {args.subjects} photos; options "
+        f"{dict(args.set) or 'the defaults'}"
     )
-    (args.out / "table.md").write_text(text + "\n")
-    print(text)
+    write_table(args.out, __file__, argv, budget_line(args, extra), table(rows))
     return 0
 
 

@@ -8,14 +8,24 @@ Items are ``(sample_index, augmentation_seed)`` pairs for :class:`SampleDataset`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Sampler
 
+from skincls.core.names import SAMPLERS
 from skincls.data.regions import RegionSpec
 from skincls.data.samples import Sample
+
+CLASS_MASS: dict[str, Callable[[int, list[int]], float]] = {
+    "none": lambda n, counts: n / sum(counts),
+    "class_balanced": lambda n, counts: 1.0 / len(counts),
+    "sqrt": lambda n, counts: math.sqrt(n) / sum(math.sqrt(c) for c in counts),
+}
+"""Per sampler (:data:`skincls.core.names.SAMPLERS`), the share of its region's draw a class of
+``n`` labels gets, given the label counts of the region's classes."""
+assert set(CLASS_MASS) == set(SAMPLERS), "every sampler has its class mass"
 
 
 def sample_weights(
@@ -51,15 +61,9 @@ def sample_weights(
     }
 
     def ask(region: str, index: int) -> float:
-        kind = sampler_of_region.get(region, "none")
         n_class = cells[(region, index)]
-        if kind == "class_balanced":
-            class_mass = 1.0 / len(classes_in_region[region])
-        elif kind == "sqrt":
-            class_mass = math.sqrt(n_class) / sum(math.sqrt(n) for n in classes_in_region[region])
-        else:
-            class_mass = n_class / region_counts[region]
-        return region_mass[region] * class_mass / n_class
+        mass = CLASS_MASS[sampler_of_region.get(region, "none")]
+        return region_mass[region] * mass(n_class, classes_in_region[region]) / n_class
 
     weights = [max(ask(lab.region, lab.index) for lab in s.labels) for s in samples]
     total = sum(weights)
