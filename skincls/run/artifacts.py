@@ -33,6 +33,9 @@ LOCK = ".lock"
 WEIGHTS = "model.safetensors"
 META = "meta.json"
 TRAINER = "trainer.pt"
+ONNX = "model.onnx"
+"""Where ``skincls export RUN`` writes by default. Not a run entry: ``--overwrite`` of a run
+directory holding an exported model is refused rather than deleting it."""
 CHECKPOINTS = (BEST, LAST)
 
 RUN_ENTRIES = {

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
+from skincls.run.artifacts import SPLIT
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def select_samples(
     dataset = load_data(data, registry, wanted, read)
     samples = dataset.samples
     if split != "all":
-        samples = partition(samples, load_split(run_dir / "split.csv", samples))[split]
+        samples = partition(samples, load_split(run_dir / SPLIT, samples))[split]
     if not samples:
         raise SkinclsError(f"{data}: no samples in split {split!r}")
     return split, samples

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
+from skincls.run.artifacts import ONNX
 from skincls.serving.onnx_meta import check_reproducible, metadata_props, save_with_metadata
 from skincls.serving.quantize import quantize as quantize_model
 
@@ -134,7 +135,7 @@ def _check_request(run_dir, output, keep, names, quantize, exporter, overwrite) 
     for r in keep:
         if r not in names:
             raise SkinclsError(f"--region {r}: not a region of this run ({', '.join(names)})")
-    output = Path(output) if output else run_dir / "model.onnx"
+    output = Path(output) if output else run_dir / ONNX
     if output.suffix != ".onnx":
         raise SkinclsError(f"--output {output}: expected a file name ending in .onnx")
     if output.exists() and not overwrite:
