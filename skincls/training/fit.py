@@ -42,30 +42,11 @@ def fit(ctx: RunContext, state: TrainState, hooks: list[Callback]) -> str | None
     every callback's ``on_fit_end`` hears it. Returns the early-stopping reason, or None."""
     from skincls.core.console import make_console
 
-    run, config, kit, dctx, console = ctx.run, ctx.config, ctx.kit, ctx.dctx, ctx.console
+    run, config, dctx, console = ctx.run, ctx.config, ctx.dctx, ctx.console
     notes = make_console(stderr=True, quiet=config.quiet or not dctx.is_main)
     write = dctx.is_main
-    regions = kit.regions
-    callbacks: list[Callback] = []
-    if write:
-        callbacks.append(HistoryWriter(run))
-    callbacks += [
-        CheckpointSaver(
-            run,
-            weights=kit.engine.model.state_dict,
-            best_weights=lambda end: _selected(kit, end).state_dict(),
-            meta=lambda end: _meta(config, regions, kit, end),
-            trainer_state=lambda: _trainer_state(kit, state, dctx),
-            write=write,
-            dctx=dctx,
-            serve_epoch=config.serve_epoch,
-        ),
-        WandbLogger(ctx.tracker),
-        ConsoleReporter(console, config.epochs),
-        *hooks,
-    ]
-    early = EarlyStopping(config.patience, config.select)
-    callbacks.append(early)  # last: the epoch is saved and reported before a stop
+    callbacks = _callbacks(ctx, state, hooks)
+    early = callbacks[-1]
     bad: dict[str, str] = {}
     times: list[float] = []
     status = "failed"
@@ -112,6 +93,30 @@ def fit(ctx: RunContext, state: TrainState, hooks: list[Callback]) -> str | None
         if status != "finished":
             ctx.tracker.finish(exit_code=1)
     return stopped
+
+
+def _callbacks(ctx: RunContext, state: TrainState, hooks: list[Callback]) -> list[Any]:
+    """The built-in callbacks around the user's ``hooks``, early stopping last (an epoch is
+    saved and reported before a stop)."""
+    run, config, kit, dctx = ctx.run, ctx.config, ctx.kit, ctx.dctx
+    callbacks: list[Any] = [HistoryWriter(run)] if dctx.is_main else []
+    callbacks += [
+        CheckpointSaver(
+            run,
+            weights=kit.engine.model.state_dict,
+            best_weights=lambda end: _selected(kit, end).state_dict(),
+            meta=lambda end: _meta(config, kit.regions, kit, end),
+            trainer_state=lambda: _trainer_state(kit, state, dctx),
+            write=dctx.is_main,
+            dctx=dctx,
+            serve_epoch=config.serve_epoch,
+        ),
+        WandbLogger(ctx.tracker),
+        ConsoleReporter(ctx.console, config.epochs),
+        *hooks,
+        EarlyStopping(config.patience, config.select),
+    ]
+    return callbacks
 
 
 def run_epoch(ctx: RunContext, state: TrainState, stop, bad: dict[str, str], notes) -> EpochEnd:
