@@ -85,7 +85,7 @@ def analyze(
     data: Annotated[Path, typer.Argument(help="Data: CSV manifest, image folder or AI Hub tree.")],
     regions_dir: RegionsDirOpt = None,
     region: RegionOpt = None,
-    source: SourceOpt = Source.auto,
+    source: SourceOpt = Source("auto"),
     group_column: GroupOpt = None,
     beta: Annotated[float, typer.Option(help="Beta of the class-balanced weights.")] = 0.999,
     split: Annotated[bool, typer.Option("--split", help="Show train/val/test counts.")] = False,

@@ -91,7 +91,7 @@ def evaluate(
         Checkpoint, typer.Option(help=f"Checkpoint to score: {CHECKPOINTS}")
     ] = Checkpoint.best,
     region: RegionOpt = None,
-    source: SourceOpt = Source.auto,
+    source: SourceOpt = Source("auto"),
     group_column: GroupOpt = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 0,

@@ -3,13 +3,14 @@
 The ``Literal`` types of the config and region files, the CLI choices, the loss factory's
 registry, the metric tables' headings and the docs all derive from these tables: a new loss,
 metric, resize policy, source or decision rule is one row here (plus its implementation where the
-row says).
+row says). The ``Literal`` types are built at run time, where pydantic and Typer validate against
+them; to a static type checker they are ``str``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,6 @@ LOSSES: dict[str, LossFacts] = {
     "sord": LossFacts(ordinal=True),
     "cdw_ce": LossFacts(ordinal=True),
 }
-LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
 ORDINAL_LOSSES = tuple(n for n, f in LOSSES.items() if f.ordinal)
 """Losses that use the order of the grades: for ``ordinal: true`` regions only."""
 SIGMOID_LOSSES = tuple(n for n, f in LOSSES.items() if f.head == "sigmoid")
@@ -74,10 +74,9 @@ METRIC_TABLE: dict[str, MetricFacts] = {
 SELECTABLE = tuple(
     sorted(
         (n for n, f in METRIC_TABLE.items() if f.select_rank is not None),
-        key=lambda n: METRIC_TABLE[n].select_rank,
+        key=lambda n: METRIC_TABLE[n].select_rank or 0,
     )  # type: ignore[arg-type,return-value]
 )
-MetricName = Literal[SELECTABLE]  # type: ignore[valid-type]
 ORDINAL_SELECT = tuple(n for n in SELECTABLE if METRIC_TABLE[n].ordinal)
 """Selection metrics that exist for ordinal regions only."""
 DEFAULT_SELECT = SELECTABLE[0]
@@ -94,7 +93,6 @@ RESIZE_POLICIES: dict[str, str] = {
     "crop": "shorter side resized, centre square kept (the outer parts of a wide box are lost)",
 }
 """How a crop becomes the square network input (steps in :mod:`skincls.data.augment`)."""
-ResizeName = Literal[tuple(RESIZE_POLICIES)]  # type: ignore[valid-type]
 
 SOURCES: dict[str, str] = {
     "auto": "AI Hub label tree, CSV manifest or image folder, whichever DATA is",
@@ -102,17 +100,29 @@ SOURCES: dict[str, str] = {
     "folder": "one sub-folder per class of one region",
     "csv": "a CSV manifest with path, region and label columns",
 }
-SourceName = Literal[tuple(SOURCES)]  # type: ignore[valid-type]
 
 DECISIONS: dict[str, str] = {
     "argmax": "the most probable class (after the prior-corrected decision rule)",
     "median": "the median grade of the predicted distribution (ordinal regions)",
 }
-DecisionName = Literal[tuple(DECISIONS)]  # type: ignore[valid-type]
 
 SAMPLERS: dict[str, str] = {
     "none": "every image once an epoch",
     "class_balanced": "each class drawn equally often",
     "sqrt": "each class drawn in proportion to the square root of its count",
 }
-SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]
+
+if TYPE_CHECKING:
+    LossName = str
+    ResizeName = str
+    SourceName = str
+    DecisionName = str
+    SamplerName = str
+    MetricName = str
+else:
+    LossName = Literal[tuple(LOSSES)]
+    ResizeName = Literal[tuple(RESIZE_POLICIES)]
+    SourceName = Literal[tuple(SOURCES)]
+    DecisionName = Literal[tuple(DECISIONS)]
+    SamplerName = Literal[tuple(SAMPLERS)]
+    MetricName = Literal[tuple(SELECTABLE)]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from skincls.core.errors import SkinclsError
+from skincls.run.artifacts import CheckpointMeta
 
 
 class LoadedRun(NamedTuple):
@@ -20,7 +21,7 @@ class LoadedRun(NamedTuple):
     config: Any
     registry: Any
     specs: list[Any]
-    meta: dict[str, Any]
+    meta: CheckpointMeta
 
 
 def load_run(

@@ -273,8 +273,12 @@ class RunDir:
         path = self.path / A.BAD_IMAGES
         if not path.is_file():
             return {}
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return dict(line.split("\t", 1) if "\t" in line else (line, "") for line in lines if line)
+        bad: dict[str, str] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            image, _, reason = line.partition("\t")
+            if image:
+                bad[image] = reason
+        return bad
 
     def write_bad_images(self, bad: dict[str, str]) -> None:
         """``bad_images.txt``: one ``path<TAB>reason`` line per image that gave no pixels."""

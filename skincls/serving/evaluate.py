@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
-from skincls.run.artifacts import SPLIT
+from skincls.run.artifacts import SPLIT, CheckpointMeta
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def evaluate(
     return result
 
 
-def eval_loader(specs, meta: dict[str, Any], samples, batch_size: int, workers: int, device):
+def eval_loader(specs, meta: CheckpointMeta, samples, batch_size: int, workers: int, device):
     """A loader over ``samples`` with the run's eval preprocessing (each region's resize policy
     from ``meta.resize``, set by :func:`skincls.run.load.load_run`), and those transforms. Heads stay in
     the run's order; samples carry indices into it."""
