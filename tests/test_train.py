@@ -403,3 +403,36 @@ def test_callbacks_hear_how_the_fit_ended_and_the_config_is_frozen(
     config = tiny_config(tiny_data, tiny_regions, tmp_path / "x")
     with pytest.raises(ValidationError, match="frozen"):
         config.epochs = 9
+
+
+def test_without_a_validation_split_no_figure_is_made_up(tmp_path, tiny_data, tiny_regions, capsys):
+    """--val-fraction 0: the last epoch is served and said to be; no selection figure is
+    recorded anywhere (the epoch number stood in for it before), and a sweep is refused."""
+    import yaml
+
+    from skincls.training.sweep import run_sweep
+
+    out = tmp_path / "noval"
+    config = tiny_config(
+        tiny_data, tiny_regions, out, epochs=2, val_fraction=0.0, report=True, quiet=False
+    )
+    capsys.readouterr()
+    result = train(config)
+    said = "".join(capsys.readouterr())
+    assert "epoch 2/2" in said and "new best" not in said
+    assert [r["select"] for r in read_history(out)] == [None, None]
+    with open(out / "metrics.csv", newline="") as fh:
+        assert [row["select"] for row in csv.DictReader(fh)] == ["", ""]
+    status = json.loads((out / "run.json").read_text())
+    assert (status["served_epoch"], status["best_metric"], status["served_metric"]) == (
+        2,
+        None,
+        None,
+    )
+    assert json.loads((out / "best" / "meta.json").read_text())["metric"] is None
+    assert result.next_steps()[0].startswith("serving epoch 2 of 2 (the last; no validation split)")
+    html = (out / "report.html").read_text()
+    assert "there is no validation split" in html and "the best by validation" not in html
+    base = yaml.safe_load((out / "config.yaml").read_text())
+    with pytest.raises(SkinclsError, match="--val-fraction 0: a sweep needs a validation split"):
+        run_sweep({**base, "overwrite": True}, tmp_path / "sweep", 2)

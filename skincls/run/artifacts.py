@@ -9,6 +9,7 @@ the file and the field. Files written before the version existed read as format 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -63,6 +64,13 @@ class Artifact(BaseModel):
     model_config = ConfigDict(extra="forbid")
     FORMAT: ClassVar[int] = 1
     format: int = 1
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_figure_is_none(cls, value: Any) -> Any:
+        """A NaN or infinite figure (no validation split; no epoch yet) is stored as null:
+        JSON has no NaN, and nothing may read it as a figure."""
+        return None if isinstance(value, float) and not math.isfinite(value) else value
 
     @field_validator("format")
     @classmethod

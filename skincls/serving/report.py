@@ -178,6 +178,7 @@ def _training_section(history: list[dict[str, Any]], select: str, status: dict) 
         "served_epoch": served,
         "best_epoch": status.get("best_epoch"),
         "select": select,
+        "validated": any(h.get("select") is not None for h in history),
         "rows": history,
     }
 

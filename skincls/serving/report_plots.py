@@ -67,7 +67,9 @@ def training_plot(history: list[dict[str, Any]], select: str, best: int | None) 
     for k in ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_qwk"):
         if k in metrics:
             b.plot(epochs, [h.get(k) for h in history], marker=".", label=k[4:])
-    b.set_title(f"validation (selection: {select})", fontsize=10)
+    b.set_title(
+        f"validation (selection: {select})" if metrics else "no validation split", fontsize=10
+    )
     if metrics:
         b.legend(frameon=False, fontsize=7)
     c.plot(epochs, [h["lr"] for h in history])

@@ -102,9 +102,8 @@ class ConsoleReporter(Callback):
     def on_epoch_end(self, end: EpochEnd) -> None:
         from skincls.core.console import print_epoch
 
-        print_epoch(
-            self.console, end.epoch, self.epochs, end.record, end.val, end.improved, end.remaining
-        )
+        best = end.improved and end.val is not None  # no validation split: nothing is "best"
+        print_epoch(self.console, end.epoch, self.epochs, end.record, end.val, best, end.remaining)
 
 
 class StopEarly(Exception):

@@ -170,7 +170,7 @@ def run_epoch(ctx: RunContext, state: TrainState, stop, bad: dict[str, str], not
         "train_images_per_s": stats.images_per_s,
         "train_seconds": stats.seconds,
         "skipped_nan_steps": stats.skipped_nan_steps,
-        "select": float(state.epoch) if math.isnan(value) else value,
+        "select": None if math.isnan(value) else value,  # None: no validation split
     }
     if ema_val is not None:
         record["selected_weights"] = weights
@@ -180,7 +180,7 @@ def run_epoch(ctx: RunContext, state: TrainState, stop, bad: dict[str, str], not
         for name, m in val["regions"].items():
             record.update({f"val_{name}_{k}": m[k] for k in ALL_METRICS if k in m})
     state.epoch += 1
-    improved = state.improve(record["select"], lower and not math.isnan(value))
+    improved = state.improve(record["select"], lower)
     state.history.append(record)
     return EpochEnd(state.epoch, record, val, improved, state, time.perf_counter() - t0)
 

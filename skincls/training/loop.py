@@ -48,10 +48,14 @@ class TrainState:
         self.best_metric = float(state["best_metric"])
         self.best_epoch = int(state["best_epoch"])
 
-    def improve(self, value: float, lower_is_better: bool = False) -> bool:
+    def improve(self, value: float | None, lower_is_better: bool = False) -> bool:
         """Record the epoch just completed; True when ``value`` beats the best so far (is lower,
-        with ``lower_is_better``)."""
-        first = self.best_epoch < 0
+        with ``lower_is_better``). Without a validation split (``value`` None) there is no
+        figure to compare: each epoch is the latest and is kept, with best_metric NaN."""
+        if value is None:
+            self.best_metric, self.best_epoch = math.nan, self.epoch
+            return True
+        first = self.best_epoch < 0 or math.isnan(self.best_metric)
         if first or (value < self.best_metric if lower_is_better else value > self.best_metric):
             self.best_metric, self.best_epoch = value, self.epoch
             return True
@@ -61,9 +65,10 @@ class TrainState:
 def served(state: TrainState, serve_epoch: str | None) -> tuple[int, float]:
     """The epoch whose weights ``best/`` holds under ``serve_epoch`` (``last``; anything else
     serves the best epoch) and its validation selection figure (-1 and -inf before any
-    epoch)."""
+    epoch; NaN without a validation split)."""
     if serve_epoch == "last" and state.history:
-        return state.epoch, float(state.history[-1]["select"])
+        value = state.history[-1]["select"]
+        return state.epoch, math.nan if value is None else float(value)
     return state.best_epoch, state.best_metric
 
 

@@ -8,7 +8,6 @@ reach, so rerunning continues where it stopped. Each trial is an ordinary run di
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import yaml
 
 from skincls.core.config import build_config
 from skincls.core.console import duration
+from skincls.core.errors import SkinclsError
 from skincls.core.names import DEFAULT_SELECT
 from skincls.training.callbacks import Callback, EpochEnd
 from skincls.training.sweep_space import (
@@ -80,7 +80,12 @@ def run_sweep(
     )
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    build_config({**base, "output": str(output / "probe")}, "sweep options")  # fail early
+    probe = build_config({**base, "output": str(output / "probe")}, "sweep options")  # fail early
+    if probe.val_fraction == 0:
+        raise SkinclsError(
+            "--val-fraction 0: a sweep needs a validation split to choose between trials (it "
+            "optimises the validation selection figure); give --val-fraction above 0"
+        )
     from skincls.core.names import LOWER_IS_BETTER
 
     study = _study(
@@ -149,7 +154,7 @@ class OptunaPruner(Callback):
         import optuna
 
         value = end.record["select"]
-        if not math.isnan(value):
+        if value is not None:
             self.trial.report(value, end.epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {end.epoch} ({value:.4f})")
