@@ -378,3 +378,35 @@ def test_checkpoint_save_is_atomic_under_a_leftover_temp_dir(tmp_path):
     (tmp_path / f".best.tmp{os.getpid()}").mkdir()
     save_checkpoint(target, {"w": torch.ones(2)}, {"epoch": 1})
     assert load_checkpoint(target)[1]["epoch"] == 1
+
+
+def test_undecodable_images_of_every_part_are_listed_and_counted(tmp_path, tiny_regions, capfd):
+    """None is dropped silently: a broken image in the test part joins bad_images.txt with its
+    reason and is counted on stderr by train, and evaluate counts its own on stderr."""
+    import csv as _csv
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from skincls.cli.root import app
+    from skincls.training.train import train
+
+    config, broken = corrupt_run_config(tmp_path, tiny_regions, bad_every=5, max_bad_fraction=0.5)
+    train(config.model_copy(update={"quiet": False}))
+    said = capfd.readouterr().err
+    data = Path(config.data)
+    with open(Path(config.output) / "split.csv", newline="", encoding="utf-8") as fh:
+        part_of = {str(data / r["key"].split("#")[0]): r["part"] for r in _csv.DictReader(fh)}
+    in_test = [p for p in broken if part_of[p] == "test"]
+    assert in_test, "the fixture must put a broken image in the test part"
+    lines = (Path(config.output) / "bad_images.txt").read_text().splitlines()
+    listed = dict(line.split("\t", 1) for line in lines)
+    assert set(in_test) <= set(listed)
+    assert all(listed[p].startswith("cannot decode") for p in in_test)
+    assert f"test: skipped {len(in_test)} image(s) that give no pixels" in said
+    result = CliRunner().invoke(app, ["evaluate", config.output, "--json"])
+    assert result.exit_code == 0, result.output
+    err = result.stderr + capfd.readouterr().err
+    assert f"skipped {len(in_test)} image(s) that give no pixels" in err
+    assert in_test[0] in err
+    assert set(json.loads(result.stdout)["undecodable_reasons"]) == set(in_test)

@@ -136,6 +136,7 @@ def evaluate(
                 run, report, data, split.value, checkpoint.value, overwrite=overwrite
             )
             stderr_console().print(f"report: {written['path']}")
+    _say_undecodable(result.get("undecodable_reasons") or {})
     if as_json:
         print_json(result)
         return
@@ -149,6 +150,20 @@ def evaluate(
         result,
     )
     print_per_class(console, result)
+
+
+def _say_undecodable(reasons: dict[str, str], shown: int = 3) -> None:
+    """On stderr: how many images gave no pixels, by reason, and the first few."""
+    if not reasons:
+        return
+    from skincls.data.images import unreadable_summary
+
+    err = stderr_console()
+    err.print(f"skipped {unreadable_summary(reasons)}; the figures leave them out", style="yellow")
+    for path, why in list(reasons.items())[:shown]:
+        err.print(f"  {path}: {why}")
+    if len(reasons) > shown:
+        err.print(f"  ... and {len(reasons) - shown} more (all in --json: undecodable_reasons)")
 
 
 def export(

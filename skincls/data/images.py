@@ -214,3 +214,21 @@ def _read_crops(
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         crops.append(crop)
     return crops
+
+
+def why_unreadable(sample: Any) -> str:
+    """Why ``sample`` gave no pixels (read again: failures are rare)."""
+    try:
+        read_image(sample.path, sample.bbox, sample.mirror)
+    except ImageReadError as err:
+        return str(err)
+    return "cannot decode (failed in a data loader worker)"
+
+
+def unreadable_summary(bad: dict[str, str]) -> str:
+    """``3 image(s) that give no pixels (2 truncated, 1 ...)``: counts by reason."""
+    from collections import Counter
+
+    reasons = Counter(r.split(":", 1)[0] for r in bad.values())
+    parts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    return f"{len(bad)} image(s) that give no pixels ({parts})"

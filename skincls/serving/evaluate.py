@@ -49,6 +49,7 @@ def evaluate(
     head's calibration figures before and after its temperature."""
     from skincls.core.metrics import mean_metrics
     from skincls.core.runtime import amp_dtype, resolve_device
+    from skincls.data.images import why_unreadable
     from skincls.model.calibration import calibration_report, reliability_png
     from skincls.model.inference import metrics_of, predict_loader
     from skincls.run.load import load_run
@@ -91,6 +92,7 @@ def evaluate(
             "epoch": meta.epoch,
             "data": str(data),
             "undecodable_images": [samples[i].path for i in bad],
+            "undecodable_reasons": {samples[i].path: why_unreadable(samples[i]) for i in bad},
         }
     )
     return result

@@ -86,7 +86,7 @@ def fit(ctx: RunContext, state: TrainState, hooks: list[Callback]) -> str | None
         raise
     finally:
         if bad and write:
-            run.write_bad_images(bad)
+            run.write_bad_images({**run.bad_images(), **bad})  # a resumed run keeps earlier ones
             notes.print(_bad_summary(bad, run.path), style="yellow")
         for cb in callbacks:
             cb.on_fit_end(status)
@@ -261,25 +261,16 @@ def _on_bad(indices: list[int], samples, bad: dict[str, str], config, dctx) -> N
 
 
 def _note_bad(bad: dict[str, str], sample: Any) -> None:
-    """Record why ``sample`` gave no pixels (read again here: failures are rare)."""
-    from skincls.data.images import ImageReadError, read_image
+    from skincls.data.images import why_unreadable
 
-    if sample.path in bad:
-        return
-    try:
-        read_image(sample.path, sample.bbox, sample.mirror)
-        bad[sample.path] = "cannot decode (failed in a data loader worker)"
-    except ImageReadError as err:
-        bad[sample.path] = str(err)
+    if sample.path not in bad:
+        bad[sample.path] = why_unreadable(sample)
 
 
 def _bad_summary(bad: dict[str, str], run_dir: Path) -> str:
-    from collections import Counter
+    from skincls.data.images import unreadable_summary
 
-    reasons = Counter(r.split(":", 1)[0] for r in bad.values())
-    parts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-    where = run_dir / A.BAD_IMAGES
-    return f"skipped {len(bad)} image(s) that give no pixels ({parts}); list in {where}"
+    return f"skipped {unreadable_summary(bad)}; list in {run_dir / A.BAD_IMAGES}"
 
 
 def _check_bad_fraction(bad: dict[str, str], total: int, config: Any) -> None:

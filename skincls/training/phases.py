@@ -161,7 +161,7 @@ def test_served(ctx: RunContext, state: TrainState) -> dict[str, Any] | None:
     sampler = EvalSampler(len(ds), dctx.rank, dctx.world_size)
     loader = make_loader(ds, sampler, config.batch_size, config.workers, e.device)
     result = score(e.model, loader, regions, e.device, e.dtype, e.channels_last, dctx)
-    result.pop("bad_indices", None)
+    _list_bad_test_images(ctx, [samples[i] for i in result.pop("bad_indices", [])])
     result.update({"split": "test", "checkpoint": "best", "epoch": epoch})
     if ctx.writes:
         run.write_evaluation(Evaluation.parse(result, str(run.path / A.EVALUATION)))
@@ -201,6 +201,23 @@ def finish(ctx: RunContext, state: TrainState, test, stopped, show_test: bool) -
         test,
         config.select,
         config.wandb,
+    )
+
+
+def _list_bad_test_images(ctx: RunContext, bad_samples: list[Any]) -> None:
+    """Test images that gave no pixels join ``bad_images.txt`` and are counted on stderr, like
+    training and validation images: the test figures are over the others."""
+    from skincls.core.console import make_console
+    from skincls.data.images import unreadable_summary, why_unreadable
+
+    if not bad_samples or not ctx.writes:
+        return
+    bad = {s.path: why_unreadable(s) for s in bad_samples}
+    ctx.run.write_bad_images({**ctx.run.bad_images(), **bad})
+    make_console(stderr=True).print(
+        f"test: skipped {unreadable_summary(bad)}; the test figures leave them out; list in "
+        f"{ctx.run.path / A.BAD_IMAGES}",
+        style="yellow",
     )
 
 
