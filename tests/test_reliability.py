@@ -691,3 +691,36 @@ def test_cli_prints_any_label_as_written(tmp_path, label):
     result = runner.invoke(app, ["analyze", str(manifest), "--regions-dir", str(regions)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"label: {label.strip()!r} is not a class" in result.stderr.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["evaluate", "RUN", "--batch-size", "0"], "--batch-size"),
+        (["evaluate", "RUN", "--workers", "-1"], "--workers"),
+        (["predict", "RUN", "IMG", "--batch-size", "-3"], "--batch-size"),
+        (["prepare", "DATA", "-o", "OUT", "--workers", "-1"], "--workers"),
+        (["prepare", "DATA", "-o", "OUT", "--quality", "0"], "--quality"),
+        (["demo", "--workers", "-1"], "--workers"),
+    ],
+)
+def test_bad_sizes_and_worker_counts_are_one_clear_error(tiny_run, tmp_path, args, option):
+    """Zero or negative batch sizes and negative worker counts are refused naming the option,
+    before any work (they were tracebacks from torch's loader or range())."""
+    names = {"RUN": str(tiny_run), "IMG": str(tmp_path / "x.png"), "DATA": str(tmp_path)}
+    argv = [names.get(a, a) for a in args]
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_the_python_api_refuses_bad_sizes_too():
+    from skincls.data.prepare import PrepareOptions
+    from skincls.serving.evaluate import EvalOptions
+
+    with pytest.raises(SkinclsError, match="--batch-size: expected 1 or more, got 0"):
+        EvalOptions(batch_size=0)
+    with pytest.raises(SkinclsError, match="--workers: expected 0 or more, got -2"):
+        PrepareOptions(workers=-2)

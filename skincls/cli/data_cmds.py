@@ -136,9 +136,13 @@ def prepare(
     out: Annotated[Path, typer.Option("--output", "-o", "--out", help="Cache directory to write.")],
     regions_dir: RegionsDirOpt = None,
     region: RegionOpt = None,
-    max_side: Annotated[int, typer.Option(help="Longest side of each crop in pixels.")] = 512,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 0,
-    quality: Annotated[int, typer.Option(help="JPEG quality of the crops.")] = 95,
+    max_side: Annotated[
+        int, typer.Option(min=16, help="Longest side of each crop in pixels.")
+    ] = 512,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Worker processes (0: one per core, up to 8).")
+    ] = 0,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality of the crops.")] = 95,
     skip_bad: SkipBadOpt = False,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,

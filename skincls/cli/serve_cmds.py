@@ -93,8 +93,10 @@ def evaluate(
     region: RegionOpt = None,
     source: SourceOpt = Source("auto"),
     group_column: GroupOpt = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
-    workers: Annotated[int, typer.Option(help="Data loader processes.")] = 0,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Batch size (default: the run's).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 0,
     device: Annotated[DeviceChoice, typer.Option(help="Where to run.")] = DeviceChoice("auto"),
     skip_bad: SkipBadOpt = False,
     rule: RuleOpt = Rule.selected,
@@ -227,7 +229,7 @@ def predict(
         list[Path], typer.Argument(help="Images, folders or AI Hub label JSON files.")
     ],
     region: RegionOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 16,
     checkpoint: Annotated[
         Checkpoint, typer.Option(help=f"Checkpoint of a run directory: {CHECKPOINTS}")
     ] = Checkpoint.best,

@@ -45,7 +45,7 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
     backbone: Annotated[str, typer.Option(help="timm backbone.")] = "resnet10t",
     image_size: Annotated[int, typer.Option(help="Input size.")] = 64,
-    workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
+    workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 2,
     seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in OUTPUT.")] = False,
 ) -> None:

@@ -109,6 +109,12 @@ class PrepareOptions:
     progress: bool = True
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 0:
+            raise SkinclsError(f"--workers: expected 0 or more, got {self.workers}")
+        if not 1 <= self.quality <= 100:
+            raise SkinclsError(f"--quality: expected 1 to 100, got {self.quality}")
+
 
 def prepare(
     data: str | Path, out: str | Path, options: PrepareOptions | None = None

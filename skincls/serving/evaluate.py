@@ -41,6 +41,12 @@ class EvalOptions:
     reliability: str | Path | None = None
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise SkinclsError(f"--batch-size: expected 1 or more, got {self.batch_size}")
+        if self.workers < 0:
+            raise SkinclsError(f"--workers: expected 0 or more, got {self.workers}")
+
 
 def evaluate(
     run_dir: str | Path, data: str | Path | None = None, options: EvalOptions | None = None
