@@ -411,3 +411,21 @@ def test_readme_quick_start_second_command_needs_no_activated_venv():
     assert second.startswith(".venv/bin/") and "pytest" in second  # works in a fresh shell
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pytest -q" in ci
+
+
+def test_validate_of_a_folder_without_region_files_and_analyze_fractions_name_the_input(
+    tmp_path, demo_data
+):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["regions", "validate", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'empty'}: no region file (*.yaml or *.yml) in this folder" in result.stderr
+    result = runner.invoke(app, ["analyze", str(demo_data), "--split", "--val-fraction", "1.5"])
+    assert result.exit_code == 2
+    assert "--val-fraction: expected a share from 0 to below 1, got 1.5" in result.stderr
+    result = runner.invoke(
+        app,
+        ["analyze", str(demo_data), "--split", "--val-fraction", "0.6", "--test-fraction", "0.6"],
+    )
+    assert result.exit_code == 2
+    assert "--val-fraction 0.6 + --test-fraction 0.6: must add up to less than 1" in result.stderr

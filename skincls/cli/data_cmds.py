@@ -78,7 +78,12 @@ def regions_validate(
         for p in problems:
             print_error(console, p)
         raise typer.Exit(1)
-    stdout_console().print(f"ok: {len(paths)} path(s) valid")
+    count = sum(len(_yaml_files(p)) if p.is_dir() else 1 for p in paths)
+    stdout_console().print(f"ok: {count} region file(s) valid")
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
 
 
 def analyze(
@@ -111,6 +116,14 @@ def analyze(
                 )
         from skincls.data.sources import ReadOptions
 
+        for name, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise SkinclsError(f"{name}: expected a share from 0 to below 1, got {value}")
+        if split and val_fraction + test_fraction >= 1:
+            raise SkinclsError(
+                f"--val-fraction {val_fraction} + --test-fraction {test_fraction}: must add up "
+                "to less than 1 (the rest is the training share)"
+            )
         fractions = (1 - val_fraction - test_fraction, val_fraction, test_fraction)
         summary = lib.analyze(
             data,

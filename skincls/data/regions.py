@@ -314,6 +314,8 @@ def validate_files(paths: Sequence[str | Path]) -> list[str]:
     for p in paths:
         p = Path(p)
         files = _region_files(p) if p.is_dir() else [p]
+        if p.is_dir() and not files:
+            problems.append(f"{p}: no region file (*.yaml or *.yml) in this folder")
         for f in files:
             try:
                 spec = load_region_file(f)
