@@ -429,3 +429,13 @@ def test_validate_of_a_folder_without_region_files_and_analyze_fractions_name_th
     )
     assert result.exit_code == 2
     assert "--val-fraction 0.6 + --test-fraction 0.6: must add up to less than 1" in result.stderr
+
+
+def test_predict_with_no_usable_input_exits_non_zero_and_says_why(tiny_run, tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"x")
+    missing = tmp_path / "nope.png"
+    result = runner.invoke(app, ["predict", str(tiny_run), str(missing), str(tmp_path / "bad.jpg")])
+    assert result.exit_code == 1, result.output
+    assert f"{missing}: file not found" in result.stderr
+    assert "cannot decode: UnidentifiedImageError" in result.stderr
+    assert "no input gave a prediction (2 skipped, above)" in result.stderr

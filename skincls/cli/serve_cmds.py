@@ -292,6 +292,9 @@ def predict(
     err = stderr_console()
     for e in result["errors"]:
         print_error(err, f"{e['path']}: {e['error']}", "skipped", "yellow")
+    if result["errors"] and not result["predictions"]:
+        print_error(err, f"no input gave a prediction ({len(result['errors'])} skipped, above)")
+        raise typer.Exit(1)
 
 
 def explain(

@@ -129,7 +129,7 @@ def read_crops(
     except MemoryError:
         raise ImageReadError("too large: out of memory while decoding") from None
     except FileNotFoundError:
-        raise ImageReadError("cannot decode: file not found") from None
+        raise ImageReadError("file not found") from None
     except Exception as err:  # decoders raise OSError, SyntaxError, struct.error, IndexError...
         raise ImageReadError(f"cannot decode: {type(err).__name__}: {err}") from None
 
