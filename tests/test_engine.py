@@ -488,3 +488,16 @@ def test_ema_follows_timms_warm_up_arithmetic_by_hand():
         ema_w = engine.ema.module.heads["a"][1].weight
         torch.testing.assert_close(ema_w, expected, rtol=1e-5, atol=1e-7)
     assert not torch.allclose(weights[0], weights[2])  # the weights really moved
+
+
+def test_a_one_update_cosine_does_not_warn_the_user(capfd, caplog):
+    """timm logs that a cosine over one update has no effect; the user cannot act on it."""
+    import logging
+
+    from skincls.training.optim import create_scheduler
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    with caplog.at_level(logging.WARNING):
+        create_scheduler(opt, 1e-3, 1e-6, total=1, warmup=0)
+    assert "Cosine annealing" not in capfd.readouterr().err + caplog.text
+    assert logging.getLogger("timm.scheduler.cosine_lr").level == logging.NOTSET

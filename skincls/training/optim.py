@@ -10,6 +10,7 @@ are ``lr_scale`` entries of the parameter groups, which timm's schedulers apply 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
@@ -58,7 +59,8 @@ def create_scheduler(optimizer: Any, lr: float, eta_min: float, total: int, warm
     from timm.scheduler import CosineLRScheduler
 
     warmup = min(warmup, max(total - 1, 0))
-    with warnings.catch_warnings():
+    quiet = _QuietLogger("timm.scheduler.cosine_lr")
+    with warnings.catch_warnings(), quiet:
         warnings.simplefilter("ignore")  # timm warns when the cosine spans a single update
         return CosineLRScheduler(
             optimizer,
@@ -69,6 +71,21 @@ def create_scheduler(optimizer: Any, lr: float, eta_min: float, total: int, warm
             warmup_prefix=True,
             t_in_epochs=False,
         )
+
+
+class _QuietLogger:
+    """Holds a library logger's warnings back while open (timm logs, rather than warns, that a
+    cosine over one update has no effect: true, and nothing a user can act on)."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def __enter__(self) -> None:
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logger.setLevel(self.level)
 
 
 SCHEDULE_SHAPE = ("t_initial", "warmup_t", "warmup_lr_init", "warmup_prefix", "warmup_steps")
