@@ -365,7 +365,8 @@ def test_help_shows_every_default_and_choice_and_the_version():
         assert flag in helptext, field
         shown = info.default not in (None, PydanticUndefined) and not isinstance(info.default, bool)
         if shown and field != "wandb":
-            assert f"[default: ({info.default})]" in helptext, field
+            assert f"[default: {info.default}]" in helptext, field  # plainly, not "(20)"
+    assert "[default: (" not in helptext
     for command in ("evaluate", "export", "predict", "explain"):
         text = " ".join(runner.invoke(app, [command, "--help"]).stdout.split())
         assert "<best|last>" in text, command
@@ -439,3 +440,8 @@ def test_predict_with_no_usable_input_exits_non_zero_and_says_why(tiny_run, tmp_
     assert f"{missing}: file not found" in result.stderr
     assert "cannot decode: UnidentifiedImageError" in result.stderr
     assert "no input gave a prediction (2 skipped, above)" in result.stderr
+
+
+def test_the_top_level_help_says_where_to_start():
+    text = " ".join(runner.invoke(app, ["--help"]).stdout.split())
+    assert "New here? Start with `skincls demo`" in text

@@ -59,9 +59,9 @@ def _option(field: str, info: Any) -> Any:
     else:
         shown = str(default)
     flags = FLAGS.get(field, ("--" + field.replace("_", "-"),))
-    return typer.Option(
-        *flags, help=info.description, show_default=shown, metavar=METAVARS.get(field)
-    )
+    # click wraps a default given as text in parentheses ("[default: (20)]"): say it ourselves
+    text = info.description + (f"  [default: {shown}]" if shown is not False else "")
+    return typer.Option(*flags, help=text, show_default=False, metavar=METAVARS.get(field))
 
 
 def _cli_type(field: str, annotation: Any) -> Any:

@@ -22,6 +22,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 app = typer.Typer(
     name="skincls",
     help="Train and ship per-region facial skin condition classifiers on imbalanced data.\n\n"
+    "New here? Start with `skincls demo`.\n\n"
     "Results (tables, JSON, written paths) go to stdout; progress, warnings and errors go to "
     "stderr, so `skincls train ... > log.txt` keeps the results. Every command takes --help.",
     no_args_is_help=True,
@@ -56,6 +57,9 @@ def _root(
     ] = False,
 ) -> None:
     """Train and ship per-region facial skin condition classifiers on imbalanced data.
+
+    New here? Start with `skincls demo`: it generates a small graded data set and runs analyze,
+    train, evaluate and export on it in a few minutes on CPU.
 
     Results (tables, JSON, file paths) go to stdout; progress, warnings and errors to stderr,
     so `skincls train ... > log.txt` keeps the results and the terminal keeps the progress.
