@@ -2,7 +2,8 @@
 
 The layer order is written once, here and in README's "How the code is organised"; a module may
 import its own package and any package below it, never one above. ``skincls`` itself (the
-version) is below everything. Lazy imports inside functions count too.
+public API, which re-exports from every layer) and ``__main__`` are above everything, so no
+module of the package imports them. Lazy imports inside functions count too.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def layer(module: str) -> int:
+    """The layer index; ``skincls`` itself (the public API, re-exporting from every layer) and
+    ``__main__`` sit above all layers, so no module of the package may import them."""
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("__main__",):
-        return -1 if parts[-1] == "skincls" else len(LAYERS)
+    if len(parts) == 1 or parts[1] == "__main__":
+        return len(LAYERS)
     if parts[1] not in LAYERS:
         raise AssertionError(f"{module}: not in a layer package {LAYERS}")
     return LAYERS.index(parts[1])
@@ -166,3 +169,19 @@ def test_no_public_function_takes_over_seven_parameters():
                 if len(names) > 7:
                     crowded.append(f"{path.relative_to(PACKAGE)}:{node.name} ({len(names)})")
     assert crowded == []
+
+
+def test_the_public_api_resolves_and_import_skincls_stays_light():
+    import subprocess
+    import sys
+
+    import skincls
+
+    for name in skincls.API:
+        obj = getattr(skincls, name)
+        assert obj.__module__ == skincls.API[name], name
+    code = "import sys, skincls; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        skincls.nope  # noqa: B018

@@ -445,3 +445,24 @@ def test_predict_with_no_usable_input_exits_non_zero_and_says_why(tiny_run, tmp_
 def test_the_top_level_help_says_where_to_start():
     text = " ".join(runner.invoke(app, ["--help"]).stdout.split())
     assert "New here? Start with `skincls demo`" in text
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    """README's 'From Python' block, run as written in a folder holding the quick start's data."""
+    import re
+    import subprocess
+    import sys
+
+    from skincls.data.synthetic import make_demo_data
+
+    block = re.search(
+        r"## From Python.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S
+    )
+    assert block, "README has a 'From Python' example"
+    make_demo_data(tmp_path / "skincls-demo" / "data", seed=0)
+    done = subprocess.run(
+        [sys.executable, "-c", block.group(1)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"test balanced accuracy 0\.\d{3}", done.stdout)
+    assert "['cheek_pore', 'forehead_wrinkle', 'lip_dryness'] 48" in done.stdout

@@ -38,7 +38,7 @@ app.add_typer(regions_app, name="regions")
 
 def _show_version(value: bool) -> None:
     if value:
-        from skincls import __version__
+        from skincls.core.version import __version__
 
         sys.stdout.write(f"skincls {__version__}\n")
         raise typer.Exit()

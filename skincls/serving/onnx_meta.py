@@ -96,7 +96,7 @@ def metadata_props(
 ) -> list[tuple[str, str]]:
     """The ``metadata_props`` of an exported model: one JSON entry (``skincls``, what predict
     reads) and flat keys for tools that show metadata. Written once, attached to every file."""
-    from skincls import __version__
+    from skincls.core.version import __version__
 
     kinds = getattr(model, "kinds", {})
     decisions = getattr(model, "decisions", {})
@@ -163,7 +163,7 @@ def save_with_metadata(proto, path: Path, props: list[tuple[str, str]]) -> None:
     """Attach ``props`` (replacing any), check the model fully, and write one file atomically."""
     import onnx
 
-    from skincls import __version__
+    from skincls.core.version import __version__
 
     del proto.metadata_props[:]
     for key, value in props:

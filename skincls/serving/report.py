@@ -254,7 +254,7 @@ def _versions() -> dict[str, str]:
     import timm
     import torch
 
-    from skincls import __version__
+    from skincls.core.version import __version__
 
     return {
         "skincls": __version__,

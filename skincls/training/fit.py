@@ -232,7 +232,7 @@ def _selected(kit: Kit, end: EpochEnd) -> Any:
 
 def _meta(config, regions, kit: Kit, end: EpochEnd) -> A.CheckpointMeta:
     """``meta.json`` of a checkpoint: what inference needs without the config."""
-    from skincls import __version__
+    from skincls.core.version import __version__
     from skincls.model.losses import loss_of
 
     return A.CheckpointMeta(

@@ -83,8 +83,8 @@ def _record_new_schedule(ctx: RunContext, state: TrainState) -> None:
 
 def start(ctx: RunContext, group: str | None) -> Any:
     """The wandb tracker (rank 0 only; same id on resume) and the run's status file."""
-    from skincls import __version__
     from skincls.core.tracking import Tracker
+    from skincls.core.version import __version__
 
     run, config, dctx = ctx.run, ctx.config, ctx.dctx
     tracker = Tracker(
