@@ -10,11 +10,24 @@ from skincls.training.train import train
 from .conftest import HAM10000, needs_ham10000
 
 
-def test_demo_learns_well_above_chance(tmp_path):
+def test_demo_learns_well_above_chance_and_every_suggestion_runs(tmp_path, monkeypatch):
+    import shlex
+
     result = run_demo(tmp_path / "demo", DemoBudget(epochs=4, workers=0, image_size=48))
     ba = result["metrics"]["mean"]["balanced_accuracy"]
     assert ba > 2.5 * result["chance"], (ba, result["chance"])
     assert (result["run_dir"] / "best" / "model.safetensors").is_file()
+    # each printed "try next" command runs offline on CPU as printed (YOUR_DATA: the demo's
+    # data; training with a tiny budget appended, which wins over the printed one)
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--epochs", "1", "--max-steps-per-epoch", "2", "--no-report", "--wandb", "disabled"]
+    for i, command in enumerate(result["next"]):
+        argv = shlex.split(command.replace("YOUR_DATA", str(tmp_path / "demo" / "data")))[1:]
+        if argv[0] == "train":
+            argv += [*tiny, "--workers", "0", "-o", str(tmp_path / f"next{i}")]
+        done = CliRunner().invoke(app, argv)
+        assert done.exit_code == 0, (command, done.output, done.stderr)
+    assert "--no-pretrained" in result["next"][2] and "resnet10t" in result["next"][2]
 
 
 def test_demo_refuses_to_replace_other_directories(tmp_path):

@@ -60,8 +60,17 @@ def run_demo(
     chance = sum(1 / len(m["per_class"]) for m in metrics["regions"].values()) / len(
         metrics["regions"]
     )
-    _next_steps(console, result.run_dir, manifest.parent, onnx_path, metrics, chance)
-    return {"run_dir": result.run_dir, "metrics": metrics, "onnx": onnx_path, "chance": chance}
+    _say_result(console, result.run_dir, metrics, chance)
+    suggestions = next_steps(result.run_dir, manifest.parent, onnx_path, budget)
+    for command, comment in suggestions:
+        console.print(f"  {command}   # {comment}")
+    return {
+        "run_dir": result.run_dir,
+        "metrics": metrics,
+        "onnx": onnx_path,
+        "chance": chance,
+        "next": [command for command, _ in suggestions],
+    }
 
 
 def _clear(output: Path, overwrite: bool) -> None:
@@ -97,18 +106,29 @@ def _train(data: Path, out: Path, budget: DemoBudget, console: Any) -> Any:
     return train(config, console=console, show_test=False)
 
 
-def _next_steps(console, run_dir: Path, data: Path, onnx_path, metrics, chance: float) -> None:
+def next_steps(run_dir: Path, data: Path, onnx_path, budget: DemoBudget) -> list[tuple[str, str]]:
+    """What to try after the demo, as (command, comment): each runs offline on CPU as printed
+    (``YOUR_DATA`` aside), with the demo's backbone from scratch rather than the hub's ResNet-50."""
     import shlex
 
-    run = shlex.quote(str(run_dir))
-    quoted = shlex.quote(str(data))
+    run, quoted = shlex.quote(str(run_dir)), shlex.quote(str(data))
+    scratch = f"--backbone {budget.backbone} --no-pretrained --image-size {budget.image_size}"
+    return [
+        (
+            f"skincls predict {shlex.quote(str(onnx_path))} {shlex.quote(str(data / 'images'))}",
+            "grades of images, from the ONNX file",
+        ),
+        (f"skincls evaluate {run} --json", "every figure, per class, as JSON"),
+        (
+            f"skincls train {quoted} {scratch} --epochs 20 -o runs/longer",
+            "a longer run on the same data",
+        ),
+        (f"skincls train YOUR_DATA {scratch}", "your own data"),
+    ]
+
+
+def _say_result(console, run_dir: Path, metrics, chance: float) -> None:
     console.print(
         f"\nbalanced accuracy on test: {metrics['mean']['balanced_accuracy']:.3f} "
-        f"(chance {chance:.3f}); run directory: {run_dir}\n\n"
-        "try next:\n"
-        f"  skincls predict {shlex.quote(str(onnx_path))} "
-        f"{shlex.quote(str(data / 'images'))}   # grades of images, from the ONNX file\n"
-        f"  skincls evaluate {run} --json        # every figure, per class, as JSON\n"
-        f"  skincls train {quoted} --epochs 20 -o runs/longer   # a longer run on the same data\n"
-        "  skincls train YOUR_DATA --no-pretrained --backbone resnet10t   # your own data"
+        f"(chance {chance:.3f}); run directory: {run_dir}\n\ntry next:"
     )
