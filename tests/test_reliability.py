@@ -419,7 +419,7 @@ def test_an_edited_run_is_refused_with_the_differences(run_copy):
     region.write_text(region.read_text().replace("- '2'", "- '2'\n- '3'"))
     with pytest.raises(
         SkinclsError,
-        match=r"does not match the run's files .*'pore', \['0', '1', '2'\]\).* vs region files",
+        match=r"(?s)does not match the run's files .*'pore', \['0', '1', '2'\]\).* vs region files",
     ):
         resume(run_copy)
 

@@ -140,6 +140,9 @@ class CheckpointMeta(Artifact):
     dropout: float = 0.0
     best: bool = False
     calibration: dict[str, dict[str, Any]] | None = None
+    settings: dict[str, Any] | None = None
+    """The options and region fields the weights were trained with
+    (:func:`skincls.run.settings.record_settings`); absent in runs of skincls 0.4 and older."""
     resize: dict[str, str] = Field(default_factory=dict, exclude=True)
     serving: dict[str, Any] = Field(default_factory=dict, exclude=True)
 

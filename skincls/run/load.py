@@ -47,7 +47,7 @@ def load_run(
     specs = [registry[name] for name in registry.names()]
     ckpt_dir = run.checkpoint(checkpoint)
     weights, meta = run.load_checkpoint(checkpoint)
-    check_meta(meta, str(ckpt_dir), config.model_dump(), specs)
+    check_meta(meta, str(ckpt_dir), config, specs, run.path)
     model = create_model(config, specs, pretrained=False)
     check_state_matches(model.state_dict(), weights, str(ckpt_dir))
     model.load_state_dict(weights)

@@ -318,25 +318,32 @@ def run_regions(run_dir: Path) -> list[Any]:
         raise SkinclsError(f"{run_dir}: a region file of the run is damaged: {err}") from None
 
 
-def check_meta(meta: CheckpointMeta, origin: str, config: dict[str, Any], specs: list[Any]) -> None:
+def check_meta(
+    meta: CheckpointMeta, origin: str, config: Any, specs: list[Any], run_dir: Path
+) -> None:
     """Refuse a checkpoint whose meta.json disagrees with the run's config and region files
     (an edited or mixed-up run), listing every difference."""
+    from skincls.run.settings import settings_differences
+
+    values = config.model_dump()
     problems = []
     heads = [(r.name, list(r.classes)) for r in meta.regions]
     files = [(s.name, list(s.classes)) for s in specs]
     if heads != files:
         problems.append(f"heads and classes {heads} vs region files {files}")
     for key in ("backbone", "image_size"):
-        if key in config and getattr(meta, key) != config[key]:
-            problems.append(f"{key} {getattr(meta, key)!r} vs config.yaml {config[key]!r}")
+        if getattr(meta, key) != values[key]:
+            problems.append(f"{key} {getattr(meta, key)!r} vs config.yaml {values[key]!r}")
     if meta.losses:
-        expected = {s.name: s.loss or config.get("loss") for s in specs}
+        expected = {s.name: s.loss or values["loss"] for s in specs}
         if meta.losses != expected:
             problems.append(f"losses {meta.losses} vs config and region files {expected}")
+    if meta.settings:
+        problems.extend(settings_differences(meta.settings, run_dir, config, specs))
     if problems:
         raise SkinclsError(
-            f"{origin}: the checkpoint does not match the run's files (edited?): "
-            + "; ".join(problems)
+            f"{origin}: the checkpoint does not match the run's files (edited?); restore them "
+            "or start a new run:\n  " + "\n  ".join(dict.fromkeys(problems))
         )
 
 

@@ -234,6 +234,7 @@ def _meta(config, regions, kit: Kit, end: EpochEnd) -> A.CheckpointMeta:
     """``meta.json`` of a checkpoint: what inference needs without the config."""
     from skincls.core.version import __version__
     from skincls.model.losses import loss_of
+    from skincls.run.settings import record_settings
 
     return A.CheckpointMeta(
         skincls_version=__version__,
@@ -250,6 +251,7 @@ def _meta(config, regions, kit: Kit, end: EpochEnd) -> A.CheckpointMeta:
         select=config.select,
         metric=end.record["select"],
         dropout=config.dropout,
+        settings=record_settings(config, regions),
     )
 
 

@@ -32,31 +32,59 @@ def restore(ctx: RunContext) -> TrainState:
     weights, meta = run.load_checkpoint("last")
     last = run.checkpoint("last")
     origin = str(last)
-    check_meta(meta, origin, config.model_dump(), ctx.regions)
+    check_meta(meta, origin, config, ctx.regions, run.path)
     e = kit.engine
     check_state_matches(e.model.state_dict(), weights, origin)
     e.model.load_state_dict(weights)
     saved = load_trainer_state(last)
-    try:
-        e.optimizer.load_state_dict(saved["optimizer"])
-    except ValueError as err:
-        raise SkinclsError(f"{origin}: optimizer state does not fit the model: {err}") from None
-    planned, now = restore_scheduler(
-        e.scheduler, saved["scheduler"], int(saved["train_state"]["updates"])
-    )
-    if e.ema is not None:
-        if "ema" not in saved:
-            raise SkinclsError(f"{origin}: no EMA weights in the trainer state to resume from")
-        e.ema.module.load_state_dict(saved["ema"])
-    e.scaler.load_state_dict(saved["scaler"])
-    set_rng_state(saved["rng"])
-    state.load_state_dict(saved["train_state"])
+    planned, now = _apply_trainer_state(ctx, state, saved, str(last / A.TRAINER))
     state.history = run.history()[: state.epoch]
     if state.epoch >= config.epochs:
         console.print(f"{run.path}: already trained {state.epoch} of {config.epochs} epochs")
     elif planned != now and ctx.writes:
         _record_new_schedule(ctx, state)
     return state
+
+
+def _apply_trainer_state(
+    ctx: RunContext, state: TrainState, saved: dict[str, Any], origin: str
+) -> tuple[int, int]:
+    """Load each part of ``trainer.pt`` into the engine; a damaged or mistyped field is one
+    clear error naming it. Returns the scheduler's planned and current length in updates."""
+    e = ctx.kit.engine
+    if e.ema is not None and "ema" not in saved:
+        raise SkinclsError(f"{origin}: no EMA weights in the trainer state to resume from")
+    steps: list[tuple[str, Any]] = [
+        ("optimizer", lambda: e.optimizer.load_state_dict(saved["optimizer"])),
+        ("train_state", lambda: state.load_state_dict(saved["train_state"])),
+        (
+            "scheduler",
+            lambda: restore_scheduler(
+                e.scheduler, saved["scheduler"], int(saved["train_state"]["updates"])
+            ),
+        ),
+        ("ema", lambda: e.ema.module.load_state_dict(saved["ema"]) if e.ema else None),
+        ("scaler", lambda: e.scaler.load_state_dict(_mapping(saved["scaler"]))),
+        ("rng", lambda: set_rng_state(saved["rng"])),
+    ]
+    results = {}
+    for field, step in steps:
+        try:
+            results[field] = step()
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+            raise SkinclsError(
+                f"{origin}: damaged trainer state: {field} cannot be restored "
+                f"({type(err).__name__}: {str(err)[:200]}); resume from a copy of the run or "
+                "start a new one"
+            ) from None
+    return results["scheduler"]
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping: a disabled GradScaler (CPU) would ignore anything else."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping, got {type(value).__name__}")
+    return value
 
 
 def _record_new_schedule(ctx: RunContext, state: TrainState) -> None:
