@@ -381,3 +381,44 @@ def test_evaluate_reports_calibration_and_writes_reliability_diagrams(sigmoid_ru
     with pytest.raises(SkinclsError, match="--reliability: 2 file\\(s\\) exist"):
         evaluate(sigmoid_run, options=options)
     evaluate(sigmoid_run, options=replace(options, overwrite=True))
+
+
+def test_a_target_prior_moves_the_served_probabilities_by_bayes_rule(tiny_run, tiny_data, tmp_path):
+    """--target-prior (issue 35 item 4): the served probabilities are the calibrated ones
+    times target / training prior, renormalised, decided as they stand; from the run, from an
+    ONNX file asked at predict time, and from one exported for the prior (undone by --rule)."""
+    from skincls.serving.export import ExportOptions, export_onnx
+    from skincls.serving.predict import predict
+
+    images = sorted(tiny_data.rglob("*.png"))[:6]
+    prior = json.loads((tiny_run / "best" / "meta.json").read_text())["calibration"]["pore"][
+        "prior"
+    ]
+    target = np.array([1.0, 1.0, 8.0]) / 10.0
+    ask = ["pore=1,1,8"]
+
+    def pore(result):
+        rows = [r["regions"]["pore"] for r in result["predictions"]]
+        return np.array([[r["probs"][c] for c in ("0", "1", "2")] for r in rows]), [
+            r["index"] for r in rows
+        ]
+
+    calibrated, _ = pore(predict(tiny_run, images, rule="argmax"))
+    by_hand = calibrated * target / np.array(prior)
+    by_hand /= by_hand.sum(1, keepdims=True)
+    assert np.abs(by_hand - calibrated).max() > 0.05  # the prior really moves them
+    moved, decided = pore(predict(tiny_run, images, target_prior=ask))
+    np.testing.assert_allclose(moved, by_hand, atol=1e-5)
+    assert decided == by_hand.argmax(1).tolist()
+
+    plain_file = export_onnx(tiny_run, tmp_path / "plain.onnx")["path"]
+    file_moved, file_decided = pore(predict(plain_file, images, target_prior=ask))
+    np.testing.assert_allclose(file_moved, by_hand, atol=1e-5)
+    assert file_decided == decided
+
+    baked = export_onnx(tiny_run, tmp_path / "baked.onnx", ExportOptions(target_prior=ask))
+    baked_probs, baked_decided = pore(predict(baked["path"], images))
+    np.testing.assert_allclose(baked_probs, by_hand, atol=1e-5)
+    assert baked_decided == decided
+    undone, _ = pore(predict(baked["path"], images, rule="argmax"))
+    np.testing.assert_allclose(undone, calibrated, atol=1e-5)

@@ -293,7 +293,7 @@ def apply_serving(
         c = (calibration or {}).get(name)
         if c is None:
             model.temperatures[name], model.log_shifts[name] = 1.0, None
-            model.biases[name] = None
+            model.biases[name], model.prior_shifts[name] = None, None
             said[name] = "uncalibrated"
             if name in target:
                 raise SkinclsError(
@@ -305,9 +305,12 @@ def apply_serving(
         bias = c.get("bias")
         model.biases[name] = torch.tensor(bias, dtype=torch.float32) if bias else None
         tau = 0.0 if rule == "argmax" else float(c["tau"])
+        model.prior_shifts[name] = None
         if name in target:
-            # Bayes: the calibrated probabilities moved from the data's mix to the target's
-            model.log_shifts[name] = log_shift(c["prior"], 1.0, target[name])
+            # Bayes: the calibrated probabilities moved from the data's mix to the target's,
+            # then decided as they stand
+            model.prior_shifts[name] = log_shift(c["prior"], 1.0, target[name])
+            model.log_shifts[name] = None
             said[name] = "target prior"
         elif tau:
             model.log_shifts[name] = log_shift(c["prior"], tau)

@@ -63,14 +63,22 @@ def probabilities(
     return (torch.cat([ones, above], 1) - torch.cat([above, zeros], 1)).clamp_min(0.0)
 
 
+def reweight(probs: torch.Tensor, log_shift: torch.Tensor | None) -> torch.Tensor:
+    """``probs`` times ``exp(log_shift)``, renormalised (``probs`` itself when None). With
+    ``log_shift = log(target prior) - log(training prior)`` it is Bayes' rule for a new class
+    mix: p_target(y | x) is proportional to p(y | x) * target(y) / train(y)."""
+    if log_shift is None:
+        return probs
+    probs = probs * torch.exp(log_shift.to(probs.device))
+    return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-30)
+
+
 def decide(probs: torch.Tensor, rule: str, log_shift: torch.Tensor | None = None) -> torch.Tensor:
     """The decided class per row: ``argmax``, or ``median`` (the smallest class whose cumulative
-    probability reaches 0.5), of ``probs`` times ``exp(log_shift)``, renormalised. A prior
-    correction is ``log_shift = -tau * log(train prior) + log(target prior)``; for a softmax
+    probability reaches 0.5), of ``probs`` reweighted by ``log_shift`` (:func:`reweight`). The
+    selected rule's prior correction is ``log_shift = -tau * log(train prior)``; for a softmax
     head its argmax is ``argmax(logits + log_shift)``."""
-    if log_shift is not None:
-        probs = probs * torch.exp(log_shift.to(probs.device))
-        probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-30)
+    probs = reweight(probs, log_shift)
     if rule == "median":
         below = (torch.cumsum(probs, dim=1) < 0.5).sum(dim=1)
         return below.clamp_max(probs.shape[1] - 1)

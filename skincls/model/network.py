@@ -79,6 +79,9 @@ class MultiHeadNet(nn.Module):
         """Per head, the calibration bias added to its logits / temperature (or None)."""
         self.log_shifts: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
         """Per head, the prior correction its decision adds to the log-probabilities."""
+        self.prior_shifts: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
+        """Per head, ``log(target prior) - log(training prior)`` when served for a deployment's
+        class mix (``--target-prior``): its probabilities are moved by Bayes' rule."""
         width = int(self.backbone.num_features)  # type: ignore[arg-type]
         self.heads = nn.ModuleDict(
             {
@@ -107,20 +110,20 @@ class MultiHeadNet(nn.Module):
     def predict(
         self, logits: Sequence[torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per region, the served class probabilities (at the head's temperature and bias) and
-        the decided class (the head's argmax or median of them, after its decision shift) of
-        ``forward``'s logits."""
-        from skincls.model.heads import decide, probabilities
+        """Per region, :meth:`serve` of ``forward``'s logits: the served class probabilities
+        and the decided classes."""
+        served = [self.serve(n, lg) for n, lg in zip(self.region_names, logits, strict=True)]
+        return [p for p, _ in served], [c for _, c in served]
 
-        probs = [
-            probabilities(lg, self.kinds[n], self.temperatures[n], self.biases[n])
-            for n, lg in zip(self.region_names, logits, strict=True)
-        ]
-        classes = [
-            decide(p, self.decisions[n], self.log_shifts[n])
-            for n, p in zip(self.region_names, probs, strict=True)
-        ]
-        return probs, classes
+    def serve(self, name: str, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One head's served class probabilities (at its temperature and bias, moved to a
+        target prior if one is set) and decided class (its argmax or median after its decision
+        shift)."""
+        from skincls.model.heads import decide, probabilities, reweight
+
+        p = probabilities(logits, self.kinds[name], self.temperatures[name], self.biases[name])
+        p = reweight(p, self.prior_shifts[name])
+        return p, decide(p, self.decisions[name], self.log_shifts[name])
 
 
 def load_backbone_weights(model: MultiHeadNet, path: str | Path) -> dict[str, int]:

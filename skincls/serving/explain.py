@@ -21,8 +21,6 @@ def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple
     the head's decided class)."""
     import torch
 
-    from skincls.model.heads import decide, probabilities
-
     head = model.heads[region]
     model.eval()
     with torch.enable_grad():
@@ -32,11 +30,8 @@ def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple
         pooled = model.backbone.forward_head(features, pre_logits=True)
         logits = head(pooled)
         kind = model.kinds.get(region, "softmax")
-        t = getattr(model, "temperatures", {}).get(region, 1.0)
-        probs = probabilities(logits, kind, t, getattr(model, "biases", {}).get(region))
-        rule = model.decisions.get(region, "argmax")
-        shift = getattr(model, "log_shifts", {}).get(region)
-        cls = int(decide(probs, rule, shift)[0]) if target is None else target  # as predict
+        probs, decided = model.serve(region, logits)
+        cls = int(decided[0]) if target is None else target  # as predict
         model.zero_grad(set_to_none=True)
         # the class logit (standard Grad-CAM); a CORN head has no per-class logit: log P(class)
         score = logits[0, cls] if kind != "corn" else torch.log(probs[0, cls].clamp_min(1e-12))

@@ -103,6 +103,7 @@ def metadata_props(
     calibration = meta.calibration or {}
     serving = meta.serving
     shifts = getattr(model, "log_shifts", {})
+    moved = getattr(model, "prior_shifts", {})
     size = int(meta.image_size)
     document = {
         "skincls_version": __version__,
@@ -132,6 +133,9 @@ def metadata_props(
                 "decision_log_shift": (
                     shifts[s.name].tolist() if shifts.get(s.name) is not None else None
                 ),
+                "prior_log_shift": (
+                    moved[s.name].tolist() if moved.get(s.name) is not None else None
+                ),
                 "prior": calibration.get(s.name, {}).get("prior"),
                 "tau": calibration.get(s.name, {}).get("tau"),
                 "eval_ops": [op.model_dump() for op in s.augment.eval],
@@ -142,7 +146,9 @@ def metadata_props(
         ],
         "outputs": "<region>_logits (raw); <region>_probs: calibrated class probabilities, "
         "computed from logits/T + bias (softmax; sigmoid heads: per-class sigmoids normalised "
-        "to sum 1; CORN: from its K-1 conditional outputs); <region>_decision "
+        "to sum 1; CORN: from its K-1 conditional outputs), then, when exported for a target "
+        "prior, times exp(prior_log_shift) = target / training prior, renormalised (Bayes' "
+        "rule); <region>_decision "
         "(int64): the decided class, argmax (or, for decision 'median', the median) of _probs "
         "times exp(decision_log_shift), renormalised",
     }

@@ -48,13 +48,16 @@ class OnnxBackend(_Backend):
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.redecide: dict[str, Any] = {}
+        self.reprior: dict[str, Any] = {}
         if rule is not None or target_prior:
-            self.redecide = _onnx_rules(self.regions, rule or "selected", target_prior, path)
+            self.redecide, self.reprior = _onnx_rules(
+                self.regions, rule or "selected", target_prior, path
+            )
 
     def run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         import torch
 
-        from skincls.model.heads import decide
+        from skincls.model.heads import decide, reweight
 
         values = self.session.run(None, {"image": batch})
         named = dict(zip(self.outputs, values, strict=False))
@@ -62,18 +65,25 @@ class OnnxBackend(_Backend):
         for r in self.regions:
             n = r["name"]
             probs[n] = named[f"{n}_probs"]
-            if n in self.redecide:  # the served probabilities, decided by another rule
-                served = torch.from_numpy(probs[n])
+            if n in self.redecide:  # served again for another rule or target prior
+                served = reweight(torch.from_numpy(probs[n]), self.reprior[n])
+                probs[n] = served.numpy()
                 decided[n] = decide(served, r["decision"], self.redecide[n]).numpy()
             else:  # files before _decision: _grade (ordinal heads) or the argmax
                 decided[n] = named.get(f"{n}_decision", named.get(f"{n}_grade", probs[n].argmax(1)))
         return probs, decided
 
 
-def _onnx_rules(regions, rule: str, target_prior: Sequence[str], path: Path) -> dict[str, Any]:
-    """Per region, the decision shift for ``rule`` from the metadata's prior and tau (the
-    serving logic of a run directory, :func:`skincls.model.calibration.apply_serving`)."""
+def _onnx_rules(
+    regions, rule: str, target_prior: Sequence[str], path: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per region, the decision shift for ``rule`` from the metadata's prior and tau, and the
+    shift that moves the file's ``_probs`` to ``target_prior`` (undoing a prior baked in at
+    export): the serving logic of a run directory,
+    :func:`skincls.model.calibration.apply_serving`."""
     from types import SimpleNamespace
+
+    import torch
 
     from skincls.model.calibration import apply_serving, parse_target_prior
 
@@ -81,13 +91,20 @@ def _onnx_rules(regions, rule: str, target_prior: Sequence[str], path: Path) -> 
         raise SkinclsError(f"{path}: exported before decision rules; export it again")
     target = parse_target_prior(target_prior, {r["name"]: r["classes"] for r in regions})
     calibration = {r["name"]: r for r in regions if r.get("prior") is not None}
+    names = [r["name"] for r in regions]
     heads = SimpleNamespace(
-        region_names=[r["name"] for r in regions], temperatures={}, biases={}, log_shifts={}
+        region_names=names, temperatures={}, biases={}, log_shifts={}, prior_shifts={}
     )
     said = apply_serving(heads, calibration, rule, target)
+    moves: dict[str, Any] = {}
     for r in regions:
         r["rule"] = said[r["name"]]
-    return dict(heads.log_shifts)
+        new, baked = heads.prior_shifts.get(r["name"]), r.get("prior_log_shift")
+        if baked is not None:
+            undo = -torch.tensor(baked, dtype=torch.float32)
+            new = undo if new is None else new + undo
+        moves[r["name"]] = new
+    return dict(heads.log_shifts), moves
 
 
 class TorchBackend(_Backend):
