@@ -51,6 +51,14 @@ def user_errors() -> Iterator[None]:
         for line in lines:
             print_error(console, line)
         raise typer.Exit(err.exit_code) from None
+    except OSError as err:
+        from skincls.core.fileio import os_error_message
+
+        message = os_error_message(err)
+        if _debug["on"] or message is None:
+            raise
+        print_error(stderr_console(), message)
+        raise typer.Exit(SkinclsError.exit_code) from None
 
 
 def print_error(console: Any, message: str, label: str = "error:", style: str = "red") -> None:

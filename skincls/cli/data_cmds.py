@@ -134,8 +134,8 @@ def analyze(
             fractions if split else None,
             seed,
         )
-    if plot:
-        lib.plot(summary, plot)
+        if plot:
+            lib.plot(summary, plot)
     if as_json:
         print_json(summary)
     else:

@@ -20,6 +20,7 @@ def check_new_file(path: str | Path, option: str, overwrite: bool = False) -> Pa
         raise SkinclsError(f"{option} {path}: the folder {parent} {what}")
     if path.exists() and not overwrite:
         raise SkinclsError(f"{option} {path}: exists; pass --overwrite to replace it")
+    check_writable(parent, f"{option} {path}")
     return path
 
 
@@ -31,8 +32,23 @@ def check_dir(path: str | Path, option: str) -> Path:
             if not p.is_dir():
                 where = "" if p == path else f" ({p} is a file)"
                 raise SkinclsError(f"{option} {path}: expected a directory, found a file{where}")
+            check_writable(p, f"{option} {path}")
             break
     return path
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """A file can be created in ``folder`` (read-only file system, permissions): checked by
+    creating and removing an empty one, before any work is done."""
+    import tempfile
+
+    from skincls.core.fileio import os_error_reason
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".skincls-probe-"):
+            pass
+    except OSError as err:
+        raise SkinclsError(f"{what}: cannot write in {folder}: {os_error_reason(err)}") from None
 
 
 def check_targets(paths: list[Path], option: str, overwrite: bool = False) -> None:

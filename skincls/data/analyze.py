@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from skincls.core.fileio import atomic_write
 from skincls.core.imbalance import class_balanced_weights, imbalance_ratio
 from skincls.data.samples import Dataset
 
@@ -144,9 +145,10 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     for ax in list(axes.flat)[len(regions) :]:
         ax.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def analyze(

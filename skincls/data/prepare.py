@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
+from skincls.core.fileio import atomic_write
 
 
 def _crop_image(
@@ -41,10 +42,16 @@ def _crop_image(
         if isinstance(crop, ImageReadError):
             results.append((out, f"{src}: {crop}"))
             continue
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{out}.tmp{os.getpid()}"
-        crop.save(tmp, format="JPEG", quality=quality)
-        os.replace(tmp, out)
+        try:
+            atomic_write(
+                Path(out),
+                lambda t, c=crop: c.save(t, format="JPEG", quality=quality),
+                sync=False,
+            )
+        except SkinclsError as err:  # disk full: the crops written so far are kept
+            raise SkinclsError(
+                f"{err}; the crops written so far are kept, rerun to go on"
+            ) from None
         results.append((out, None))
     return results
 
@@ -207,17 +214,20 @@ def _run(tasks: list, n_workers: int, progress: bool) -> tuple[int, dict[str, st
 def _write_manifest(out: Path, samples: list[Any], failed: dict[str, str]) -> tuple[Path, int]:
     """``manifest.csv`` with raw labels (a region's ``label_map`` still applies), atomically."""
     manifest = out / "manifest.csv"
-    tmp = manifest.with_name("manifest.csv.tmp")
     rows = 0
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "label", "region", "group", "mirror", "source_key"])
-        for s in samples:
-            name = _crop_name(s)
-            if str(out / name) in failed:
-                continue
-            for lab in s.labels:
-                w.writerow([name, lab.raw, lab.region, s.group, int(s.mirror), lab.key])
-                rows += 1
-    os.replace(tmp, manifest)
+
+    def write(tmp: Path) -> None:
+        nonlocal rows
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "label", "region", "group", "mirror", "source_key"])
+            for s in samples:
+                name = _crop_name(s)
+                if str(out / name) in failed:
+                    continue
+                for lab in s.labels:
+                    w.writerow([name, lab.raw, lab.region, s.group, int(s.mirror), lab.key])
+                    rows += 1
+
+    atomic_write(manifest, write)
     return manifest, rows

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from skincls.core.errors import SkinclsError
+from skincls.core.fileio import atomic_write
 from skincls.model.heads import decide, probabilities
 
 ECE_BINS = 15
@@ -363,5 +364,7 @@ def reliability_png(name: str, figures: dict[str, Any], path: Any) -> None:
     ax.set_title(f"{name}: reliability", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        atomic_write(path, fig.savefig)
+    finally:
+        plt.close(fig)

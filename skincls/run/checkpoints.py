@@ -35,15 +35,33 @@ def save_checkpoint(
     tmp = directory.with_name(f".{directory.name}.tmp{os.getpid()}")
     try:
         _save_checkpoint(directory, tmp, state_dict, meta, trainer_state)
-    except (OSError, RuntimeError) as err:
+    except Exception as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, RuntimeError) and "writ" not in str(err).lower():
+        failure = _write_failure(err)
+        if failure is None:
             raise
-        if not isinstance(err, OSError):
-            err = OSError(getattr(err, "errno", None), str(err))
         raise write_error(
-            directory, err, f"the previous {directory.name}/ checkpoint is intact"
+            directory, failure, f"the previous {directory.name}/ checkpoint is intact"
         ) from None
+
+
+def _write_failure(err: BaseException) -> OSError | None:
+    """``err`` as the OSError of a failed write, where it is one: raised by Python, or reported
+    inside safetensors' (Rust: "os error 28") or torch's ("file write failed") writers."""
+    import errno
+    import re
+
+    if isinstance(err, OSError):
+        return err
+    text = str(err)
+    code = re.search(r"os error (\d+)", text)
+    if code:
+        return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+    if "No space left" in text:
+        return OSError(errno.ENOSPC, text)
+    if "write" in text.lower() and ("failed" in text.lower() or "error" in text.lower()):
+        return OSError(None, text.splitlines()[0][:200])
+    return None
 
 
 def _save_checkpoint(directory: Path, tmp: Path, state_dict, meta, trainer_state) -> None:

@@ -14,12 +14,14 @@ import json
 import os
 import shlex
 import shutil
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
-from skincls.core.fileio import atomic_write_json, atomic_write_text
+from skincls.core.fileio import atomic_write_json, atomic_write_text, write_error
+from skincls.core.outputs import check_dir
 from skincls.run import artifacts as A
 from skincls.run.artifacts import LOCK, RUN_ENTRIES, CheckpointMeta, Evaluation, RunStatus
 
@@ -63,7 +65,14 @@ class RunLock:
             import fcntl
         except ImportError:
             return self
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        if self.path.is_dir():
+            raise SkinclsError(
+                f"{self.path}: is a directory; the run's lock file belongs there: remove it"
+            )
+        try:
+            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        except OSError as err:
+            raise write_error(self.path, err) from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -76,10 +85,15 @@ class RunLock:
             ) from None
         import socket
 
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+            fh.flush()
+        except OSError as err:
+            with suppress(OSError):
+                fh.close()
+            raise write_error(self.path, err) from None
         self._fh = fh
         return self
 
@@ -113,6 +127,7 @@ class RunDir:
         path = Path(output)
         if path.exists() and not path.is_dir():
             raise SkinclsError(f"--output {path}: is a file; give a directory for the run")
+        check_dir(path, "--output")
         if path.is_dir() and any(path.iterdir()):
             if not overwrite:
                 raise SkinclsError(

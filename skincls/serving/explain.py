@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from skincls.core.errors import SkinclsError
+from skincls.core.fileio import atomic_write
 
 
 def grad_cam(model, image: Any, region: str, target: int | None = None) -> tuple[np.ndarray, int]:
@@ -144,7 +145,7 @@ def explain(
         while any(w.get("output") == str(target) for w in written):
             target = out / f"{path.stem}_{region}_gradcam_{n}.png"
             n += 1
-        Image.fromarray(overlay).save(target)
+        atomic_write(target, Image.fromarray(overlay).save)
         written.append(
             {
                 "path": str(path),

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
+from skincls.core.fileio import os_error_reason, remove_quietly, write_error
+from skincls.core.outputs import check_new_file
 from skincls.run.artifacts import ONNX
 from skincls.serving.onnx_meta import check_reproducible, metadata_props, save_with_metadata
 from skincls.serving.quantize import quantize as quantize_model
@@ -138,14 +140,17 @@ def _check_request(run_dir, output, keep, names, quantize, exporter, overwrite) 
     output = Path(output) if output else run_dir / ONNX
     if output.suffix != ".onnx":
         raise SkinclsError(f"--output {output}: expected a file name ending in .onnx")
-    if output.exists() and not overwrite:
-        raise SkinclsError(f"--output {output}: exists; pass --overwrite to replace it")
     if quantize not in ("none", "int8", "fp16"):
         raise SkinclsError(f"--quantize: expected none, int8 or fp16, got {quantize!r}")
     if exporter not in ("dynamo", "torchscript"):
         raise SkinclsError(f"--exporter: expected dynamo or torchscript, got {exporter!r}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    return output
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SkinclsError(
+            f"--output {output}: cannot make its folder: {os_error_reason(err)}"
+        ) from None
+    return check_new_file(output, "--output", overwrite)
 
 
 def export_graph(wrapper, path: Path, size: int, output_names, opset: int, exporter: str, props):
@@ -176,8 +181,10 @@ def export_graph(wrapper, path: Path, size: int, output_names, opset: int, expor
         if leftovers:
             raise SkinclsError(f"the exporter wrote side files {leftovers}; expected one file")
         save_with_metadata(onnx.load(str(tmp)), path, props)
+    except OSError as err:
+        raise write_error(path, err) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)
 
 
 def _real_images(data, run_data, registry, names, meta):
@@ -202,8 +209,7 @@ def _quantize_file(fp32: Path, output: Path, mode: str, real_images, props) -> s
         save_with_metadata(onnx.load(str(qtmp)), output, props)
         return method
     finally:
-        for p in (qtmp, fp32):
-            p.unlink(missing_ok=True)
+        remove_quietly(qtmp, fp32)
 
 
 def _real_batch(data, registry, names, meta, limit: int):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
+from skincls.core.fileio import remove_quietly, write_error
 
 METADATA_KEY = "skincls"
 
@@ -182,5 +183,7 @@ def save_with_metadata(proto, path: Path, props: list[tuple[str, str]]) -> None:
     try:
         onnx.save(proto, str(tmp), save_as_external_data=False)
         os.replace(tmp, path)
+    except OSError as err:
+        raise write_error(path, err) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)

@@ -333,9 +333,15 @@ def _preprocess(label: str, jobs: list, transforms: dict[str, Any], read_image) 
 
 
 def write_csv(result: dict[str, Any], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "region", "class", "probability"])
-        for p in result["predictions"]:
-            for name, r in p["regions"].items():
-                w.writerow([p["path"], name, r["class"], f"{r['probs'][r['class']]:.6f}"])
+    """One row per input and region (all or nothing: a failed write leaves no partial file)."""
+    from skincls.core.fileio import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "region", "class", "probability"])
+            for p in result["predictions"]:
+                for name, r in p["regions"].items():
+                    w.writerow([p["path"], name, r["class"], f"{r['probs'][r['class']]:.6f}"])
+
+    atomic_write(path, write)

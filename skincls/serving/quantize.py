@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from skincls.core.errors import SkinclsError
+from skincls.core.fileio import remove_quietly
 
 
 def quantize(src: Path, dst: Path, mode: str, calibration=None) -> str:
@@ -98,5 +99,4 @@ def _fp16(src: Path, dst: Path) -> None:
         merged.graph.output.extend(ordered)
         onnx.save(merged, str(dst))
     finally:
-        core_path.unlink(missing_ok=True)
-        post_path.unlink(missing_ok=True)
+        remove_quietly(core_path, post_path)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ import yaml
 from skincls.core.config import build_config
 from skincls.core.console import duration
 from skincls.core.errors import SkinclsError
+from skincls.core.fileio import atomic_write
 from skincls.core.names import DEFAULT_SELECT
 from skincls.training.callbacks import Callback, EpochEnd
 from skincls.training.sweep_space import (
@@ -88,13 +90,10 @@ def run_sweep(
         )
     from skincls.core.names import LOWER_IS_BETTER
 
-    study = _study(
-        space,
-        storage or f"sqlite:///{(output / 'study.db').resolve()}",
-        study_name,
-        seed,
-        "minimize" if base.get("select") in LOWER_IS_BETTER else "maximize",
-    )
+    url = storage or f"sqlite:///{(output / 'study.db').resolve()}"
+    direction = "minimize" if base.get("select") in LOWER_IS_BETTER else "maximize"
+    with storage_errors(url, given=storage is not None, opening=True):
+        study = _study(space, url, study_name, seed, direction)
     todo = max(0, trials - len(_finished(optuna, study)))
     reporter = TrialProgress(todo, str(base.get("select", DEFAULT_SELECT)), progress)
 
@@ -108,9 +107,60 @@ def run_sweep(
         result = train(config, callbacks=[OptunaPruner(trial)], wandb_group=study_name)
         return result.served_metric
 
-    if todo:
-        study.optimize(objective, n_trials=todo, timeout=timeout, catch=(), callbacks=[reporter])
-    return summarize(study, base, output)
+    with storage_errors(url, given=storage is not None):
+        if todo:
+            study.optimize(
+                objective, n_trials=todo, timeout=timeout, catch=(), callbacks=[reporter]
+            )
+        return summarize(study, base, output)
+
+
+DRIVERS = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+}
+"""Python modules of SQLAlchemy's database drivers and the PyPI package that provides each."""
+
+
+@contextmanager
+def storage_errors(url: str, given: bool, opening: bool = False) -> Iterator[None]:
+    """The study database's failures as one clear error naming it: an unparsable URL, a
+    driver that is not installed (and the package to install), a folder that does not exist,
+    a full disk. ``opening``: also a missing driver or an unsupported URL (raised only while
+    the study is opened; later they would come from the trials)."""
+    import sqlalchemy.exc
+
+    what = f"--storage {url}" if given else f"the study database {url}"
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise SkinclsError(f"{what}: the folder {folder} does not exist")
+    try:
+        yield
+    except ImportError as err:
+        if not opening:
+            raise
+        module = getattr(err.__cause__ or err.__context__, "name", None)
+        install = f" (no module {module}: pip install '{DRIVERS.get(module, module)}')"
+        raise SkinclsError(
+            f"{what}: the database driver is not installed" + (install if module else "")
+        ) from None
+    except sqlalchemy.exc.ArgumentError:
+        raise SkinclsError(
+            f"{what}: not a database URL (expected e.g. sqlite:///sweeps/study.db or "
+            "postgresql://user:password@host/database)"
+        ) from None
+    except sqlalchemy.exc.OperationalError as err:
+        reason = str(err.orig) if err.orig is not None else str(err).splitlines()[0]
+        if "disk is full" in reason:
+            raise SkinclsError(f"{what}: cannot write: the disk is full") from None
+        raise SkinclsError(f"{what}: the database cannot be used: {reason}") from None
+    except ValueError as err:
+        if not opening:
+            raise
+        raise SkinclsError(f"{what}: {err}") from None
 
 
 def _study(
@@ -261,7 +311,7 @@ def _plots(study, output: Path, result: dict[str, Any], metric: str) -> None:
         fig: Any = ax.figure
         fig.set_size_inches(7, 4)
         fig.tight_layout()
-        fig.savefig(output / "history.png", dpi=100)
+        atomic_write(output / "history.png", lambda tmp: fig.savefig(tmp, dpi=100))
         plt.close(fig)
         result["plots"] = [str(output / "history.png")]
         try:
@@ -269,7 +319,7 @@ def _plots(study, output: Path, result: dict[str, Any], metric: str) -> None:
             fig = ax.figure
             fig.set_size_inches(7, 4)
             fig.tight_layout()
-            fig.savefig(output / "importances.png", dpi=100)
+            atomic_write(output / "importances.png", lambda tmp: fig.savefig(tmp, dpi=100))
             plt.close(fig)
             result["plots"].append(str(output / "importances.png"))
         except (ValueError, RuntimeError):

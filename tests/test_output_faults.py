@@ -1,0 +1,188 @@
+"""Every command that writes fails cleanly at a read-only location, on a full disk and where a
+directory stands for a file (or a file for a folder): one line naming the path and the reason,
+exit 2, no temporary file left, nothing previous damaged (issue 35 item 5).
+
+Read-only and full locations are real: small tmpfs mounts (skipped, with the reason, where
+the test may not mount one); the writer failures raised inside safetensors and torch are also
+checked without a mount."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from skincls.cli.root import app
+
+from .conftest import tiny_cli_args
+
+runner = CliRunner()
+
+
+def _mount(point: Path, size: str) -> None:
+    point.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not permitted'})")
+
+
+@pytest.fixture
+def location(request, tmp_path, tiny_run):
+    """A folder holding a copy of ``tiny_run`` as ``run``: read-only, or on a full disk."""
+    point = tmp_path / "mnt"
+    _mount(point, "64m")
+    try:
+        shutil.copytree(tiny_run, point / "run")
+        config = point / "run" / "config.yaml"
+        config.write_text(config.read_text().replace(str(tiny_run), str(point / "run")))
+        (point / "old.html").write_text("the user's previous report")
+        if request.param == "read-only":
+            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+        else:
+            with open(point / "filler", "wb", buffering=0) as fh:  # fill every last block
+                for size in (1 << 16, 1):
+                    try:
+                        while True:
+                            fh.write(b"\0" * size)
+                    except OSError:
+                        pass
+        yield request.param, point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def aihub(tmp_path_factory) -> Path:
+    from skincls.data.synthetic import make_aihub_tree
+
+    root = tmp_path_factory.mktemp("aihub")
+    make_aihub_tree(root, n_subjects=2, image_size=(96, 120))
+    return root
+
+
+def commands(m: Path, run: Path, data: Path, regions: Path, aihub: Path, image: Path):
+    train = tiny_cli_args(data, regions, "--epochs", "1", "--max-steps-per-epoch", "1")
+    return {
+        "train": ["train", *train, "-o", str(m / "new")],
+        "resume": ["train", "--resume", str(m / "run"), "--epochs", "2"],
+        "report": ["report", str(run), "-o", str(m / "old.html"), "--overwrite"],
+        "prepare": ["prepare", str(aihub), "-o", str(m / "cache")],
+        "evaluate": ["evaluate", str(run), "--reliability", str(m / "rel")],
+        "sweep": ["sweep", *train, "--trials", "1", "-o", str(m / "sweep")],
+        "predict": ["predict", str(run), str(image), "--csv", str(m / "p.csv")],
+        "explain": ["explain", str(run), str(image), "--region", "pore", "-o", str(m / "cams")],
+        "analyze": [
+            "analyze",
+            str(data),
+            "--regions-dir",
+            str(regions),
+            "--plot",
+            str(m / "a.png"),
+        ],
+        "export": ["export", str(run), "-o", str(m / "m.onnx")],
+    }
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+NAMES = list(commands(*[Path(".")] * 6))
+
+
+@pytest.mark.parametrize("location", ["read-only", "full"], indirect=True)
+@pytest.mark.parametrize("name", NAMES)
+def test_a_read_only_or_full_location_is_one_clear_error(
+    location, name, tiny_run, tiny_data, tiny_regions, aihub
+):
+    kind, m = location
+    image = next(tiny_data.rglob("*.png"))
+    run = m / "run" if name == "resume" else tiny_run
+    before = digest(m / "run"), (m / "old.html").read_text()
+    result = runner.invoke(app, commands(m, run, tiny_data, tiny_regions, aihub, image)[name])
+    output = result.output
+    assert result.exit_code == 2, output
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    reason = "the file system is read-only" if kind == "read-only" else "the disk is full"
+    assert len(errors) == 1 and reason in errors[0] and str(m) in errors[0], output
+    assert not [p for p in m.rglob("*") if ".tmp" in p.name or "probe" in p.name]
+    assert (digest(m / "run"), (m / "old.html").read_text()) == before
+
+
+def test_a_directory_where_a_file_goes_and_a_file_where_a_folder_goes(
+    tmp_path, tiny_run, tiny_data, tiny_regions, aihub
+):
+    image = next(tiny_data.rglob("*.png"))
+    all_commands = commands(tmp_path, tiny_run, tiny_data, tiny_regions, aihub, image)
+    for name, argv in all_commands.items():
+        if name in ("resume",):
+            continue
+        target = Path(argv[argv.index("-o") + 1] if "-o" in argv else argv[-1])
+        if name == "predict":
+            target = tmp_path / "p.csv"
+        elif name == "analyze":
+            target = tmp_path / "a.png"
+        elif name == "evaluate":
+            target = tmp_path / "rel"
+        folder_expected = name in ("train", "prepare", "evaluate", "sweep", "explain")
+        if folder_expected:
+            target.write_text("a file of the user's")
+        else:
+            target.mkdir()
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, (name, result.output)
+        expected = "found a file" if folder_expected else "is a directory"
+        if name == "train":
+            expected = "is a file"
+        assert expected in result.output and str(target) in result.output, (name, result.output)
+        assert "Traceback" not in result.output
+        assert target.is_file() if folder_expected else target.is_dir()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "Error while serializing: I/O error: No space left on device (os error 28)",
+        "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+        "data/0: file write failed",
+    ],
+)
+def test_a_checkpoint_writer_failing_inside_safetensors_or_torch_keeps_the_previous(
+    tmp_path, tiny_run, monkeypatch, failure
+):
+    """The writers of safetensors (Rust) and torch raise their own exception types on a full
+    disk: still one clear error, the temporary copy removed, the previous checkpoint intact."""
+    import safetensors.torch
+
+    from skincls.core.errors import SkinclsError
+    from skincls.run.checkpoints import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    weights, meta = load_checkpoint(run / "last")
+    before = digest(run / "last")
+
+    class WriterError(Exception):
+        pass
+
+    def failing(*args, **kwargs):
+        raise WriterError(failure)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", failing)
+    with pytest.raises(SkinclsError, match=r"last: cannot write: .*previous last/ checkpoint"):
+        save_checkpoint(run / "last", weights, meta)
+    assert digest(run / "last") == before
+    assert not [p for p in run.iterdir() if ".tmp" in p.name]
