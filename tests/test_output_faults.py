@@ -9,6 +9,7 @@ checked without a mount."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -186,3 +187,71 @@ def test_a_checkpoint_writer_failing_inside_safetensors_or_torch_keeps_the_previ
         save_checkpoint(run / "last", weights, meta)
     assert digest(run / "last") == before
     assert not [p for p in run.iterdir() if ".tmp" in p.name]
+
+
+# Bad option values and bad URLs (issue 35 item 7) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "storage, message",
+    [
+        ("not a url", r"--storage not a url: not a database URL \(expected e.g. sqlite:///"),
+        (
+            "postgresql://user@localhost/study",
+            r"the database driver is not installed \(no module psycopg2?: pip install 'psycopg",
+        ),
+        ("sqlite:////no/such/folder/study.db", r"the folder /no/such/folder does not exist"),
+    ],
+)
+def test_a_bad_sweep_storage_is_one_clear_error(
+    tmp_path, tiny_data, tiny_regions, storage, message
+):
+    train = tiny_cli_args(tiny_data, tiny_regions, "--epochs", "1", "--max-steps-per-epoch", "1")
+    argv = ["sweep", *train, "--trials", "1", "-o", str(tmp_path / "sw"), "--storage", storage]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert re.search(message, " ".join(result.output.split())), result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "sw" / "trial-0000").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sweep", "DATA", "--trials", "0"], "Invalid value for '--trials'"),
+        (["sweep", "DATA", "--batch-size", "0"], "--batch-size: Input should be greater than"),
+        (["sweep", "DATA", "--workers", "-2"], "--workers: Input should be greater than"),
+        (["demo", "--epochs", "0"], "Invalid value for '--epochs'"),
+        (["demo", "--image-size", "8"], "Invalid value for '--image-size'"),
+        (["train", "DATA", "--workers", "-1"], "--workers: Input should be greater than"),
+    ],
+)
+def test_bad_counts_are_refused_before_any_work(tmp_path, tiny_data, argv, message):
+    argv = [str(tiny_data) if a == "DATA" else a for a in argv] + ["-o", str(tmp_path / "o")]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_compiler_that_cannot_build_is_found_before_training(
+    tmp_path, tiny_data, tiny_regions, monkeypatch
+):
+    """A C++ compiler on PATH that fails (missing headers, a bad CXX) is probed with a tiny
+    kernel before the first step: one clear error, no run trained."""
+    import shutil as sh
+
+    if not any(sh.which(c) for c in ("g++", "c++", "clang++")):
+        pytest.skip("no C++ compiler on PATH: the missing-compiler message is tested instead")
+    broken = tmp_path / "broken-cxx"
+    broken.write_text('#!/bin/sh\necho "fatal error: Python.h: No such file" >&2\nexit 1\n')
+    broken.chmod(0o755)
+    monkeypatch.setenv("CXX", str(broken))
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, str(broken)))
+    argv = ["train", *tiny_cli_args(tiny_data, tiny_regions), "--compile"]
+    result = runner.invoke(app, [*argv, "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "--compile on cpu: the compiler cannot build a test kernel" in result.output
+    assert not (tmp_path / "run" / "last").exists()

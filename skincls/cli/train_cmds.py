@@ -42,9 +42,9 @@ def demo(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Directory for data and runs.")
     ] = Path("skincls-demo"),
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
     backbone: Annotated[str, typer.Option(help="timm backbone.")] = "resnet10t",
-    image_size: Annotated[int, typer.Option(help="Input size.")] = 64,
+    image_size: Annotated[int, typer.Option(min=16, help="Input size.")] = 64,
     workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 2,
     seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in OUTPUT.")] = False,
@@ -60,7 +60,9 @@ def demo(
 def sweep(
     ctx: typer.Context,
     data: Annotated[str, typer.Argument(help="Training data, as for skincls train.")],
-    trials: Annotated[int, typer.Option(help="Total finished trials the study should reach.")] = 20,
+    trials: Annotated[
+        int, typer.Option(min=1, help="Total finished trials the study should reach.")
+    ] = 20,
     config: Annotated[
         Path | None,
         typer.Option(

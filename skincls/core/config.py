@@ -277,7 +277,7 @@ def _format(err: ValidationError, origin: str) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "config"
-        if origin == "options" and e["loc"]:
+        if origin.endswith("options") and e["loc"]:
             loc = "--" + str(e["loc"][0]).replace("_", "-")
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":

@@ -65,7 +65,7 @@ def remove_quietly(*paths: Path) -> None:
 
 
 def atomic_write(
-    path: Path, write: Callable[[Path], None], kept: str = "", sync: bool = True
+    path: Path, write: Callable[[Path], object], kept: str = "", sync: bool = True
 ) -> None:
     """Call ``write`` on a temporary name beside ``path`` and rename it into place: all or
     nothing. A failed write (disk full, read-only) removes the temporary file and is one clear

@@ -51,10 +51,30 @@ def compile_unavailable(device: torch.device) -> str | None:
 def compile_backbone(model: torch.nn.Module, device: torch.device) -> None:
     """Compile ``model.backbone`` in place (``nn.Module.compile``: the state dict keeps its
     keys, so checkpoints are the same as eager ones); a clear error when it cannot run here."""
-    reason = compile_unavailable(device)
+    reason = compile_unavailable(device) or compile_fails(device)
     if reason:
         raise SkinclsError(f"--compile on {device.type}: {reason}; or train without --compile")
     model.backbone.compile()  # type: ignore[union-attr,operator]
+
+
+def compile_fails(device: torch.device) -> str | None:
+    """Why inductor cannot build a tiny kernel on ``device`` (a compiler that is present but
+    broken: missing headers, a bad ``CXX``), found in seconds before training rather than at
+    the first step; None when it builds."""
+    import torch._dynamo
+
+    def tiny(x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x * 2.0 + 1.0)
+
+    try:
+        tiny_compiled = torch.compile(tiny, fullgraph=True)
+        tiny_compiled(torch.ones(8, device=device))
+    except Exception as err:
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        return f"the compiler cannot build a test kernel ({first.strip()[:300]})"
+    finally:
+        torch._dynamo.reset()
+    return None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:

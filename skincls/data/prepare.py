@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,7 @@ def _crop_image(
             results.append((out, f"{src}: {crop}"))
             continue
         try:
-            atomic_write(
-                Path(out),
-                lambda t, c=crop: c.save(t, format="JPEG", quality=quality),
-                sync=False,
-            )
+            atomic_write(Path(out), partial(crop.save, format="JPEG", quality=quality), sync=False)
         except SkinclsError as err:  # disk full: the crops written so far are kept
             raise SkinclsError(
                 f"{err}; the crops written so far are kept, rerun to go on"

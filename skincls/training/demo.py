@@ -21,6 +21,15 @@ class DemoBudget:
     workers: int = 2
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for option, value, low in (
+            ("--epochs", self.epochs, 1),
+            ("--image-size", self.image_size, 16),
+            ("--workers", self.workers, 0),
+        ):
+            if value < low:
+                raise SkinclsError(f"{option}: expected {low} or more, got {value}")
+
 
 def run_demo(
     output: Path,

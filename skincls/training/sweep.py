@@ -73,6 +73,8 @@ def run_sweep(
     from skincls.training.train import train
 
     o = options or StudyOptions()
+    if trials < 1:
+        raise SkinclsError(f"--trials: expected 1 or more, got {trials}")
     space, storage, study_name, timeout, seed = (
         o.space or default_space(),
         o.storage,
@@ -81,7 +83,6 @@ def run_sweep(
         o.seed,
     )
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     probe = build_config({**base, "output": str(output / "probe")}, "sweep options")  # fail early
     if probe.val_fraction == 0:
         raise SkinclsError(
@@ -90,8 +91,11 @@ def run_sweep(
         )
     from skincls.core.names import LOWER_IS_BETTER
 
+    output.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(output / 'study.db').resolve()}"
-    direction = "minimize" if base.get("select") in LOWER_IS_BETTER else "maximize"
+    direction: Literal["minimize", "maximize"] = (
+        "minimize" if base.get("select") in LOWER_IS_BETTER else "maximize"
+    )
     with storage_errors(url, given=storage is not None, opening=True):
         study = _study(space, url, study_name, seed, direction)
     todo = max(0, trials - len(_finished(optuna, study)))
@@ -143,7 +147,7 @@ def storage_errors(url: str, given: bool, opening: bool = False) -> Iterator[Non
         if not opening:
             raise
         module = getattr(err.__cause__ or err.__context__, "name", None)
-        install = f" (no module {module}: pip install '{DRIVERS.get(module, module)}')"
+        install = f" (no module {module}: pip install '{DRIVERS.get(str(module), module)}')"
         raise SkinclsError(
             f"{what}: the database driver is not installed" + (install if module else "")
         ) from None
