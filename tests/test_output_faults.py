@@ -255,3 +255,80 @@ def test_a_compiler_that_cannot_build_is_found_before_training(
     assert result.exit_code == 2, result.output
     assert "--compile on cpu: the compiler cannot build a test kernel" in result.output
     assert not (tmp_path / "run" / "last").exists()
+
+
+# Concurrent writers (issue 35 item 6) and damaged side files (item 8) ------------------------
+
+HOLDER = (
+    "import sys, time\nfrom skincls.core.locks import output_lock\n"
+    "lock = output_lock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(60)\n"
+)
+
+
+@pytest.mark.parametrize("name", ["export", "prepare", "report", "predict", "explain", "analyze"])
+def test_a_second_command_writing_the_same_output_is_refused(
+    name, tmp_path, tiny_run, tiny_data, tiny_regions, aihub
+):
+    """While one process writes an output, a second command naming the same output is refused
+    with the holder named; once the first ends (even killed), the output is free and no lock
+    file is left beside it."""
+    import sys
+
+    image = next(tiny_data.rglob("*.png"))
+    argv = commands(tmp_path, tiny_run, tiny_data, tiny_regions, aihub, image)[name]
+    target = {
+        "export": tmp_path / "m.onnx",
+        "prepare": tmp_path / "cache",
+        "report": tmp_path / "old.html",
+        "predict": tmp_path / "p.csv",
+        "explain": tmp_path / "cams",
+        "analyze": tmp_path / "a.png",
+    }[name]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.output.split())
+        assert f"{target}: in use by process {holder.pid} on " in said, said
+        assert "another skincls command is writing it" in said
+        assert not target.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert target.exists()
+    assert not list(tmp_path.glob(".*.lock"))
+
+
+def test_damaged_side_files_are_one_clear_error(tmp_path, aihub, tiny_run):
+    cache = tmp_path / "cache"
+    assert runner.invoke(app, ["prepare", str(aihub), "-o", str(cache)]).exit_code == 0
+    record = cache / "prepare.json"
+    for text, reason in (
+        (record.read_text()[:40], "damaged (Unterminated string"),
+        ("[1, 2]", "damaged (expected an object, found list)"),
+        (
+            '{"version": 2, "max_side": 512, "quality": 90, "crops": [1]}',
+            "damaged (crops: expected",
+        ),
+    ):
+        record.write_text(text)
+        result = runner.invoke(app, ["prepare", str(aihub), "-o", str(cache)])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and f"{record}: {reason}" in said, said
+    result = runner.invoke(app, ["prepare", str(aihub), "-o", str(cache), "--overwrite"])
+    assert result.exit_code == 0, result.output
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace(str(tiny_run), str(run)))
+    (run / ".lock").unlink(missing_ok=True)
+    (run / ".lock").mkdir()
+    result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "3"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{run / '.lock'}: is a directory" in said, said

@@ -38,11 +38,21 @@ def stdout_console():
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn a user mistake into one message on stderr and a non-zero exit, without a traceback."""
+def user_errors(*writes: Path | None) -> Iterator[None]:
+    """Turn a user mistake into one message on stderr and a non-zero exit, without a traceback.
+    ``writes``: the outputs the command writes (None: not asked for), each locked
+    (:func:`skincls.core.locks.output_lock`) from the command's checks to its last write, so
+    a second command writing the same output at once is refused."""
+    from contextlib import ExitStack
+
+    from skincls.core.locks import output_lock
 
     try:
-        yield
+        with ExitStack() as held:
+            for target in writes:
+                if target is not None:
+                    held.enter_context(output_lock(target))
+            yield
     except SkinclsError as err:
         if _debug["on"]:
             raise

@@ -107,7 +107,7 @@ def analyze(
     """Class distribution per region: counts, shares, imbalance ratio, CB weights."""
     from skincls.data import analyze as lib
 
-    with user_errors():
+    with user_errors(plot):
         if plot:
             check_new_file(plot, "--plot", overwrite)
             if plot.suffix.lower() not in (".png", ".pdf", ".svg"):
@@ -164,7 +164,7 @@ def prepare(
     from skincls.data.prepare import PrepareOptions
     from skincls.data.prepare import prepare as run_prepare
 
-    with user_errors():
+    with user_errors(out):
         check_dir(out, "--output")
         options = PrepareOptions(
             regions_dir or [],

@@ -25,6 +25,7 @@ from skincls.cli.common import (
     user_errors,
 )
 from skincls.core.outputs import check_dir, check_new_file
+from skincls.run.artifacts import ONNX, REPORT
 
 
 class Checkpoint(str, Enum):
@@ -115,7 +116,7 @@ def evaluate(
     calibration (ECE, Brier, NLL) per region."""
     from skincls.serving import evaluate as lib
 
-    with user_errors():
+    with user_errors(report, reliability):
         if report:
             check_new_file(report, "--report", overwrite)
         selection = lib.Selection(split.value, region or [], source.value, group_column, skip_bad)
@@ -197,7 +198,7 @@ def export(
     rule is baked into its <region>_decision outputs."""
     from skincls.serving.export import ExportOptions, export_onnx
 
-    with user_errors():
+    with user_errors(output or run / ONNX):
         options = ExportOptions(
             region or [],
             opset,
@@ -251,7 +252,7 @@ def predict(
     from skincls.serving.predict import predict as run_predict
     from skincls.serving.predict import write_csv
 
-    with user_errors():
+    with user_errors(csv_out):
         if csv_out:
             check_new_file(csv_out, "--csv", overwrite)
         result = run_predict(
@@ -313,7 +314,7 @@ def explain(
     """Grad-CAM heat maps as PNG overlays: does the model look at skin or at background?"""
     from skincls.serving.explain import explain as run_explain
 
-    with user_errors():
+    with user_errors(out):
         check_dir(out, "--output")
         written = run_explain(run, images, region, out, checkpoint.value, overwrite=overwrite)
     if as_json:
@@ -350,7 +351,7 @@ def report(
     """One self-contained HTML page: data, training curves, confusion, worst mistakes, config."""
     from skincls.serving.report import build_report
 
-    with user_errors():
+    with user_errors(output or run / REPORT):
         written = build_report(run, output, data, split.value, checkpoint.value, explain, overwrite)
     if as_json:
         print_json(written)

@@ -65,7 +65,6 @@ def _stat(path: str) -> tuple[int, int]:
 
 def _open_cache(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     """Per-crop records of an existing cache in ``out`` made with ``settings``; {} for a new one."""
-    import json
     import shutil
 
     record = out / CACHE_FILE
@@ -73,10 +72,7 @@ def _open_cache(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[st
         return {}
     saved: dict[str, Any] = {}
     if record.is_file():
-        try:
-            saved = json.loads(record.read_text(encoding="utf-8"))
-        except ValueError:
-            saved = {}
+        saved = _read_record(record, overwrite)
     differences = [
         f"{k} {saved.get(k)!r} (now {v!r})" for k, v in settings.items() if saved.get(k) != v
     ]
@@ -96,6 +92,26 @@ def _open_cache(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[st
     for name in ("manifest.csv", CACHE_FILE):
         (out / name).unlink(missing_ok=True)
     return {}
+
+
+def _read_record(record: Path, overwrite: bool) -> dict[str, Any]:
+    """``prepare.json``; a damaged one (truncated, not JSON, or of another shape) is a clear
+    error, or with ``overwrite`` an empty record (every crop is redone)."""
+    import json
+
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError(f"expected an object, found {type(saved).__name__}")
+        if not isinstance(saved.get("crops", {}), dict):
+            raise ValueError("crops: expected an object of crop records")
+    except (ValueError, UnicodeDecodeError) as err:
+        if overwrite:
+            return {}
+        raise SkinclsError(
+            f"{record}: damaged ({err}); pass --overwrite to redo every crop"
+        ) from None
+    return saved
 
 
 @dataclass(frozen=True)

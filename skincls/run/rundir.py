@@ -11,16 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shlex
 import shutil
-from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
-from skincls.core.fileio import atomic_write_json, atomic_write_text, write_error
+from skincls.core.fileio import atomic_write_json, atomic_write_text
+from skincls.core.locks import FileLock
 from skincls.core.outputs import check_dir
 from skincls.run import artifacts as A
 from skincls.run.artifacts import LOCK, RUN_ENTRIES, CheckpointMeta, Evaluation, RunStatus
@@ -51,62 +50,15 @@ def remove_temp_entries(directory: Path) -> list[str]:
     return sorted(removed)
 
 
-class RunLock:
-    """One writer per run directory: an OS file lock on ``RUN/.lock``, released by the kernel
-    when the process exits, so a killed run never leaves its directory locked. No-op where
-    ``fcntl`` is missing (Windows)."""
+class RunLock(FileLock):
+    """The run directory's own ``.lock`` (kept: it is a run entry), held by the one process
+    that trains in it."""
 
     def __init__(self, directory: Path):
-        self.path = Path(directory) / LOCK
-        self._fh: Any = None
-
-    def acquire(self) -> RunLock:
-        try:
-            import fcntl
-        except ImportError:
-            return self
-        if self.path.is_dir():
-            raise SkinclsError(
-                f"{self.path}: is a directory; the run's lock file belongs there: remove it"
-            )
-        try:
-            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
-        except OSError as err:
-            raise write_error(self.path, err) from None
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise SkinclsError(
-                f"{self.path.parent}: in use by {holder}; wait for it to finish or stop it "
-                "(one training process per run directory)"
-            ) from None
-        import socket
-
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-            fh.flush()
-        except OSError as err:
-            with suppress(OSError):
-                fh.close()
-            raise write_error(self.path, err) from None
-        self._fh = fh
-        return self
-
-    def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
+        super().__init__(
+            Path(directory) / LOCK,
+            "wait for it to finish or stop it (one training process per run directory)",
+        )
 
 
 class RunDir:
@@ -115,7 +67,7 @@ class RunDir:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._lock: RunLock | None = None
+        self._lock: FileLock | None = None
 
     # ---- creation and locking -----------------------------------------------------------------
 
