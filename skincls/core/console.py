@@ -72,6 +72,11 @@ def print_eval(console: Any, title: str, result: dict[str, Any]) -> None:
         console.print(calibration_table(result))
 
 
+MAX_PRINTED_CONFUSION = 20
+"""Classes up to which evaluate prints a region's confusion matrix (a wider one does not fit
+a terminal)."""
+
+
 def print_per_class(console: Any, result: dict[str, Any]) -> None:
     """Per region, precision, recall, F1 and support per class, then the confusion matrix."""
     from rich.table import Table
@@ -89,6 +94,12 @@ def print_per_class(console: Any, result: dict[str, Any]) -> None:
                 str(pc["support"]),
             )
         console.print(table)
+        k = len(m["confusion_matrix"])
+        if k > MAX_PRINTED_CONFUSION:
+            console.print(
+                f"confusion matrix: {k} x {k}, too large to print (in --json and the report)"
+            )
+            continue
         console.print("confusion matrix (rows true, columns predicted):")
         for label, row in zip(m["per_class"], m["confusion_matrix"], strict=False):
             console.print(f"  {label:>6} " + " ".join(f"{v:5d}" for v in row))

@@ -8,6 +8,7 @@ from typing import Any
 
 from skincls.core.fileio import atomic_write
 from skincls.core.imbalance import class_balanced_weights, imbalance_ratio
+from skincls.core.plots import class_ticks
 from skincls.data.samples import Dataset
 
 
@@ -137,7 +138,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
     for ax, (name, r) in zip(axes.flat, regions, strict=False):
         labels = list(r["counts"])
-        ax.bar(labels, [r["counts"][k] for k in labels], color="#4477aa")
+        ax.bar(range(len(labels)), [r["counts"][k] for k in labels], color="#4477aa")
+        class_ticks(ax, labels)
         ratio = r["imbalance_ratio"]
         ax.set_title(f"{name} (n={r['total']}, max/min={ratio:.1f})" if ratio else name, fontsize=9)
         ax.set_xlabel("class")

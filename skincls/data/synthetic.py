@@ -204,3 +204,31 @@ def write_aihub_json(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+def make_many_classes(
+    root: Path, classes: int = 500, per_class: int = 2, size: int = 16, seed: int = 0
+) -> tuple[Path, Path]:
+    """One nominal region ``many`` with ``classes`` classes of ``per_class`` noise images each
+    (a scale test of memory and time, not of learning): ``root/manifest.csv`` and the folder of
+    its region file."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "img").mkdir(parents=True)
+    rows = []
+    for k in range(classes):
+        for j in range(per_class):
+            name = f"img/c{k:04d}_{j}.png"
+            pixels = (rng.random((size, size, 3)) * 60 + (k % 190)).astype("uint8")
+            Image.fromarray(pixels).save(root / name)
+            rows.append([name, f"class{k:04d}", "many", f"s{k}_{j}"])
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([["path", "label", "region", "group"], *rows])
+    regions = root / "regions"
+    regions.mkdir()
+    names = ", ".join(f"class{k:04d}" for k in range(classes))
+    (regions / "many.yaml").write_text(
+        f"name: many\nclasses: [{names}]\naugment: {{train: [], eval: []}}\n", encoding="utf-8"
+    )
+    return root / "manifest.csv", regions

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from skincls.core.plots import class_ticks
+
 THUMB = 112
 """Longest side of a thumbnail in the report, in pixels."""
 
@@ -41,12 +43,18 @@ def figure(width: float, height: float):
     return plt.subplots(figsize=(width, height))
 
 
+MAX_CELL_TEXT = 20
+"""Classes up to which the confusion plot writes each cell's value; above it, one heat map."""
+MAX_WIDTH = 16.0
+"""Widest plot, in inches: with hundreds of classes a plot stays a plot, not a poster."""
+
+
 def distribution_plot(spec, counts: dict[str, list[int]]) -> str:
-    fig, ax = figure(max(4.0, 0.6 * spec.num_classes + 2), 2.6)
+    fig, ax = figure(min(MAX_WIDTH, max(4.0, 0.6 * spec.num_classes + 2)), 2.6)
     x = np.arange(spec.num_classes)
     for i, part in enumerate(("train", "val", "test")):
         ax.bar(x + (i - 1) * 0.27, counts[part], width=0.27, label=part)
-    ax.set_xticks(x, spec.classes, rotation=45 if spec.num_classes > 8 else 0)
+    class_ticks(ax, spec.classes)
     ax.set_ylabel("samples")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title(f"{spec.name}: class distribution", fontsize=10)
@@ -86,15 +94,26 @@ def training_plot(history: list[dict[str, Any]], select: str, best: int | None) 
 
 
 def confusion_plot(spec, cm: np.ndarray) -> str:
+    """Counts and row-normalised recall side by side, each cell written; above
+    ``MAX_CELL_TEXT`` classes one row-normalised heat map with a colour bar instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     k = spec.num_classes
-    fig, axes = plt.subplots(1, 2, figsize=(2 * max(3.0, 0.45 * k + 1.6), max(2.8, 0.4 * k + 1.4)))
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    if k > MAX_CELL_TEXT:
+        fig, ax = plt.subplots(figsize=(9, 8))
+        shown = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        fig.colorbar(shown, ax=ax, fraction=0.046, label="share of the true class")
+        class_ticks(ax, spec.classes, "x")
+        class_ticks(ax, spec.classes, "y")
+        ax.set(xlabel="predicted", ylabel="true")
+        ax.set_title(f"row-normalised (recall), {k} classes: cells not written", fontsize=9)
+        return png(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * max(3.0, 0.45 * k + 1.6), max(2.8, 0.4 * k + 1.4)))
     for ax, matrix, title, fmt in (
         (axes[0], cm, "counts", "{:d}"),
         (axes[1], norm, "row-normalised (recall)", "{:.2f}"),
@@ -122,12 +141,12 @@ def confusion_plot(spec, cm: np.ndarray) -> str:
 
 
 def per_class_plot(spec, per_class: dict[str, dict[str, float]]) -> str:
-    fig, ax = figure(max(4.0, 0.7 * spec.num_classes + 2), 2.6)
+    fig, ax = figure(min(MAX_WIDTH, max(4.0, 0.7 * spec.num_classes + 2)), 2.6)
     x = np.arange(spec.num_classes)
     for i, key in enumerate(("precision", "recall", "f1")):
         ax.bar(x + (i - 1) * 0.27, [per_class[c][key] for c in spec.classes], width=0.27, label=key)
     labels = [f"{c}\nn={per_class[c]['support']}" for c in spec.classes]
-    ax.set_xticks(x, labels, fontsize=7)
+    class_ticks(ax, spec.classes, labels=labels if spec.num_classes <= 40 else None)
     ax.set_ylim(0, 1.05)
     ax.legend(frameon=False, fontsize=7, ncol=3)
     ax.set_title(f"{spec.name}: per class", fontsize=10)

@@ -38,11 +38,12 @@ def print_run_summary(ctx: RunContext) -> None:
             fixes.append(f"logit prior ({loss})")
         double = sampler != "none" and loss in REWEIGHTING_LOSSES + PRIOR_LOSSES
         share = kit.shares[r.name]
-        drawn = " ".join(f"{x:.2f}" for x in share["classes"])
+        drawn = listing([f"{x:.2f}" for x in share["classes"]])
         model: Any = e.model
         rule = f", decision={model.decisions[r.name]}" if r.ordinal else ""
         console.print(
-            f"  {r.name}: {r.num_classes} classes, train counts {counts[r.name]}, loss={loss}{rule}, "
+            f"  {r.name}: {r.num_classes} classes, train counts [{listing(counts[r.name], ', ')}], "
+            f"loss={loss}{rule}, "
             f"resize={r.resize_policy(config.resize)} ({box_aspect(parts['train'], r.name)}), "
             f"imbalance corrections: {', '.join(fixes) or 'none'}"
             + (" [double correction]" if double else "")
@@ -76,3 +77,12 @@ def box_aspect(samples, region: str) -> str:
         if s.bbox and any(lab.region == region for lab in s.labels)
     ]
     return f"median box aspect {statistics.median(aspects):.2f}" if aspects else "whole images"
+
+
+def listing(values: list, sep: str = " ", shown: int = 12) -> str:
+    """``values`` joined, or for many classes the first and last few with the count between."""
+    items = [str(v) for v in values]
+    if len(items) <= shown:
+        return sep.join(items)
+    half = shown // 2
+    return sep.join([*items[:half], f"... {len(items) - shown} more ...", *items[-half:]])
