@@ -134,14 +134,15 @@ def analyze(
             fractions if split else None,
             seed,
         )
-        if plot:
-            lib.plot(summary, plot)
+        keys = lib.plot(summary, plot) if plot else {}
     if as_json:
         print_json(summary)
     else:
         lib.render(summary, stdout_console())
         if plot:
             stdout_console().print(f"plot written to {plot}")
+            for name, key in keys.items():
+                stdout_console().print(f"  {name}: classes are numbered in the plot ({key})")
 
 
 def prepare(
@@ -180,7 +181,11 @@ def prepare(
     if as_json:
         print_json(result)
     else:
-        stdout_console().print(
+        console = stdout_console()
+        console.print(
             f"{result['written']} crops written, {result['reused']} already done, "
             f"{result['failed']} failed; manifest: {result['manifest']}"
         )
+        for reason, n in result["skipped"].items():
+            first = result["skipped_examples"].get(reason, [""])[0]
+            console.print(f"skipped {n}: {reason}" + (f" (first: {first})" if first else ""))

@@ -8,7 +8,7 @@ from typing import Any
 
 from skincls.core.fileio import atomic_write
 from skincls.core.imbalance import class_balanced_weights, imbalance_ratio
-from skincls.core.plots import class_ticks
+from skincls.core.plots import class_key, class_ticks
 from skincls.data.samples import Dataset
 
 
@@ -125,8 +125,9 @@ def _maps_to(summary: dict[str, Any], region: str, raw: str, label: str) -> bool
     return summary["regions"][region].get("label_map", {}).get(raw, raw) == label
 
 
-def plot(summary: dict[str, Any], path: Path) -> None:
-    """A bar chart per region, saved as PNG."""
+def plot(summary: dict[str, Any], path: Path) -> dict[str, str]:
+    """A bar chart per region, saved as PNG (or PDF, SVG). Returns, per region whose class
+    names the plotting font cannot draw, the key of the class numbers the plot shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,6 +152,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     finally:
         plt.close(fig)
+    return {name: key for name, r in regions if (key := class_key(list(r["counts"])))}
 
 
 def analyze(

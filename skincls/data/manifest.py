@@ -45,6 +45,12 @@ def read_manifest(manifest: Path) -> tuple[list[str], list[tuple[int, dict[str, 
     text = read_text(manifest)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = [c.strip() for c in reader.fieldnames or []]
+    twice = sorted({c for c in columns if c and columns.count(c) > 1})
+    if twice:
+        raise DataError(
+            f"{manifest} line 1: column {', '.join(repr(c) for c in twice)} named more than once "
+            f"in the header ({', '.join(columns)}); keep one and rename or remove the others"
+        )
     reader.fieldnames = columns
     try:
         rows = [(reader.line_num, row) for row in reader]

@@ -187,6 +187,7 @@ def prepare(
         "reused": len(crops) - sum(len(jobs) for _, jobs, _, _ in tasks),
         "failed": len(failed),
         "skipped": dict(dataset.report.skipped),
+        "skipped_examples": dataset.report.examples,
     }
 
 

@@ -59,11 +59,13 @@ def load_folder(
             p for p in region_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
         ):
             label = spec.class_index(class_dir.name)
-            files = sorted(
-                f
-                for f in class_dir.iterdir()
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not f.name.startswith(".")
+            visible = sorted(
+                f for f in class_dir.iterdir() if f.is_file() and not f.name.startswith(".")
             )
+            files = [f for f in visible if f.suffix.lower() in IMAGE_SUFFIXES]
+            for f in visible:
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                    report.skip("not an image file name (extension)", str(f))
             if label is None:
                 msg = (
                     f"{class_dir}: class folder {class_dir.name!r} is not a class of region "

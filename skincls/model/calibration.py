@@ -307,18 +307,21 @@ def apply_serving(
         model.biases[name] = torch.tensor(bias, dtype=torch.float32) if bias else None
         tau = 0.0 if rule == "argmax" else float(c["tau"])
         model.prior_shifts[name] = None
+        plain = "median grade" if model.decisions.get(name) == "median" else "most probable"
         if name in target:
             # Bayes: the calibrated probabilities moved from the data's mix to the target's,
             # then decided as they stand
             model.prior_shifts[name] = log_shift(c["prior"], 1.0, target[name])
             model.log_shifts[name] = None
-            said[name] = "target prior"
+            said[name] = f"target prior, {plain}"
         elif tau:
             model.log_shifts[name] = log_shift(c["prior"], tau)
-            said[name] = f"prior-corrected, tau {tau:g}"
+            said[name] = f"prior-corrected, tau {tau:g}" + (
+                ", median grade" if plain == "median grade" else ""
+            )
         else:
             model.log_shifts[name] = None
-            said[name] = "most probable" if rule == "argmax" else "most probable (tau 0)"
+            said[name] = plain if rule == "argmax" else f"{plain} (tau 0)"
     return said
 
 

@@ -99,9 +99,11 @@ def head_semantics(
     return kinds, decisions
 
 
-def check_ordinal_use(regions: Sequence[Any], loss: str, select: str) -> None:
-    """Ordinal losses and ordinal selection metrics need ordinal regions: one clear error
-    naming the regions that are not, before anything is written."""
+def check_ordinal_use(
+    regions: Sequence[Any], loss: str, select: str, decision: str = "argmax"
+) -> None:
+    """Ordinal losses, ordinal selection metrics and the median decision need ordinal regions:
+    one clear error naming the regions that are not, before anything is written."""
     from skincls.core.errors import SkinclsError
     from skincls.core.names import ORDINAL_LOSSES, ORDINAL_SELECT
 
@@ -111,6 +113,11 @@ def check_ordinal_use(regions: Sequence[Any], loss: str, select: str) -> None:
             f"--select {select}: defined for ordinal regions only, and {', '.join(nominal)} "
             "is not ordinal ('ordinal: true' in its region file); use balanced_accuracy or "
             "macro_f1, or train the ordinal regions on their own"
+        )
+    if decision == "median" and not any(r.ordinal for r in regions):
+        raise SkinclsError(
+            f"--decision median: needs ordered grades, and no region of this run is ordinal "
+            f"({', '.join(nominal)}); nominal regions decide by argmax"
         )
     takes_default = [r.name for r in regions if not r.ordinal and r.loss is None]
     if loss in ORDINAL_LOSSES and takes_default:

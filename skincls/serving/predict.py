@@ -93,7 +93,12 @@ def _onnx_rules(
     calibration = {r["name"]: r for r in regions if r.get("prior") is not None}
     names = [r["name"] for r in regions]
     heads = SimpleNamespace(
-        region_names=names, temperatures={}, biases={}, log_shifts={}, prior_shifts={}
+        region_names=names,
+        decisions={r["name"]: r.get("decision", "argmax") for r in regions},
+        temperatures={},
+        biases={},
+        log_shifts={},
+        prior_shifts={},
     )
     said = apply_serving(heads, calibration, rule, target)
     moves: dict[str, Any] = {}

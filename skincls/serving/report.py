@@ -22,6 +22,7 @@ import numpy as np
 
 from skincls.core.errors import SkinclsError
 from skincls.core.names import ALL_METRICS
+from skincls.core.plots import class_key
 from skincls.run import artifacts as A
 from skincls.serving.report_plots import (
     confusion_plot,
@@ -161,6 +162,7 @@ def _data_section(run, config, specs) -> dict[str, Any]:
     bad = list(run.bad_images().items())
     return {
         "plots": {s.name: distribution_plot(s, counts[s.name]) for s in specs},
+        "class_keys": {s.name: key for s in specs if (key := class_key(list(s.classes)))},
         "counts": counts,
         "corrections": corrections,
         "region_balance": config.region_balance,
@@ -192,6 +194,7 @@ def _region_section(scored: dict[str, Any], spec, explain: bool) -> dict[str, An
         "classes": spec.classes,
         "metrics": m,
         "per_class": m["per_class"],
+        "class_key": class_key(list(spec.classes)),
     }
     if m["n"] == 0:
         section.update(confusion=None, bars=None, mistakes=[], grade_errors=[])

@@ -132,8 +132,8 @@ def confusion_plot(spec, cm: np.ndarray) -> str:
                     fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black",
                 )
-        ax.set_xticks(range(k), spec.classes, fontsize=7)
-        ax.set_yticks(range(k), spec.classes, fontsize=7)
+        class_ticks(ax, spec.classes, "x")
+        class_ticks(ax, spec.classes, "y")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)

@@ -135,7 +135,7 @@ def run_epoch(ctx: RunContext, state: TrainState, stop, bad: dict[str, str], not
             kit.steps_per_epoch,
             state,
             stop,
-            on_bad=lambda idx: _on_bad(idx, parts["train"], bad, config, dctx),
+            on_bad=lambda idx: _on_bad(idx, parts, bad, config, dctx),
             progress=update,
         )
     if stats.skipped_nan_steps:
@@ -155,7 +155,7 @@ def run_epoch(ctx: RunContext, state: TrainState, stop, bad: dict[str, str], not
             ema_val = score(e.ema.module, kit.val_loader, regions, e.device, e.dtype, False, dctx)
             ema_val.pop("bad_indices", None)
     bad.update(D.merge_dicts(bad, dctx))
-    _check_bad_fraction(bad, len(parts["train"]), config)
+    _check_bad_fraction(bad, len(parts["train"]) + len(parts["val"]), config)
     lower = config.select in LOWER_IS_BETTER
     value = val["mean"][config.select] if val else math.nan
     weights = "raw"
@@ -255,11 +255,11 @@ def _meta(config, regions, kit: Kit, end: EpochEnd) -> A.CheckpointMeta:
     )
 
 
-def _on_bad(indices: list[int], samples, bad: dict[str, str], config, dctx) -> None:
+def _on_bad(indices: list[int], parts, bad: dict[str, str], config, dctx) -> None:
     for i in indices:
-        _note_bad(bad, samples[i])
+        _note_bad(bad, parts["train"][i])
     if not dctx.enabled:  # under torchrun the limit is decided on the global count
-        _check_bad_fraction(bad, len(samples), config)
+        _check_bad_fraction(bad, len(parts["train"]) + len(parts["val"]), config)
 
 
 def _note_bad(bad: dict[str, str], sample: Any) -> None:
@@ -280,6 +280,6 @@ def _check_bad_fraction(bad: dict[str, str], total: int, config: Any) -> None:
     list is written when the run ends."""
     if len(bad) > config.max_bad_fraction * total:
         raise SkinclsError(
-            f"{len(bad)} of {total} training images cannot be decoded, more than "
+            f"{len(bad)} of {total} training and validation images cannot be decoded, more than "
             f"--max-bad-fraction {config.max_bad_fraction}; list in {Path(config.output) / A.BAD_IMAGES}"
         )

@@ -104,7 +104,7 @@ def _open_data(config: TrainConfig, dctx) -> tuple[RunDir | None, Dataset]:
         selected = config.region
     read = ReadOptions(config.source, config.group_column, config.skip_bad)
     dataset = load_data(config.data, registry, selected, read)
-    check_ordinal_use(dataset.regions, config.loss, config.select)
+    check_ordinal_use(dataset.regions, config.loss, config.select, config.decision)
     return run, dataset
 
 
