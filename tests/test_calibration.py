@@ -381,6 +381,14 @@ def test_evaluate_reports_calibration_and_writes_reliability_diagrams(sigmoid_ru
     with pytest.raises(SkinclsError, match="--reliability: 2 file\\(s\\) exist"):
         evaluate(sigmoid_run, options=options)
     evaluate(sigmoid_run, options=replace(options, overwrite=True))
+    from typer.testing import CliRunner
+
+    from skincls.cli.root import app
+
+    argv = ["evaluate", str(sigmoid_run), "--reliability", str(tmp_path / "cli")]
+    printed = " ".join(CliRunner().invoke(app, argv).stdout.split())
+    for name in ("pore", "wrinkle"):  # the command says what it wrote
+        assert f"reliability diagram: {tmp_path / 'cli' / f'{name}_reliability.png'}" in printed
 
 
 def test_a_target_prior_moves_the_served_probabilities_by_bayes_rule(tiny_run, tiny_data, tmp_path):

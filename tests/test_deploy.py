@@ -160,10 +160,14 @@ def test_explain_writes_a_non_constant_heat_map_at_image_size(tiny_run, tiny_dat
     assert result.exit_code == 0, result.output
     written = json.loads(result.stdout)[0]
     out = Image.open(written["output"])
-    assert out.size == (80, 50)
+    assert out.size == (480, 300 + 28)  # 80 x 50 enlarged 6 times (shorter side >= 256), legend
     assert written["heat_std"] > 0.01
     arr = np.asarray(out, np.float32)
-    assert arr.std() > 1.0
+    picture, legend = arr[:300], arr[300:312]
+    assert picture.std() > 1.0
+    assert (picture[::6, ::6] == picture[1::6, 1::6]).all()  # whole pixels, not smeared
+    blue, red = legend[:, 2], legend[:, -3]  # the colour map from low (blue) to high (red)
+    assert blue[:, 2].mean() > blue[:, 0].mean() and red[:, 0].mean() > red[:, 2].mean()
 
 
 def test_a_model_that_fails_verification_is_not_left_behind(tiny_run, tmp_path, monkeypatch):

@@ -466,3 +466,57 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"test balanced accuracy 0\.\d{3}", done.stdout)
     assert "['cheek_pore', 'forehead_wrinkle', 'lip_dryness'] 48" in done.stdout
+
+
+COMMANDS = [
+    ["analyze"], ["prepare"], ["train"], ["demo"], ["sweep"], ["evaluate"], ["export"],
+    ["predict"], ["explain"], ["report"], ["regions", "list"], ["regions", "validate"],
+]  # fmt: skip
+
+
+def test_help_names_values_in_words_and_summaries_are_whole():
+    """No Typer type names (``<int range>``, ``<list[Path]>``, ``<path>``) in any command's help
+    (issue 34 item 6); every summary in ``skincls --help`` is whole at 80 columns; --select
+    says which metric is lower-is-better; --workers 0 of prepare says what 0 means."""
+    import re
+
+    for command in COMMANDS:
+        text = runner.invoke(app, [*command, "--help"], terminal_width=80).stdout
+        assert not re.search(r"<(int|float|str|text|path|list\[|Path)", text), (command, text)
+    top = runner.invoke(app, ["--help"], terminal_width=80).stdout
+    lines = top[top.index("Commands:") :].splitlines()[1:]
+    assert len([line for line in lines if line.strip()]) == 11
+    assert not [line for line in lines if line.rstrip().endswith(("...", "…"))], top
+    predict = " ".join(runner.invoke(app, ["predict", "--help"]).stdout.split())
+    assert "MODEL PATH Run directory or .onnx file." in predict
+    assert "INPUTS PATH... Images, folders or AI Hub label JSON files." in predict
+    assert "--batch-size N Images per batch." in predict
+    train = " ".join(runner.invoke(app, ["train", "--help"]).stdout.split())
+    assert "grade_mae (lower is better)" in train
+    prepare = " ".join(runner.invoke(app, ["prepare", "--help"]).stdout.split())
+    assert "--workers N Worker processes (0: one per core, up to 8)" in prepare
+
+
+def test_the_validation_table_of_every_epoch_only_when_asked():
+    """The demo prints the epoch line each epoch and the validation table only at the last
+    (``--verbose``: every epoch)."""
+    from rich.console import Console
+
+    from skincls.training.callbacks import ConsoleReporter, EpochEnd
+    from skincls.training.loop import TrainState
+
+    val = {"regions": {"pore": {"n": 4, "balanced_accuracy": 0.5, "macro_f1": 0.4}}, "mean": {}}
+    record = {"train_loss": 1.0, "train_images_per_s": 10.0, "lr": 1e-3}
+
+    def printed(every: bool) -> list[str]:
+        console = Console(record=True, width=120)
+        reporter = ConsoleReporter(console, 3, every_table=every)
+        for epoch in (1, 2, 3):
+            end = EpochEnd(epoch, record, val, False, TrainState())
+            reporter.on_epoch_end(end)
+        return console.export_text().splitlines()
+
+    quiet, verbose = printed(False), printed(True)
+    assert sum(line.startswith("epoch ") for line in quiet) == 3
+    assert sum("val region" in line for line in quiet) == 1
+    assert sum("val region" in line for line in verbose) == 3

@@ -102,6 +102,7 @@ def test_pruning_stops_a_clearly_worse_trial(tmp_path, tiny_regions):
         "epochs": 4,
         "max_steps_per_epoch": None,
         "eta_min": 0.0,
+        "report": True,
     }
     result = run_sweep(values, tmp_path / "s", 3, StudyOptions(space, storage, "p"))
     states = [t["state"] for t in result["trials"]]
@@ -111,6 +112,17 @@ def test_pruning_stops_a_clearly_worse_trial(tmp_path, tiny_regions):
     assert (
         json.loads((tmp_path / "s" / "trial-0002" / "run.json").read_text())["status"] == "pruned"
     )
+    pruned = result["trials"][2]
+    epochs = pruned["epochs_reported"]
+    assert pruned["value_shown"] == f"{pruned['value']:.4f} (intermediate, epoch {epochs})"
+    assert result["trials"][0]["value_shown"] == f"{result['trials'][0]['value']:.4f}"
+    assert result["importances"] == (
+        "not shown: 2 complete trial(s); parameter importances need at least 5"
+    )
+    html = (tmp_path / "s" / "report.html").read_text()
+    assert f"(intermediate, epoch {epochs})" in html and "higher is better" in html
+    lr = f"{result['trials'][2]['params']['lr']:.3g}"
+    assert f"<td>{lr}</td>" in html and "need at least 5" in html
 
 
 def test_search_space_errors_name_the_field(tmp_path):

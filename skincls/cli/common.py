@@ -8,10 +8,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from skincls.cli.options import choice_enum
 from skincls.core.errors import SkinclsError
@@ -113,3 +115,47 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output 
 
 
 DeviceChoice: Any = choice_enum("device")
+
+
+class WordsCommand(TyperCommand):
+    """A command whose help names values in words (``--batch-size N``, ``MODEL PATH``,
+    ``INPUTS PATH...``) instead of Typer's types (``<int range>``, ``<list[Path]>``); choices
+    are still listed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            word = _type_word(param)
+            if isinstance(param, TyperArgument):
+                param.metavar = param.metavar or param.name.upper()  # type: ignore[union-attr]
+                shown = "" if word in (None, "TEXT") else str(word)
+                text = shown + ("..." if param.nargs != 1 and shown else "")
+                param.display_type_rich = partial(_fixed, text or None)  # type: ignore[method-assign]
+            elif param.metavar is None and word is not None:
+                param.metavar = word
+
+
+def _fixed(text: str | None, ctx: Any) -> str | None:
+    return text
+
+
+def _type_word(param: Any) -> str | None:
+    """The word a value of ``param`` is shown as; None for choices and flags."""
+    from pathlib import PurePath
+    from typing import get_args, get_origin
+
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None or getattr(param, "is_flag", False) or desc.is_choice:
+        return None
+    kind = desc.annotation
+    if get_origin(kind) is list:
+        kind = (get_args(kind) or (str,))[0]
+    if desc.is_path or (isinstance(kind, type) and issubclass(kind, PurePath)):
+        return "PATH"
+    if kind is bool:
+        return None
+    if kind is int:
+        return "N"
+    if kind is float:
+        return "X"
+    return "TEXT"

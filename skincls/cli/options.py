@@ -28,7 +28,16 @@ FLAGS = {
     "calibrate": ("--calibrate/--no-calibrate",),
     "report": ("--report/--no-report",),
 }
-METAVARS = {"regions_dir": "DIR", "region": "NAME", "wandb_tags": "TAG"}
+METAVARS = {
+    "regions_dir": "DIR",
+    "region": "NAME",
+    "wandb_tags": "TAG",
+    "output": "DIR",
+    "resume": "RUN",
+    "backbone": "NAME",
+    "pretrained": "hub|none|FILE",
+    "group_column": "COLUMN",
+}
 _ENUMS: dict[str, type[Enum]] = {}
 
 

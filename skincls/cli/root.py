@@ -13,9 +13,7 @@ from typing import Annotated
 import typer
 
 from skincls.cli import data_cmds, serve_cmds, train_cmds
-from skincls.cli.common import (
-    set_debug,
-)
+from skincls.cli.common import WordsCommand, set_debug
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -67,20 +65,37 @@ def _root(
     set_debug(debug)
 
 
-regions_app.command("list")(data_cmds.regions_list)
-regions_app.command("validate")(data_cmds.regions_validate)
-app.command()(data_cmds.analyze)
-app.command()(data_cmds.prepare)
-app.command(context_settings={"allow_interspersed_args": True})(train_cmds.train)
-app.command()(train_cmds.demo)
-app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-    train_cmds.sweep
-)
-app.command()(serve_cmds.evaluate)
-app.command()(serve_cmds.export)
-app.command()(serve_cmds.predict)
-app.command()(serve_cmds.explain)
-app.command()(serve_cmds.report)
+SHORT = {
+    "analyze": "Class counts, imbalance and CB weights per region.",
+    "prepare": "Crop the AI Hub region boxes once into a cache.",
+    "train": "Train one backbone with a head per region.",
+    "demo": "The whole pipeline on generated data, in minutes.",
+    "sweep": "Hyperparameter search with Optuna.",
+    "evaluate": "Score a run on its test split or other data.",
+    "export": "One verified ONNX file for apps.",
+    "predict": "Grades and probabilities of new images.",
+    "explain": "Grad-CAM overlays: where the model looks.",
+    "report": "One self-contained HTML page about a run.",
+}
+"""Summaries in ``skincls --help`` (short enough not to be cut at 80 columns)."""
+
+regions_app.command("list", cls=WordsCommand)(data_cmds.regions_list)
+regions_app.command("validate", cls=WordsCommand)(data_cmds.regions_validate)
+for module, name, settings in (
+    (data_cmds, "analyze", None),
+    (data_cmds, "prepare", None),
+    (train_cmds, "train", {"allow_interspersed_args": True}),
+    (train_cmds, "demo", None),
+    (train_cmds, "sweep", {"allow_extra_args": True, "ignore_unknown_options": True}),
+    (serve_cmds, "evaluate", None),
+    (serve_cmds, "export", None),
+    (serve_cmds, "predict", None),
+    (serve_cmds, "explain", None),
+    (serve_cmds, "report", None),
+):
+    app.command(name, cls=WordsCommand, short_help=SHORT[name], context_settings=settings)(
+        getattr(module, name)
+    )
 
 
 def main() -> None:

@@ -153,6 +153,8 @@ def evaluate(
         result,
     )
     print_per_class(console, result)
+    for path in result.get("reliability_files", []):
+        console.print(f"reliability diagram: {path}")
 
 
 def _say_undecodable(reasons: dict[str, str], shown: int = 3) -> None:

@@ -48,12 +48,15 @@ def demo(
     workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 2,
     seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in OUTPUT.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Print the validation table of every epoch.")
+    ] = False,
 ) -> None:
     """The whole pipeline on a generated data set, on CPU, in a few minutes."""
     from skincls.training.demo import DemoBudget, run_demo
 
     with user_errors():
-        budget = DemoBudget(epochs, backbone, image_size, workers, seed)
+        budget = DemoBudget(epochs, backbone, image_size, workers, seed, verbose)
         run_demo(output, budget, overwrite, stdout_console())
 
 

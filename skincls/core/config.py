@@ -206,8 +206,9 @@ class TrainConfig(BaseModel):
         MetricName,
         Field(
             description="Validation metric that picks the best checkpoint and each head's "
-            "decision rule (ba_f1: mean of balanced accuracy and macro F1; qwk, within1 and "
-            "grade_mae, lower is better: ordinal regions only)."
+            "decision rule: ba_f1 (mean of balanced accuracy and macro F1), balanced_accuracy "
+            "or macro_f1; for ordinal regions only qwk and within1 (higher is better, as all "
+            "the others) or grade_mae (lower is better)."
         ),
     ] = DEFAULT_SELECT
     serve_epoch: Annotated[

@@ -86,9 +86,12 @@ def evaluate(
     calibration = {k: v for k, v in calibration_report(model, p).items() if k in wanted}
     if reliability is not None:
         Path(reliability).mkdir(parents=True, exist_ok=True)
+        written = []
         for name, figures in calibration.items():
-            reliability_png(name, figures, Path(reliability) / f"{name}_reliability.png")
+            written.append(Path(reliability) / f"{name}_reliability.png")
+            reliability_png(name, figures, written[-1])
         result["reliability"] = str(reliability)
+        result["reliability_files"] = [str(p) for p in written]
     result["calibration"] = calibration
     result["serving"] = {k: v for k, v in meta.serving.items() if k in wanted}
     result.update(

@@ -67,6 +67,34 @@ def cam_overlay(
     return overlay.clip(0, 255).astype(np.uint8), full, cls
 
 
+MIN_SIDE = 256
+"""Shorter side of a written overlay, in pixels: a 64 px crop is enlarged to be seen."""
+
+
+def framed(overlay: np.ndarray, min_side: int = MIN_SIDE) -> Any:
+    """The overlay enlarged (whole multiples, nearest neighbour: pixels stay pixels) until its
+    shorter side is at least ``min_side``, over a legend of the colour map from low to high
+    attention."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
+    h, w = overlay.shape[:2]
+    scale = max(1, -(-min_side // min(h, w)))
+    picture = Image.fromarray(overlay).resize((w * scale, h * scale), Image.Resampling.NEAREST)
+    width, bar = picture.width, 28
+    ramp = (colormaps["jet"](np.linspace(0, 1, width))[:, :3] * 255).astype(np.uint8)
+    legend = Image.new("RGB", (width, bar), "white")
+    legend.paste(Image.fromarray(np.repeat(ramp[None], 12, axis=0)), (0, 0))
+    draw = ImageDraw.Draw(legend)
+    draw.text((2, 14), "low", fill="black")
+    high = "high Grad-CAM attention"
+    draw.text((width - draw.textlength(high) - 2, 14), high, fill="black")
+    framed_picture = Image.new("RGB", (width, picture.height + bar), "white")
+    framed_picture.paste(picture, (0, 0))
+    framed_picture.paste(legend, (0, picture.height))
+    return framed_picture
+
+
 def cam_on_image(cam: np.ndarray, h: int, w: int, resize: str) -> np.ndarray:
     """The heat map (network input coordinates) on the h x w image, undoing the policy: a
     squashed input maps onto the whole image, a padded one's content square onto the whole
@@ -107,7 +135,6 @@ def explain(
     import matplotlib
 
     matplotlib.use("Agg")
-    from PIL import Image
 
     from skincls.data.augment import build_transform
     from skincls.data.images import ImageReadError, read_image
@@ -145,7 +172,7 @@ def explain(
         while any(w.get("output") == str(target) for w in written):
             target = out / f"{path.stem}_{region}_gradcam_{n}.png"
             n += 1
-        atomic_write(target, Image.fromarray(overlay).save)
+        atomic_write(target, framed(overlay).save)
         written.append(
             {
                 "path": str(path),

@@ -96,14 +96,18 @@ class WandbLogger(Callback):
 
 
 class ConsoleReporter(Callback):
-    def __init__(self, console: Any, epochs: int) -> None:
-        self.console, self.epochs = console, epochs
+    """The epoch line each epoch, and the validation table each epoch or (``every_table``
+    False) only at the last."""
+
+    def __init__(self, console: Any, epochs: int, every_table: bool = True) -> None:
+        self.console, self.epochs, self.every_table = console, epochs, every_table
 
     def on_epoch_end(self, end: EpochEnd) -> None:
         from skincls.core.console import print_epoch
 
         best = end.improved and end.val is not None  # no validation split: nothing is "best"
-        print_epoch(self.console, end.epoch, self.epochs, end.record, end.val, best, end.remaining)
+        table = end.val if self.every_table or end.epoch >= self.epochs else None
+        print_epoch(self.console, end.epoch, self.epochs, end.record, table, best, end.remaining)
 
 
 class StopEarly(Exception):

@@ -31,6 +31,8 @@ class RunContext:
     dctx: D.DistContext
     console: Any
     tracker: Any = None
+    epoch_tables: bool = True
+    """Print the validation table every epoch (else only the last epoch's)."""
 
     @property
     def regions(self) -> list[Any]:

@@ -20,6 +20,8 @@ class DemoBudget:
     image_size: int = 64
     workers: int = 2
     seed: int = 0
+    verbose: bool = False
+    """Print the validation table of every epoch (else of the last)."""
 
     def __post_init__(self) -> None:
         for option, value, low in (
@@ -112,7 +114,7 @@ def _train(data: Path, out: Path, budget: DemoBudget, console: Any) -> Any:
             "wandb": "disabled",
         }
     )
-    return train(config, console=console, show_test=False)
+    return train(config, console=console, show_test=False, epoch_tables=budget.verbose)
 
 
 def next_steps(run_dir: Path, data: Path, onnx_path, budget: DemoBudget) -> list[tuple[str, str]]:

@@ -112,7 +112,7 @@ def _callbacks(ctx: RunContext, state: TrainState, hooks: list[Callback]) -> lis
             serve_epoch=config.serve_epoch,
         ),
         WandbLogger(ctx.tracker),
-        ConsoleReporter(ctx.console, config.epochs),
+        ConsoleReporter(ctx.console, config.epochs, every_table=ctx.epoch_tables),
         *hooks,
         EarlyStopping(config.patience, config.select),
     ]

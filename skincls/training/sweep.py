@@ -246,6 +246,21 @@ def _params(params: dict[str, Any]) -> str:
     )
 
 
+def _value_shown(trial: Any) -> str:
+    """A trial's value as the tables show it: a pruned trial's is the intermediate figure of
+    the last epoch it reported, and says so."""
+    if trial.value is None:
+        return ""
+    if trial.state.name == "PRUNED":
+        return f"{trial.value:.4f} (intermediate, epoch {len(trial.intermediate_values)})"
+    return f"{trial.value:.4f}"
+
+
+MIN_IMPORTANCE_TRIALS = 5
+"""Complete trials below which parameter importances are not shown (a forest fitted on fewer
+points ranks noise)."""
+
+
 def _finished(optuna, study) -> list:
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return [t for t in study.trials if t.state in states]
@@ -262,14 +277,18 @@ def summarize(study, base: dict[str, Any], output: Path) -> dict[str, Any]:
             "value": t.value,
             "params": t.params,
             "epochs_reported": len(t.intermediate_values),
+            "value_shown": _value_shown(t),
             "run_dir": t.user_attrs.get("run_dir"),
         }
         for t in study.trials
     ]
     metric = str(base.get("select", DEFAULT_SELECT))
+    from skincls.core.names import LOWER_IS_BETTER
+
     result: dict[str, Any] = {
         "study": study.study_name,
         "metric": metric,
+        "direction": "lower is better" if metric in LOWER_IS_BETTER else "higher is better",
         "trials": rows,
         "best": None,
     }
@@ -318,6 +337,13 @@ def _plots(study, output: Path, result: dict[str, Any], metric: str) -> None:
         atomic_write(output / "history.png", lambda tmp: fig.savefig(tmp, dpi=100))
         plt.close(fig)
         result["plots"] = [str(output / "history.png")]
+        complete = sum(t.state.name == "COMPLETE" for t in study.trials)
+        if complete < MIN_IMPORTANCE_TRIALS:
+            result["importances"] = (
+                f"not shown: {complete} complete trial(s); parameter importances need at least "
+                f"{MIN_IMPORTANCE_TRIALS}"
+            )
+            return
         try:
             ax = vm.plot_param_importances(study, target_name=f"validation {metric}")
             fig = ax.figure
@@ -337,18 +363,22 @@ def render_sweep(result: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     def fmt(v: Any) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
+        return f"{v:.3g}" if isinstance(v, float) else "" if v is None else str(v)
 
     names = sorted({k for t in result["trials"] for k in t["params"]})
     table = Table(title=f"study {result['study']}: {len(result['trials'])} trials")
     for col in ("#", "state", f"val {result['metric']}", *names):
         table.add_column(col, overflow="fold")
     for t in result["trials"]:
-        value = "" if t["value"] is None else f"{t['value']:.4f}"
         table.add_row(
-            str(t["number"]), t["state"], value, *(fmt(t["params"].get(n)) for n in names)
+            str(t["number"]),
+            t["state"],
+            t.get("value_shown", ""),
+            *(fmt(t["params"].get(n)) for n in names),
         )
     console.print(table)
+    if result.get("importances"):
+        console.print(f"parameter importances {result['importances']}")
     if result["best"]:
         b = result["best"]
         console.print(

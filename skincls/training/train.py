@@ -42,9 +42,11 @@ def train(
     wandb_group: str | None = None,
     show_test: bool = True,
     callbacks: Sequence[Callback] = (),
+    epoch_tables: bool = True,
 ) -> RunResult:
     """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test (its
-    table is printed unless ``show_test`` is False). ``on_epoch_end(epoch, record)`` and
+    table is printed unless ``show_test`` is False; the validation table of every epoch unless
+    ``epoch_tables`` is False, then only the last). ``on_epoch_end(epoch, record)`` and
     ``callbacks`` run after the built-in callbacks; what they raise stops the run.
 
     Under ``torchrun`` every rank trains on its share of each epoch's draw, predictions are
@@ -68,7 +70,7 @@ def train(
         model = create_model(config, dataset.regions)
         run, parts = _split(config, run, dataset, dctx)
         kit = build_kit(config, model, dataset.regions, parts, device, dctx)
-        ctx = RunContext(config, run, dataset, parts, kit, dctx, console)
+        ctx = RunContext(config, run, dataset, parts, kit, dctx, console, epoch_tables=epoch_tables)
         state = phases.restore(ctx)
         ctx = replace(ctx, tracker=phases.start(ctx, wandb_group))
         print_run_summary(ctx)
