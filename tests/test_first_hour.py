@@ -520,3 +520,37 @@ def test_the_validation_table_of_every_epoch_only_when_asked():
     assert sum(line.startswith("epoch ") for line in quiet) == 3
     assert sum("val region" in line for line in quiet) == 1
     assert sum("val region" in line for line in verbose) == 3
+
+
+def test_predict_counts_images_applies_a_known_regions_head_and_keeps_rows_on_one_line(
+    tiny_run, tiny_data, tmp_path
+):
+    """Issue 34 item 3: the header counts images and region predictions; a CSV with a region
+    column applies only that region's head, a bare image every head (and says so); a long path
+    is shortened in the table, kept whole in --json."""
+    import json
+
+    deep = tmp_path / ("a-very-long-folder-name-" * 4) / "nested"
+    deep.mkdir(parents=True)
+    images = sorted((tiny_data / "images").rglob("*.png"))[:2]
+    for image in images:
+        shutil.copy(image, deep / image.name)
+    listing = tmp_path / "crops.csv"
+    listing.write_text(
+        "path,region\n"
+        + f"{(deep / images[0].name).relative_to(tmp_path)},pore\n"
+        + f"{(deep / images[1].name).relative_to(tmp_path)},\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["predict", str(tiny_run), str(listing)], terminal_width=120)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "2 image(s), 3 region prediction(s)" in out
+    assert "1 image(s) of unknown region: every head was applied" in " ".join(out.split())
+    table_rows = [line for line in out.splitlines() if images[0].name in line]
+    assert len(table_rows) == 1 and ".../" in table_rows[0]  # one line, shortened path
+    doc = json.loads(runner.invoke(app, ["predict", str(tiny_run), str(listing), "--json"]).stdout)
+    first, second = doc["predictions"]
+    assert list(first["regions"]) == ["pore"] and first["region_known"] is True
+    assert set(second["regions"]) == {"pore", "wrinkle"} and second["region_known"] is False
+    assert first["path"] == str(deep / images[0].name)

@@ -273,21 +273,31 @@ def predict(
     else:
         from rich.table import Table
 
-        table = Table(title=f"{len(result['predictions'])} predictions")
-        names = [n for p in result["predictions"] for n in p["regions"]]
-        table.add_column("image", overflow="fold")
+        predictions = result["predictions"]
+        rows = sum(len(p["regions"]) for p in predictions)
+        table = Table(title=f"{len(predictions)} image(s), {rows} region prediction(s)")
+        names = [n for p in predictions for n in p["regions"]]
+        shown = short_paths([p["path"] for p in predictions])
+        table.add_column("image", no_wrap=True)
         table.add_column("region", no_wrap=True, min_width=max(map(len, names), default=6))
         table.add_column("class", no_wrap=True)
         table.add_column("p", no_wrap=True)
         table.add_column("probabilities", overflow="fold")
-        for p in result["predictions"]:
+        for p, path in zip(predictions, shown, strict=True):
             for name, r in p["regions"].items():
                 median = " (median)" if r.get("decision") == "median" else ""
                 spread = " ".join(f"{c}:{v:.2f}" for c, v in r["probs"].items())
                 table.add_row(
-                    p["path"], name, r["class"] + median, f"{r['probs'][r['class']]:.3f}", spread
+                    path, name, r["class"] + median, f"{r['probs'][r['class']]:.3f}", spread
                 )
         stdout_console().print(table)
+        unknown = sum(not p.get("region_known", True) for p in predictions)
+        if unknown and len(names) > len(predictions):
+            stdout_console().print(
+                f"{unknown} image(s) of unknown region: every head was applied to each (an AI "
+                "Hub label JSON or a CSV with a region column applies only the crop's own)",
+                style="dim",
+            )
         rules = {n: r["rule"] for p in result["predictions"] for n, r in p["regions"].items()}
         if rules:
             said = "; ".join(f"{n}: {r}" for n, r in rules.items())
@@ -362,3 +372,23 @@ def report(
             f"wrote {written['path']} ({written['size_bytes'] / 1e6:.2f} MB, split "
             f"{written['split']}, {written['seconds']:.1f} s)"
         )
+
+
+def short_paths(paths: list[str], limit: int = 60) -> list[str]:
+    """Paths as a table shows them: relative to the working folder where they are inside it,
+    and longer ones cut in the middle with the file name kept (``--json``/``--csv`` keep them
+    whole)."""
+    import os
+
+    out = []
+    for path in paths:
+        try:
+            rel = os.path.relpath(path)
+        except ValueError:  # another drive (Windows)
+            rel = path
+        rel = path if rel.startswith("..") else rel
+        if len(rel) > limit:
+            name = Path(rel).name
+            rel = rel[: max(8, limit - len(name) - 4)] + ".../" + name
+        out.append(rel)
+    return out

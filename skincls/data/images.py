@@ -37,7 +37,8 @@ def _check_size(w: int, h: int, what: str) -> None:
         raise ImageReadError(f"too large: {w} x {h} ({what} over {MAX_PIXELS:,} pixels)")
     if max(w, h) / min(w, h) > MAX_ASPECT:
         raise ImageReadError(
-            f"too large: {w} x {h} ({what} aspect ratio over {MAX_ASPECT:g}:1 cannot be resized)"
+            f"too elongated: {w} x {h} ({what} aspect ratio over {MAX_ASPECT:g}:1 cannot be "
+            "resized)"
         )
 
 

@@ -188,6 +188,51 @@ def eval_transforms(backend: _Backend) -> dict[str, Any]:
     return out
 
 
+def _inputs(files: list[Path], names: list[str]) -> list[tuple[Path, str | None, Any]]:
+    """Per input: the file, the region it is a crop of (None: unknown, every head applies)
+    and its box. A CSV file is a list of inputs: a ``path`` column (relative to the CSV),
+    optionally ``region`` (one of the model's) and the box ``x1,y1,x2,y2``."""
+    out: list[tuple[Path, str | None, Any]] = []
+    for f in files:
+        if f.suffix.lower() != ".csv":
+            out.append((f, None, None))
+            continue
+        out.extend(_csv_inputs(f, names))
+    return out
+
+
+def _csv_inputs(path: Path, names: list[str]) -> list[tuple[Path, str | None, Any]]:
+    import csv
+    import io
+
+    from skincls.core.textio import read_text
+
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    reader.fieldnames = columns
+    if "path" not in columns:
+        raise SkinclsError(f"{path}: no 'path' column (found {columns or 'no header'})")
+    boxed = all(c in columns for c in ("x1", "y1", "x2", "y2"))
+    out: list[tuple[Path, str | None, Any]] = []
+    for row in reader:
+        region = (row.get("region") or "").strip() or None
+        if region is not None and region not in names:
+            raise SkinclsError(
+                f"{path} line {reader.line_num}: region {region!r} is not a region of the "
+                f"model ({', '.join(names)})"
+            )
+        box = None
+        if boxed and all((row.get(c) or "").strip() for c in ("x1", "y1", "x2", "y2")):
+            try:
+                box = tuple(round(float(row[c])) for c in ("x1", "y1", "x2", "y2"))
+            except ValueError:
+                raise SkinclsError(
+                    f"{path} line {reader.line_num}: x1,y1,x2,y2 must be numbers"
+                ) from None
+        out.append((path.parent / row["path"].strip(), region, box))
+    return out
+
+
 def _expand(inputs: Sequence[str | Path]) -> list[Path]:
     """The files named, and the images and label JSONs inside folders named (hidden files and
     folders, such as macOS ``._*`` resource forks, left out)."""
@@ -288,13 +333,18 @@ def predict(
         raise SkinclsError("no input images given")
     items: list[tuple[str, np.ndarray, list[str], int]] = []
     errors: list[dict[str, str]] = []
-    for number, f in enumerate(files):
+    every = sorted(chosen, key=names.index)
+    known: dict[int, bool] = {}  # per input: whether its region was known (else every head)
+    for number, (f, row_region, bbox) in enumerate(_inputs(files, names)):
         try:
             if f.suffix == ".json":
-                image, bbox, wanted = _aihub_crop(f, backend.regions)
-                jobs = [(str(image), bbox, m, n) for n, m in wanted if n in chosen]
+                image, box, wanted = _aihub_crop(f, backend.regions)
+                jobs = [(str(image), box, m, n) for n, m in wanted if n in chosen]
+            elif row_region is not None:
+                jobs = [(str(f), bbox, False, row_region)] if row_region in chosen else []
             else:
-                jobs = [(str(f), None, False, n) for n in sorted(chosen, key=names.index)]
+                jobs = [(str(f), bbox, False, n) for n in every]
+            known[number] = f.suffix == ".json" or row_region is not None
             for label, array, rs in _preprocess(str(f), jobs, transforms, read_image):
                 items.append((label, array, rs, number))
         except ValueError as err:  # ImageReadError included: the message is the reason
@@ -304,7 +354,9 @@ def predict(
         chunk = items[start : start + batch_size]
         probs, decided = backend.run(np.stack([c[1] for c in chunk]).astype(np.float32))
         for j, (path, _, rs, number) in enumerate(chunk):
-            entry = results.setdefault(number, {"path": path, "regions": {}})
+            entry = results.setdefault(
+                number, {"path": path, "region_known": known[number], "regions": {}}
+            )
             for name in rs:
                 p, k = probs[name][j], int(decided[name][j])
                 entry["regions"][name] = {
