@@ -186,3 +186,43 @@ def test_report_names_the_served_epoch_and_bolds_its_row(report):
     assert bold == [str(served)]
     said = "the best by validation" if best == served else f"was epoch {best}"
     assert said in html.split("Served epoch:", 1)[1].split("</p>", 1)[0]
+
+
+def test_report_explains_the_served_decision_with_chance_levels_and_the_nia_table(report):
+    """Issue 34 item 7: per region the calibration (T, validation ECE as fitted, a reliability
+    diagram) and the decision rule in words, the chance level beside each figure (worked by
+    hand from the supports), the ordinal regions in the data owners' layout with the figures
+    evaluate prints, and no mistake shown twice."""
+    import json
+
+    from skincls.serving.evaluate import EvalOptions, evaluate
+
+    path, run = report
+    html = path.read_text(encoding="utf-8")
+    meta = json.loads((run / "best" / "meta.json").read_text())
+    scored = evaluate(run, options=EvalOptions(device="cpu"))
+    for name in ("pore", "wrinkle"):
+        body = html.split(f'id="region-{name}"', 1)[1].split("</section>", 1)[0]
+        text = " ".join(re.sub(r"<[^>]+>", " ", body).split())
+        fitted = meta["calibration"][name]
+        assert f"temperature T = {fitted['temperature']:.2f}" in text
+        assert f"validation ECE {fitted['val']['ece_before']:.3f}" in text
+        assert "Decision rule:" in text and "% of the decisions differ" in text
+        assert f'alt="reliability diagram of {name}"' in body
+        m = scored["regions"][name]
+        support = [c["support"] for c in m["per_class"].values()]
+        k, total = len(support), sum(support)
+        share = [s / total for s in support]
+        f1 = sum(2 * p / k / (p + 1 / k) for p in share if p > 0) / k
+        assert f"accuracy chance {1 / k:.3f}" in text
+        assert f"macro_f1 chance {f1:.3f}" in text
+        mae = sum(p * sum(abs(i - j) for j in range(k)) / k for i, p in enumerate(share))
+        assert f"grade_mae chance {mae:.3f}" in text
+        thumbs = re.findall(r'<div class="thumb"><img src="[^"]+" alt="([^"]+)"', body)
+        assert len(thumbs) == len(set(thumbs))  # a mistake appears once
+    nia = html.split('id="ordinal"', 1)[1].split("</section>", 1)[0]
+    for name in ("pore", "wrinkle"):
+        m = scored["regions"][name]
+        row = f"<td>{name}</td><td>{m['n']}</td><td>{100 * m['accuracy']:.1f}</td>"
+        assert row + f"<td>{100 * m['within1']:.1f}</td>" in nia
+    assert "exact 60.6%, within one 93.0%, MAE 0.47" in nia

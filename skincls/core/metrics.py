@@ -107,3 +107,30 @@ def evaluate_predictions(
             labels[mask], preds[mask], classes[name], bool((ordinal or {}).get(name))
         )
     return {"regions": regions, "mean": mean_metrics(regions)}
+
+
+def chance_levels(support: Sequence[int], ordinal: bool) -> dict[str, float]:
+    """The expected figures of a guess that ignores the image (a class drawn uniformly at
+    random), for labels with per-class ``support``: accuracy and balanced accuracy ``1/K``,
+    macro F1 ``mean_c 2 p_c (1/K) / (p_c + 1/K)`` (precision ``p_c``, the class's share; recall
+    ``1/K``); for ordinal grades within-one and grade MAE over uniform guesses, QWK and
+    correlation 0. Exact, not simulated."""
+    n = np.asarray(support, dtype=np.float64)
+    k = len(n)
+    if k == 0 or n.sum() == 0:
+        return {}
+    share, guess = n / n.sum(), 1.0 / k
+    f1 = np.where(share > 0, 2 * share * guess / np.maximum(share + guess, 1e-12), 0.0)
+    out = {
+        "accuracy": guess,
+        "balanced_accuracy": guess,
+        "macro_f1": float(f1.mean()),
+    }
+    if ordinal:
+        grades = np.arange(k)
+        distance = np.abs(grades[:, None] - grades[None, :])  # true x guessed
+        out["within1"] = float(share @ (distance <= 1).mean(axis=1))
+        out["grade_mae"] = float(share @ distance.mean(axis=1))
+        out["qwk"] = 0.0
+        out["corr"] = 0.0
+    return out

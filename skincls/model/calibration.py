@@ -344,6 +344,17 @@ def calibration_report(model: Any, p: dict[str, np.ndarray]) -> dict[str, dict[s
 
 
 def reliability_png(name: str, figures: dict[str, Any], path: Any) -> None:
+    """:func:`reliability_figure` written to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = reliability_figure(name, figures)
+    try:
+        atomic_write(path, fig.savefig)
+    finally:
+        plt.close(fig)
+
+
+def reliability_figure(name: str, figures: dict[str, Any]) -> Any:
     """A reliability diagram of one head: accuracy against confidence per bin, before and after
     calibration, with the diagonal of perfect calibration and each curve's ECE."""
     import matplotlib
@@ -367,7 +378,4 @@ def reliability_png(name: str, figures: dict[str, Any], path: Any) -> None:
     ax.set_title(f"{name}: reliability", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    try:
-        atomic_write(path, fig.savefig)
-    finally:
-        plt.close(fig)
+    return fig

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from skincls.core.errors import SkinclsError
+from skincls.core.metrics import chance_levels
 from skincls.core.names import ALL_METRICS
 from skincls.core.plots import class_key
 from skincls.run import artifacts as A
@@ -29,6 +30,7 @@ from skincls.serving.report_plots import (
     distribution_plot,
     jpeg,
     per_class_plot,
+    png,
     training_plot,
 )
 
@@ -68,6 +70,7 @@ def build_report(
         "data_section": _data_section(run, scored["config"], scored["specs"]),
         "training": _training_section(run.history(), scored["config"].select, run.status().dump()),
         "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
+        "nia": _nia_rows(scored),
         "mean": scored["metrics"]["mean"],
         "config_yaml": (run.path / A.CONFIG).read_text(encoding="utf-8"),
         "val_metrics": [k for k in ALL_METRICS if any(f"val_{k}" in h for h in run.history())],
@@ -99,7 +102,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     device = resolve_device("auto")
     model.to(device)
     loader, transforms = eval_loader(specs, meta, samples, config.batch_size, 0, device)
-    p = predict_loader(model, loader, device)
+    p = predict_loader(model, loader, device, keep_logits=True)
     metrics = metrics_of(p, specs)
     return {
         "model": model,
@@ -197,16 +200,67 @@ def _region_section(scored: dict[str, Any], spec, explain: bool) -> dict[str, An
         "class_key": class_key(list(spec.classes)),
     }
     if m["n"] == 0:
-        section.update(confusion=None, bars=None, mistakes=[], grade_errors=[])
+        section.update(confusion=None, bars=None, mistakes=[], grade_errors=[], served=None)
         return section
+    support = [m["per_class"][c]["support"] for c in spec.classes]
+    section["chance"] = chance_levels(support, spec.ordinal)
     section["confusion"] = confusion_plot(spec, np.asarray(m["confusion_matrix"]))
     section["bars"] = per_class_plot(spec, m["per_class"])
+    section["served"] = _served_decision(scored, spec)
     wrong = _mistakes(scored, spec)
     section["mistakes"] = _thumbnails(scored, spec, wrong["confident"], explain)
     section["grade_errors"] = (
         _thumbnails(scored, spec, wrong["largest"], False) if spec.ordinal else []
     )
+    section["grade_errors_shown_above"] = bool(spec.ordinal and wrong["largest_all_above"])
     return section
+
+
+def _served_decision(scored: dict[str, Any], spec) -> dict[str, Any]:
+    """How the head's served decision is made and how it fares here: its calibration (T,
+    bias, ECE on validation when fitted and on this split, before and after, with the
+    reliability diagram), its rule (tau, for which metric) and the share of this split's
+    decisions that are not the most probable class."""
+    import torch
+
+    from skincls.model.calibration import calibration_report, reliability_figure
+    from skincls.model.inference import head_logits
+
+    model, meta, p = scored["model"], scored["meta"], scored["pred"]
+    fitted = (meta.calibration or {}).get(spec.name) or {}
+    here = calibration_report(model, p).get(spec.name)
+    logits, _ = head_logits(p, model.region_names)[spec.name]
+    with torch.inference_mode():
+        probs, decided = model.serve(spec.name, logits)
+    differs = float((probs.argmax(1) != decided).float().mean())
+    return {
+        "rule": meta.serving.get(spec.name, "uncalibrated"),
+        "decision": model.decisions[spec.name],
+        "temperature": model.temperatures[spec.name],
+        "bias": fitted.get("bias"),
+        "tau": fitted.get("tau"),
+        "select": fitted.get("select"),
+        "val": fitted.get("val"),
+        "here": here,
+        "reliability": png(reliability_figure(spec.name, here)) if here else None,
+        "differs": differs,
+    }
+
+
+def _nia_rows(scored: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ordinal regions in the data owners' layout (exact %, within one %, MAE,
+    correlation) with their average, as ``evaluate`` prints it; [] without ordinal regions."""
+    items = {
+        s.name: scored["metrics"]["regions"][s.name]
+        for s in scored["specs"]
+        if s.ordinal and scored["metrics"]["regions"][s.name]["n"] > 0
+    }
+    if not items:
+        return []
+    keys = ("accuracy", "within1", "grade_mae", "corr")
+    rows = [{"item": n, "n": m["n"], **{k: m[k] for k in keys}} for n, m in items.items()]
+    mean = {k: sum(m[k] for m in items.values()) / len(items) for k in keys}
+    return [*rows, {"item": "average", "n": "", **mean}]
 
 
 def _mistakes(scored: dict[str, Any], spec) -> dict[str, list[int]]:
@@ -218,7 +272,12 @@ def _mistakes(scored: dict[str, Any], spec) -> dict[str, list[int]]:
     confident = idx[np.argsort(-p["conf"][idx], kind="stable")][:MISTAKES]
     error = np.abs(p["pred"][idx].astype(int) - p["label"][idx].astype(int))
     largest = idx[np.lexsort((-p["conf"][idx], -error))][:MISTAKES]
-    return {"confident": confident.tolist(), "largest": largest.tolist()}
+    shown = set(confident.tolist())
+    return {
+        "confident": confident.tolist(),
+        "largest": [i for i in largest.tolist() if i not in shown],  # each mistake shown once
+        "largest_all_above": bool(len(largest)) and set(largest.tolist()) <= shown,
+    }
 
 
 def _thumbnails(scored, spec, positions: list[int], explain: bool) -> list[dict[str, Any]]:
