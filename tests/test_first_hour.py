@@ -554,3 +554,41 @@ def test_predict_counts_images_applies_a_known_regions_head_and_keeps_rows_on_on
     assert list(first["regions"]) == ["pore"] and first["region_known"] is True
     assert set(second["regions"]) == {"pore", "wrinkle"} and second["region_known"] is False
     assert first["path"] == str(deep / images[0].name)
+
+
+def test_the_cpu_only_install_line_resolves_a_cpu_build(tmp_path):
+    """README's CPU-only line (issue 34 item 1) asks for the torch and torchvision ranges of
+    pyproject.toml (so the editable install keeps the CPU build) from PyPI's CPU wheel index,
+    and that index resolves them to a ``+cpu`` build (skipped where it cannot be reached)."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    readme = (ROOT / "README.md").read_text()
+    line = next(
+        x for x in readme.splitlines() if "download.pytorch.org/whl/cpu" in x and "pip" in x
+    )
+    project = (ROOT / "pyproject.toml").read_text()
+    for name in ("torch", "torchvision"):
+        spec = re.search(rf'^\s*"({name}[<>=][^"]*)"', project, re.M).group(1)
+        assert f"'{spec}'" in line, (spec, line)
+    assert line.endswith("&& pip install -e '.[dev]'")
+    index = "https://download.pytorch.org/whl/cpu"
+    try:
+        urllib.request.urlopen(f"{index}/torch/", timeout=5).close()
+    except OSError as err:
+        pytest.skip(f"PyTorch's CPU index cannot be reached from here ({err})")
+    specs = re.findall(r"'(torch[^']*)'", line)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--quiet",
+         "--report", str(tmp_path / "r.json"), "--index-url", index, *specs],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    versions = {
+        i["metadata"]["name"]: i["metadata"]["version"]
+        for i in json.loads((tmp_path / "r.json").read_text())["install"]
+    }
+    assert versions["torch"].endswith("+cpu"), versions
