@@ -125,3 +125,22 @@ def tiny_run(tmp_path_factory, tiny_data, tiny_regions) -> Path:
         )
     )
     return train(config).run_dir
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path) -> Path:
+    """A copy of ``tiny_run`` that a test may resume, edit or damage."""
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(tiny_run, target)
+    config = target / "config.yaml"
+    config.write_text(config.read_text().replace(str(tiny_run), str(target)))
+    return target
+
+
+def resume(run: Path, epochs: int = 3):
+    """``skincls train --resume RUN --epochs N`` as the library runs it."""
+    from skincls.training.train import train_from_options
+
+    return train_from_options({"resume": str(run), "epochs": epochs})

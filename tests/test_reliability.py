@@ -26,7 +26,7 @@ from skincls.data.regions import discover_regions, load_region_file
 from skincls.data.samples import LoadReport
 from skincls.data.sources import ReadOptions, load_csv, load_data
 
-from .conftest import tiny_values
+from .conftest import resume, tiny_values
 
 runner = CliRunner()
 
@@ -364,23 +364,6 @@ def test_markup_in_labels_and_paths_prints_as_written(tmp_path):
 
 
 # 7. Run directories under concurrency and damage -------------------------------------------
-
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path) -> Path:
-    import shutil
-
-    target = tmp_path / "copy"
-    shutil.copytree(tiny_run, target)
-    config = target / "config.yaml"
-    config.write_text(config.read_text().replace(str(tiny_run), str(target)))
-    return target
-
-
-def resume(run: Path, epochs: int = 3):
-    from skincls.training.train import train_from_options
-
-    return train_from_options({"resume": str(run), "epochs": epochs})
 
 
 HOLDER = (

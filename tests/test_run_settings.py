@@ -3,7 +3,6 @@ refuse a run whose config.yaml or region files were edited since, listing the di
 (issue 35 item 1), and a damaged field of trainer.pt is one clear error."""
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,7 @@ from skincls.cli.root import app
 from skincls.core.errors import SkinclsError
 from skincls.run.load import load_run
 
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path) -> Path:
-    target = tmp_path / "copy"
-    shutil.copytree(tiny_run, target)
-    config = target / "config.yaml"
-    config.write_text(config.read_text().replace(str(tiny_run), str(target)))
-    return target
-
-
-def resume(run: Path, epochs: int = 3):
-    from skincls.training.train import train_from_options
-
-    return train_from_options({"resume": str(run), "epochs": epochs})
+from .conftest import resume
 
 
 def edit(path: Path, old: str, new: str) -> None:
