@@ -117,12 +117,12 @@ def test_pruning_stops_a_clearly_worse_trial(tmp_path, tiny_regions):
     assert pruned["value_shown"] == f"{pruned['value']:.4f} (intermediate, epoch {epochs})"
     assert result["trials"][0]["value_shown"] == f"{result['trials'][0]['value']:.4f}"
     assert result["importances"] == (
-        "not shown: 2 complete trial(s); parameter importances need at least 5"
+        "not shown: 2 complete trial(s), at least 5 needed"
     )
     html = (tmp_path / "s" / "report.html").read_text()
     assert f"(intermediate, epoch {epochs})" in html and "higher is better" in html
-    lr = f"{result['trials'][2]['params']['lr']:.3g}"
-    assert f"<td>{lr}</td>" in html and "need at least 5" in html
+    lr = f"{result['trials'][2]['params']['lr']:.4g}"
+    assert f"<td>{lr}</td>" in html and "at least 5 needed" in html
 
 
 def test_search_space_errors_name_the_field(tmp_path):

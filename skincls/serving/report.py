@@ -348,7 +348,7 @@ def _render(context: dict[str, Any], template: str = "report.html.j2") -> str:
     )
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * float(v):.1f}"
     env.filters["f3"] = lambda v: "" if v is None else f"{float(v):.3f}"
-    env.filters["g3"] = lambda v: f"{v:.3g}" if isinstance(v, float) else v
+    env.filters["g4"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v
     return env.get_template(template).render(**context)
 
 

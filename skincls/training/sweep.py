@@ -340,8 +340,8 @@ def _plots(study, output: Path, result: dict[str, Any], metric: str) -> None:
         complete = sum(t.state.name == "COMPLETE" for t in study.trials)
         if complete < MIN_IMPORTANCE_TRIALS:
             result["importances"] = (
-                f"not shown: {complete} complete trial(s); parameter importances need at least "
-                f"{MIN_IMPORTANCE_TRIALS}"
+                f"not shown: {complete} complete trial(s), at least {MIN_IMPORTANCE_TRIALS} "
+                "needed"
             )
             return
         try:
@@ -363,7 +363,7 @@ def render_sweep(result: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     def fmt(v: Any) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else "" if v is None else str(v)
+        return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
 
     names = sorted({k for t in result["trials"] for k in t["params"]})
     table = Table(title=f"study {result['study']}: {len(result['trials'])} trials")
