@@ -116,9 +116,7 @@ def test_pruning_stops_a_clearly_worse_trial(tmp_path, tiny_regions):
     epochs = pruned["epochs_reported"]
     assert pruned["value_shown"] == f"{pruned['value']:.4f} (intermediate, epoch {epochs})"
     assert result["trials"][0]["value_shown"] == f"{result['trials'][0]['value']:.4f}"
-    assert result["importances"] == (
-        "not shown: 2 complete trial(s), at least 5 needed"
-    )
+    assert result["importances"] == ("not shown: 2 complete trial(s), at least 5 needed")
     html = (tmp_path / "s" / "report.html").read_text()
     assert f"(intermediate, epoch {epochs})" in html and "higher is better" in html
     lr = f"{result['trials'][2]['params']['lr']:.4g}"

@@ -46,29 +46,6 @@ def test_sigmoid_losses_start_at_the_prior_bias():
     )
 
 
-def test_pretrained_from_a_local_file(tmp_path, tiny_data, tiny_regions):
-    from safetensors.torch import save_file
-
-    source = MultiHeadNet("test_resnet", ["x"], [2])
-    weights = {k: v.clone() for k, v in source.backbone.state_dict().items()}
-    save_file(weights, str(tmp_path / "w.safetensors"))
-    torch.save({"state_dict": weights}, tmp_path / "w.pth")
-    from skincls.model.network import load_backbone_weights
-
-    for name in ("w.safetensors", "w.pth"):
-        fresh = MultiHeadNet("test_resnet", ["x"], [2])
-        report = load_backbone_weights(fresh, tmp_path / name)
-        assert report["loaded"] == len(weights)
-        for k, v in fresh.backbone.state_dict().items():
-            assert torch.equal(v, weights[k])
-    other = MultiHeadNet("resnet10t", ["x"], [2])
-    save_file(dict(other.backbone.state_dict()), str(tmp_path / "other.safetensors"))
-    with pytest.raises(SkinclsError, match="shapes differ|no tensor matches|missing from the file"):
-        load_backbone_weights(
-            MultiHeadNet("test_resnet", ["x"], [2]), tmp_path / "other.safetensors"
-        )
-
-
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_data, tiny_regions):
     full = train(tiny_config(tiny_data, tiny_regions, tmp_path / "full"))
 

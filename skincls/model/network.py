@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -77,6 +76,8 @@ class MultiHeadNet(nn.Module):
         """Per head, the temperature its served probabilities use (:mod:`skincls.model.calibration`)."""
         self.biases: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
         """Per head, the calibration bias added to its logits / temperature (or None)."""
+        self.pretrained_match: str | None = None
+        """How a ``--pretrained FILE`` was matched to the backbone (:mod:`skincls.model.weights`)."""
         self.log_shifts: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
         """Per head, the prior correction its decision adds to the log-probabilities."""
         self.prior_shifts: dict[str, torch.Tensor | None] = {n: None for n in self.region_names}
@@ -126,51 +127,6 @@ class MultiHeadNet(nn.Module):
         return p, decide(p, self.decisions[name], self.log_shifts[name])
 
 
-def load_backbone_weights(model: MultiHeadNet, path: str | Path) -> dict[str, int]:
-    """Load a local weights file (safetensors, or a torch file read with ``weights_only=True``)
-    into the backbone; a classifier in the file is ignored. Returns loaded/missing counts."""
-    path = Path(path)
-    if not path.is_file():
-        raise SkinclsError(f"--pretrained {path}: no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            for key in ("state_dict", "model", "model_state_dict"):
-                if isinstance(state, dict) and isinstance(state.get(key), dict):
-                    state = state[key]
-    except Exception as err:
-        raise SkinclsError(f"--pretrained {path}: cannot read weights: {err}") from None
-    if not isinstance(state, dict):
-        raise SkinclsError(f"--pretrained {path}: expected a state dict of tensors")
-    own = model.backbone.state_dict()
-    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise SkinclsError(
-            f"--pretrained {path}: no tensor matches backbone {model.backbone_name!r} "
-            f"(file has e.g. {list(state)[:3]}, model expects e.g. {list(own)[:3]})"
-        )
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if mismatched:
-        raise SkinclsError(
-            f"--pretrained {path}: shapes differ for {len(mismatched)} tensor(s), first "
-            f"{mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model "
-            f"{tuple(own[mismatched[0]].shape)}"
-        )
-    missing = [k for k in own if k not in usable]
-    if missing:
-        raise SkinclsError(
-            f"--pretrained {path}: {len(missing)} backbone tensor(s) missing from the file, "
-            f"first {missing[0]!r}"
-        )
-    model.backbone.load_state_dict(usable, strict=True)
-    return {"loaded": len(usable), "ignored": len(state) - len(usable)}
-
-
 def create_model(config: Any, regions: Sequence[Any], pretrained: bool = True) -> MultiHeadNet:
     """The run's MultiHeadNet: ``config.backbone`` with one head per region, weights from the hub
     (``pretrained: hub``), a local file, or none (also with ``pretrained=False``, for a model whose
@@ -204,5 +160,8 @@ def create_model(config: Any, regions: Sequence[Any], pretrained: bool = True) -
             ) from None
         raise
     if pretrained and config.pretrained not in ("hub", "none"):
-        load_backbone_weights(model, config.pretrained)
+        from skincls.model.weights import load_backbone_weights, resolve_packaged
+
+        path = resolve_packaged(config.pretrained, config.backbone)
+        model.pretrained_match = load_backbone_weights(model, path)
     return model

@@ -171,6 +171,8 @@ class RunStatus(Artifact):
     served_metric: float | None = None
     stopped_early: str | None = None
     schedules: list[ScheduleEntry] | None = None
+    pretrained_match: str | None = None
+    """How ``--pretrained FILE`` was matched to the backbone ("by name: ..." / "by position: ...")."""
 
 
 class Evaluation(Artifact):

@@ -57,8 +57,12 @@ def resolve_config(config: Any, dctx: D.DistContext) -> tuple[Any, list[str]]:
 
 
 def _new_run_paths(config: Any, dctx: D.DistContext) -> dict[str, Any]:
+    from skincls.model.weights import PACKAGED, resolve_packaged
+
     pretrained = config.pretrained
-    if pretrained not in ("hub", "none"):
+    if pretrained in PACKAGED:
+        resolve_packaged(pretrained, config.backbone)  # installed, and for this backbone
+    elif pretrained not in ("hub", "none"):
         pretrained = str(Path(pretrained).resolve())
     output = config.output or str(
         Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{config.backbone}"

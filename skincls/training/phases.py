@@ -137,8 +137,16 @@ def start(ctx: RunContext, group: str | None) -> Any:
             amp=str(e.dtype) if e.dtype else "off",
             skincls_version=__version__,
             torch_version=torch.__version__,
+            **_pretrained_match(ctx),
         )
     return tracker
+
+
+def _pretrained_match(ctx: RunContext) -> dict[str, str]:
+    """``run.json``'s record of how the pretrained file was matched (a new run only: a resumed
+    one loads its own checkpoint, and keeps what its start recorded)."""
+    how = getattr(ctx.kit.engine.model, "pretrained_match", None)
+    return {"pretrained_match": how} if how and not ctx.config.resume else {}
 
 
 def calibrate_served(ctx: RunContext, state: TrainState) -> None:

@@ -28,6 +28,9 @@ def print_run_summary(ctx: RunContext) -> None:
         f"run {run.path}  device={e.device} amp={e.dtype or 'off'} backbone={config.backbone} "
         f"train={len(parts['train'])} val={len(parts['val'])} test={len(parts['test'])}"
     )
+    how = getattr(e.model, "pretrained_match", None)
+    if how:
+        console.print(f"  pretrained weights {config.pretrained}: matched {how}")
     counts = dataset.counts(parts["train"])
     for r in dataset.regions:
         loss, sampler = loss_of(r, config.loss), r.sampler or config.sampler

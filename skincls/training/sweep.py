@@ -340,8 +340,7 @@ def _plots(study, output: Path, result: dict[str, Any], metric: str) -> None:
         complete = sum(t.state.name == "COMPLETE" for t in study.trials)
         if complete < MIN_IMPORTANCE_TRIALS:
             result["importances"] = (
-                f"not shown: {complete} complete trial(s), at least {MIN_IMPORTANCE_TRIALS} "
-                "needed"
+                f"not shown: {complete} complete trial(s), at least {MIN_IMPORTANCE_TRIALS} needed"
             )
             return
         try:

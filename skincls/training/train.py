@@ -67,7 +67,7 @@ def train(
         run, dataset = _open_data(config, dctx)
         device = _device(config, dctx)
         seed_everything(config.seed, device=device)
-        model = create_model(config, dataset.regions)
+        model = create_model(config, dataset.regions, pretrained=not config.resume)
         run, parts = _split(config, run, dataset, dctx)
         kit = build_kit(config, model, dataset.regions, parts, device, dctx)
         ctx = RunContext(config, run, dataset, parts, kit, dctx, console, epoch_tables=epoch_tables)
