@@ -332,3 +332,14 @@ def test_damaged_side_files_are_one_clear_error(tmp_path, aihub, tiny_run):
     result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "3"])
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and f"{run / '.lock'}: is a directory" in said, said
+
+
+def test_a_report_lock_left_by_a_killed_command_does_not_block_overwrite(run_copy):
+    """``report`` locks ``RUN/report.html`` through ``.report.html.lock``; killed, it leaves the
+    file, and the run can still be replaced with --overwrite (not "holds other files")."""
+    from skincls.run.rundir import looks_like_run
+
+    (run_copy / ".report.html.lock").write_text("process 4242 on gone\n")
+    assert looks_like_run(run_copy)
+    (run_copy / "notes.txt").write_text("the user's own file")
+    assert not looks_like_run(run_copy)

@@ -82,12 +82,11 @@ def atomic_write(
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        remove_quietly(tmp)
         raise write_error(
             path, err, kept or ("the previous version is intact" if existed else "")
         ) from None
     finally:
-        remove_quietly(tmp)
+        remove_quietly(tmp)  # gone after the rename; a leftover after a failure
 
 
 def atomic_write_text(path: Path, text: str) -> None:

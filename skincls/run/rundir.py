@@ -26,7 +26,7 @@ from skincls.run.artifacts import LOCK, RUN_ENTRIES, CheckpointMeta, Evaluation,
 
 
 def is_temp_entry(name: str) -> bool:
-    """Leftovers of an interrupted atomic write: ``.<name>.tmp<pid>``."""
+    """Leftovers of an interrupted atomic write: ``.<name>.tmp<pid>[<suffix>]``."""
     return name.startswith(".") and ".tmp" in name
 
 
@@ -34,7 +34,12 @@ def looks_like_run(directory: Path) -> bool:
     """True when every entry of ``directory`` is one skincls writes into a run directory, so
     ``--overwrite`` may replace it (also a run whose creation was interrupted)."""
     entries = [p.name for p in Path(directory).iterdir()]
-    return bool(entries) and all(n in RUN_ENTRIES or is_temp_entry(n) for n in entries)
+    locks = {
+        f".{e}.lock" for e in RUN_ENTRIES
+    }  # left by a killed `skincls report` (its output lock)
+    return bool(entries) and all(
+        n in RUN_ENTRIES or n in locks or is_temp_entry(n) for n in entries
+    )
 
 
 def remove_temp_entries(directory: Path) -> list[str]:
