@@ -102,8 +102,11 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     device = resolve_device("auto")
     model.to(device)
     loader, transforms = eval_loader(specs, meta, samples, config.batch_size, 0, device)
+    from skincls.model.calibration import calibration_report
+
     p = predict_loader(model, loader, device, keep_logits=True)
     metrics = metrics_of(p, specs)
+    calibration = calibration_report(model, p)
     return {
         "model": model,
         "config": config,
@@ -112,6 +115,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
         "samples": samples,
         "pred": p,
         "metrics": metrics,
+        "calibration": calibration,
         "split": chosen,
         "data": str(data_path),
         "epoch": meta.epoch,
@@ -223,12 +227,12 @@ def _served_decision(scored: dict[str, Any], spec) -> dict[str, Any]:
     decisions that are not the most probable class."""
     import torch
 
-    from skincls.model.calibration import calibration_report, reliability_figure
+    from skincls.model.calibration import reliability_figure
     from skincls.model.inference import head_logits
 
     model, meta, p = scored["model"], scored["meta"], scored["pred"]
     fitted = (meta.calibration or {}).get(spec.name) or {}
-    here = calibration_report(model, p).get(spec.name)
+    here = scored["calibration"].get(spec.name)
     logits, _ = head_logits(p, model.region_names)[spec.name]
     with torch.inference_mode():
         probs, decided = model.serve(spec.name, logits)
