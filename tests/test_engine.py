@@ -192,8 +192,8 @@ def test_run_dir_create_refuses_other_files_and_tracks_status(tmp_path):
     mine.mkdir()
     (mine / "notes.txt").write_text("x")
     with pytest.raises(SkinclsError, match="--overwrite only replaces a skincls run"):
-        RunDir.create(str(mine), "resnet10t", overwrite=True)
-    run = RunDir.create(str(tmp_path / "run"), "resnet10t", overwrite=False)
+        RunDir.create(str(mine), overwrite=True)
+    run = RunDir.create(str(tmp_path / "run"), overwrite=False)
     try:
         run.update_status(status="running", wandb_id="abc")
         run.update_status(status="finished")

@@ -13,7 +13,6 @@ import io
 import json
 import shlex
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +97,10 @@ class RunDir:
                 )
 
     @classmethod
-    def create(cls, output: str | None, backbone: str, overwrite: bool) -> RunDir:
-        """A new, empty, locked run directory (default ``runs/<time>-<backbone>``)."""
-        path = (
-            Path(output)
-            if output
-            else Path("runs") / (f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{backbone}")
-        )
+    def create(cls, output: str | Path, overwrite: bool) -> RunDir:
+        """A new, empty, locked run directory at ``output`` (its default name is chosen once,
+        by :func:`skincls.training.context.resolve_config`)."""
+        path = Path(output)
         cls.check_new(str(path), overwrite)
         if path.is_dir() and any(path.iterdir()):
             with RunLock(path):  # refuses a directory a running process is writing

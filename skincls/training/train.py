@@ -129,7 +129,7 @@ def _split(config, run, dataset, dctx) -> tuple[RunDir, dict[str, list[Any]]]:
         created: tuple[str, str] | None = None
         if dctx.is_main:
             try:
-                run = RunDir.create(config.output, config.backbone, config.overwrite)
+                run = RunDir.create(config.output, config.overwrite)
                 run.write_setup(
                     config,
                     dataset.regions,
