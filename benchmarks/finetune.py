@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ham import DEFAULT_DATA, lesion_regions
-from harness import Results, budget_parser, markdown, run_cells, run_values, summarize, write_table
+from ham import DEFAULT_DATA, lesion_regions, lesion_run_values
+from harness import Results, budget_parser, markdown, run_cells, summarize, write_table
 
 ARMS: dict[str, dict] = {
     "lite0_pretrained": {"backbone": "tf_efficientnet_lite0", "pretrained": "efficientnet-lite0"},
@@ -34,17 +34,7 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     from skincls.core.config import build_config
     from skincls.training.train import train
 
-    values = run_values(
-        args,
-        out / f"{name}-s{seed}",
-        seed,
-        data=str(args.data),
-        regions_dir=[str(regions_dir)],
-        region=["lesion"],
-        group_column="lesion_id",
-        batch_size=args.batch_size,
-        **ARMS[name],
-    )
+    values = lesion_run_values(args, out / f"{name}-s{seed}", seed, regions_dir, **ARMS[name])
     t0 = time.perf_counter()
     result = train(build_config(values))
     m = result.test["regions"]["lesion"]

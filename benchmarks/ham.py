@@ -23,6 +23,24 @@ def lesion_regions(out: Path, folder: str = "regions", extra: str = "") -> Path:
     return regions_dir
 
 
+def lesion_run_values(args, output: Path, seed: int, regions_dir: Path, **options) -> dict:
+    """:func:`harness.run_values` for the lesion region of HAM10000 (``args.data``), split by
+    ``lesion_id``, at ``args.batch_size``; ``options`` add to them or override them."""
+    from harness import run_values
+
+    return run_values(
+        args,
+        output,
+        seed,
+        data=str(args.data),
+        regions_dir=[str(regions_dir)],
+        region=["lesion"],
+        group_column="lesion_id",
+        batch_size=args.batch_size,
+        **options,
+    )
+
+
 def train_counts(run: Path) -> dict[str, int]:
     """Labels per class in the run's training part (its ``split.csv``)."""
     import csv

@@ -20,14 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from ham import CLASSES, DEFAULT_DATA, lesion_regions, raw_figures, train_counts
+from ham import CLASSES, DEFAULT_DATA, lesion_regions, lesion_run_values, raw_figures, train_counts
 from harness import (
     Results,
     budget_line,
     budget_parser,
     markdown,
     run_cells,
-    run_values,
     summarize,
     write_table,
 )
@@ -144,15 +143,11 @@ def run_arm(name: str, seed: int, args, regions_dir: Path, out: Path) -> dict:
     if extra:  # this arm's own lesion region file
         regions_dir = lesion_regions(out, f"regions-{name}", extra)
 
-    values = run_values(
+    values = lesion_run_values(
         args,
         out / f"{name}-s{seed}",
         seed,
-        data=str(args.data),
-        regions_dir=[str(regions_dir)],
-        region=["lesion"],
-        group_column="lesion_id",
-        batch_size=args.batch_size,
+        regions_dir,
         lr=args.lr,
         warmup_epochs=1,
         region_balance="none",
