@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -271,37 +271,7 @@ def predict(
     if as_json:
         print_json(result)
     else:
-        from rich.table import Table
-
-        predictions = result["predictions"]
-        rows = sum(len(p["regions"]) for p in predictions)
-        table = Table(title=f"{len(predictions)} image(s), {rows} region prediction(s)")
-        names = [n for p in predictions for n in p["regions"]]
-        shown = short_paths([p["path"] for p in predictions])
-        table.add_column("image", no_wrap=True)
-        table.add_column("region", no_wrap=True, min_width=max(map(len, names), default=6))
-        table.add_column("class", no_wrap=True)
-        table.add_column("p", no_wrap=True)
-        table.add_column("probabilities", overflow="fold")
-        for p, path in zip(predictions, shown, strict=True):
-            for name, r in p["regions"].items():
-                median = " (median)" if r.get("decision") == "median" else ""
-                spread = " ".join(f"{c}:{v:.2f}" for c, v in r["probs"].items())
-                table.add_row(
-                    path, name, r["class"] + median, f"{r['probs'][r['class']]:.3f}", spread
-                )
-        stdout_console().print(table)
-        unknown = sum(not p.get("region_known", True) for p in predictions)
-        if unknown and len(names) > len(predictions):
-            stdout_console().print(
-                f"{unknown} image(s) of unknown region: every head was applied to each (an AI "
-                "Hub label JSON or a CSV with a region column applies only the crop's own)",
-                style="dim",
-            )
-        rules = {n: r["rule"] for p in result["predictions"] for n, r in p["regions"].items()}
-        if rules:
-            said = "; ".join(f"{n}: {r}" for n, r in rules.items())
-            stdout_console().print(f"decision rule: {said}", style="dim")
+        _print_predictions(result)
     err = stderr_console()
     for e in result["errors"]:
         print_error(err, f"{e['path']}: {e['error']}", "skipped", "yellow")
@@ -392,3 +362,37 @@ def short_paths(paths: list[str], limit: int = 60) -> list[str]:
             rel = rel[: max(8, limit - len(name) - 4)] + ".../" + name
         out.append(rel)
     return out
+
+
+def _print_predictions(result: dict[str, Any]) -> None:
+    """The predictions table (an image per line and region), what was applied to images of
+    unknown region, and each head's decision rule."""
+    from rich.table import Table
+
+    predictions = result["predictions"]
+    rows = sum(len(p["regions"]) for p in predictions)
+    table = Table(title=f"{len(predictions)} image(s), {rows} region prediction(s)")
+    names = [n for p in predictions for n in p["regions"]]
+    shown = short_paths([p["path"] for p in predictions])
+    table.add_column("image", no_wrap=True)
+    table.add_column("region", no_wrap=True, min_width=max(map(len, names), default=6))
+    table.add_column("class", no_wrap=True)
+    table.add_column("p", no_wrap=True)
+    table.add_column("probabilities", overflow="fold")
+    for p, path in zip(predictions, shown, strict=True):
+        for name, r in p["regions"].items():
+            median = " (median)" if r.get("decision") == "median" else ""
+            spread = " ".join(f"{c}:{v:.2f}" for c, v in r["probs"].items())
+            table.add_row(path, name, r["class"] + median, f"{r['probs'][r['class']]:.3f}", spread)
+    stdout_console().print(table)
+    unknown = sum(not p.get("region_known", True) for p in predictions)
+    if unknown and len(names) > len(predictions):
+        stdout_console().print(
+            f"{unknown} image(s) of unknown region: every head was applied to each (an AI "
+            "Hub label JSON or a CSV with a region column applies only the crop's own)",
+            style="dim",
+        )
+    rules = {n: r["rule"] for p in predictions for n, r in p["regions"].items()}
+    if rules:
+        said = "; ".join(f"{n}: {r}" for n, r in rules.items())
+        stdout_console().print(f"decision rule: {said}", style="dim")
