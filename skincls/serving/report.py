@@ -103,10 +103,12 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     model.to(device)
     loader, transforms = eval_loader(specs, meta, samples, config.batch_size, 0, device)
     from skincls.model.calibration import calibration_report
+    from skincls.model.inference import head_logits
 
     p = predict_loader(model, loader, device, keep_logits=True)
     metrics = metrics_of(p, specs)
     calibration = calibration_report(model, p)
+    logits = head_logits(p, model.region_names)
     return {
         "model": model,
         "config": config,
@@ -116,6 +118,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
         "pred": p,
         "metrics": metrics,
         "calibration": calibration,
+        "logits": logits,
         "split": chosen,
         "data": str(data_path),
         "epoch": meta.epoch,
@@ -228,12 +231,11 @@ def _served_decision(scored: dict[str, Any], spec) -> dict[str, Any]:
     import torch
 
     from skincls.model.calibration import reliability_figure
-    from skincls.model.inference import head_logits
 
-    model, meta, p = scored["model"], scored["meta"], scored["pred"]
+    model, meta = scored["model"], scored["meta"]
     fitted = (meta.calibration or {}).get(spec.name) or {}
     here = scored["calibration"].get(spec.name)
-    logits, _ = head_logits(p, model.region_names)[spec.name]
+    logits, _ = scored["logits"][spec.name]
     with torch.inference_mode():
         probs, decided = model.serve(spec.name, logits)
     differs = float((probs.argmax(1) != decided).float().mean())
