@@ -221,8 +221,12 @@ def test_report_explains_the_served_decision_with_chance_levels_and_the_nia_tabl
         thumbs = re.findall(r'<div class="thumb"><img src="[^"]+" alt="([^"]+)"', body)
         assert len(thumbs) == len(set(thumbs))  # a mistake appears once
     nia = html.split('id="ordinal"', 1)[1].split("</section>", 1)[0]
+    intervals = re.findall(r"<br><small>([^<]*)</small>", nia)
+    assert len(intervals) == 5 * 3  # five figures of two items and the average
+    plain = re.sub(r"<br><small>[^<]*</small>", "", nia)
     for name in ("pore", "wrinkle"):
         m = scored["regions"][name]
         row = f"<td>{name}</td><td>{m['n']}</td><td>{100 * m['accuracy']:.1f}</td>"
-        assert row + f"<td>{100 * m['within1']:.1f}</td>" in nia
+        within = f"<td>{100 * m['within1']:.1f}</td><td>{100 * m['within2']:.1f}</td>"
+        assert row + within in plain
     assert "exact 60.6%, within one 93.0%, MAE 0.47" in nia

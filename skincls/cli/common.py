@@ -112,6 +112,18 @@ SkipBadOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace output files that exist.")]
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        "--bootstrap",
+        min=0,
+        metavar="N",
+        help="Resamples of subjects/lesions for the 95% intervals (0: no intervals).",
+    ),
+]
+BootstrapSeedOpt = Annotated[
+    int, typer.Option("--bootstrap-seed", help="Random seed of the bootstrap resamples.")
+]
 
 
 DeviceChoice: Any = choice_enum("device")

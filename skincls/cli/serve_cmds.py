@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from skincls.cli.common import (
+    BootstrapOpt,
+    BootstrapSeedOpt,
     DeviceChoice,
     GroupOpt,
     JsonOpt,
@@ -24,6 +26,7 @@ from skincls.cli.common import (
     stdout_console,
     user_errors,
 )
+from skincls.core.names import BOOTSTRAP_RESAMPLES
 from skincls.core.outputs import check_dir, check_new_file
 from skincls.run.artifacts import ONNX, REPORT
 
@@ -110,10 +113,14 @@ def evaluate(
         Path | None, typer.Option("--report", help="Also write an HTML report of this scoring.")
     ] = None,
     overwrite: OverwriteOpt = False,
+    bootstrap: BootstrapOpt = BOOTSTRAP_RESAMPLES,
+    bootstrap_seed: BootstrapSeedOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy, balanced accuracy, macro F1, QWK, grade MAE, per-class figures and
-    calibration (ECE, Brier, NLL) per region."""
+    calibration (ECE, Brier, NLL) per region, each figure with a 95% interval from a bootstrap
+    over subjects (or lesions), not images."""
+    from skincls.core.bootstrap import Bootstrap
     from skincls.serving import evaluate as lib
 
     with user_errors(report, reliability):
@@ -130,6 +137,7 @@ def evaluate(
             device.value,
             reliability,
             overwrite,
+            Bootstrap(bootstrap, bootstrap_seed),
         )
         result = lib.evaluate(run, data, options)
         if report:

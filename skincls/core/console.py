@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skincls.core.names import SHORT
+from skincls.core.names import NIA_COLUMNS, SHORT
 
 PIPE_WIDTH = 160
 """Width of tables written to a pipe or file (a terminal's own width is used otherwise), so a
@@ -128,57 +128,82 @@ def _cell(m: dict[str, Any], k: str) -> str:
     return f"{m[k]:.3f}" if k in m else "-"
 
 
+def _bounds(m: dict[str, Any], k: str, percent: bool = False) -> str:
+    if k not in m or any(v is None or v != v for v in m[k]):
+        return ""
+    lo, hi = (100 * v for v in m[k]) if percent else m[k]
+    return f"{lo:.1f}–{hi:.1f}" if percent else f"{lo:.2f}–{hi:.2f}"
+
+
+def interval_title(result: dict[str, Any]) -> str | None:
+    """What the bracketed rows under each figure are, or None without intervals."""
+    ci = result.get("intervals") or {}
+    if not ci:
+        return None
+    return (
+        f"{100 * ci['level']:g}% intervals (low–high, dim rows): bootstrap over {ci['groups']} groups "
+        f"(subjects or lesions: the split's groups), {ci['resamples']} resamples, seed {ci['seed']}"
+    )
+
+
 def metrics_table(result: dict[str, Any], first: str, counts: bool = False) -> Any:
     """One row per region and a bold mean row; region names are never cut. Ordinal figures
     appear only when some region is ordinal, as "-" for the nominal ones; their mean is over the
-    ordinal regions."""
+    ordinal regions. With ``intervals`` in ``result``, each row has a dim row of intervals
+    under it."""
     from rich.table import Table
 
     from skincls.core.names import ALL_METRICS
 
-    regions = result["regions"]
+    regions, ci = result["regions"], result.get("intervals") or {}
     keys = [k for k in ALL_METRICS if k in result["mean"]]
-    table = Table()
+    table = Table(caption=interval_title(result))
     table.add_column(first, min_width=max(map(len, regions), default=4), no_wrap=True)
     if counts:
         table.add_column("n", justify="right")
     for k in keys:
-        table.add_column(SHORT[k], justify="right")
-    for name, m in regions.items():
-        table.add_row(name, *([str(m["n"])] if counts else []), *(_cell(m, k) for k in keys))
-    table.add_row(
-        "mean", *([""] if counts else []), *(_cell(result["mean"], k) for k in keys), style="bold"
-    )
+        table.add_column(SHORT[k], justify="right", min_width=9 if ci else None)
+    blank = [""] if counts else []
+    rows = [(name, m, ci.get("regions", {}).get(name), "") for name, m in regions.items()]
+    rows.append(("mean", result["mean"], ci.get("mean"), "bold"))
+    for name, m, bounds, style in rows:
+        n = [str(m["n"])] if counts and "n" in m else blank
+        table.add_row(name, *n, *(_cell(m, k) for k in keys), style=style)
+        if bounds:
+            table.add_row("", *blank, *(_bounds(bounds, k) for k in keys), style="dim")
     return table
 
 
 def nia_table(result: dict[str, Any]) -> Any:
     """The ordinal regions as the AI Hub data owners report their items: exact accuracy and
-    accuracy within one grade in percent, mean absolute error, correlation, and the average
+    accuracy within one and two grades in percent, mean absolute error, correlation, and the average
     row; None when no region is ordinal."""
     from rich.table import Table
 
     items = {n: m for n, m in result["regions"].items() if "grade_mae" in m and m["n"] > 0}
     if not items:
         return None
-    table = Table(title="ordinal regions (AI Hub baseline layout)")
+    ci = (result.get("intervals") or {}).get("regions", {})
+    table = Table(title="ordinal regions (AI Hub baseline layout)", caption=interval_title(result))
     table.add_column("item", no_wrap=True)
-    for heading in ("n", "exact %", "within one %", "MAE", "correlation"):
+    for heading in ("n", *NIA_COLUMNS.values()):
         table.add_column(heading, justify="right")
+    percent = tuple(NIA_COLUMNS)[:3]
 
     def row(m: dict[str, Any]) -> list[str]:
-        return [
-            f"{100 * m['accuracy']:.1f}",
-            f"{100 * m['within1']:.1f}",
-            f"{m['grade_mae']:.2f}",
-            f"{m['corr']:.2f}",
-        ]
+        return [f"{100 * m[k]:.1f}" if k in percent else f"{m[k]:.2f}" for k in NIA_COLUMNS]
 
     for name, m in items.items():
         table.add_row(name, str(m["n"]), *row(m))
-    keys = ("accuracy", "within1", "grade_mae", "corr")
-    mean = {k: sum(m[k] for m in items.values()) / len(items) for k in keys}
+        if name in ci:
+            bounds = [_bounds(ci[name], k, k in percent) for k in NIA_COLUMNS]
+            table.add_row("", "", *bounds, style="dim")
+    mean = {k: sum(m[k] for m in items.values()) / len(items) for k in NIA_COLUMNS}
     table.add_row("average", "", *row(mean), style="bold")
+    average = (result.get("intervals") or {}).get("ordinal_mean")
+    if average:
+        bounds = [_bounds(average, k, k in percent) for k in NIA_COLUMNS]
+        table.add_row("", "", *bounds, style="dim")
     return table
 
 

@@ -13,9 +13,9 @@ from skincls.core.names import ALL_METRICS, METRICS
 
 # ``accuracy`` is the data owners' "exact" accuracy and ``ba_f1`` the mean of balanced accuracy
 # and macro F1 (the default selection figure: the first rewards recall of every class, the second
-# also punishes false alarms on the rare ones). Ordinal regions add accuracy within one grade,
-# mean absolute grade error, quadratic weighted kappa and the Pearson correlation of predicted
-# and true grade (:data:`skincls.core.names.METRIC_TABLE`).
+# also punishes false alarms on the rare ones). Ordinal regions add accuracy within one and two
+# grades, mean absolute grade error, quadratic weighted kappa and the Pearson correlation of
+# predicted and true grade (:data:`skincls.core.names.METRIC_TABLE`).
 
 
 def region_metrics(
@@ -59,6 +59,7 @@ def region_metrics(
             out.update(
                 {
                     "within1": float((np.abs(yt - yp) <= 1).mean()),
+                    "within2": float((np.abs(yt - yp) <= 2).mean()),
                     "grade_mae": float(np.abs(yt - yp).mean()),
                     "qwk": 0.0 if math.isnan(qwk) else float(qwk),
                     "corr": float(corr),
@@ -113,7 +114,7 @@ def chance_levels(support: Sequence[int], ordinal: bool) -> dict[str, float]:
     """The expected figures of a guess that ignores the image (a class drawn uniformly at
     random), for labels with per-class ``support``: accuracy and balanced accuracy ``1/K``,
     macro F1 ``mean_c 2 p_c (1/K) / (p_c + 1/K)`` (precision ``p_c``, the class's share; recall
-    ``1/K``); for ordinal grades within-one and grade MAE over uniform guesses, QWK and
+    ``1/K``); for ordinal grades within-one, within-two and grade MAE over uniform guesses, QWK and
     correlation 0. Exact, not simulated."""
     n = np.asarray(support, dtype=np.float64)
     k = len(n)
@@ -130,6 +131,7 @@ def chance_levels(support: Sequence[int], ordinal: bool) -> dict[str, float]:
         grades = np.arange(k)
         distance = np.abs(grades[:, None] - grades[None, :])  # true x guessed
         out["within1"] = float(share @ (distance <= 1).mean(axis=1))
+        out["within2"] = float(share @ (distance <= 2).mean(axis=1))
         out["grade_mae"] = float(share @ distance.mean(axis=1))
         out["qwk"] = 0.0
         out["corr"] = 0.0

@@ -66,6 +66,7 @@ METRIC_TABLE: dict[str, MetricFacts] = {
     "macro_f1": MetricFacts("macro_f1", select_rank=2),
     "ba_f1": MetricFacts("ba_f1", select_rank=0),
     "within1": MetricFacts("within1", ordinal=True, select_rank=4),
+    "within2": MetricFacts("within2", ordinal=True),
     "grade_mae": MetricFacts("grade_mae", lower_is_better=True, ordinal=True, select_rank=5),
     "qwk": MetricFacts("qwk", ordinal=True, select_rank=3),
     "corr": MetricFacts("corr", ordinal=True),
@@ -86,6 +87,17 @@ ALL_METRICS = METRICS + ORDINAL_METRICS
 LOWER_IS_BETTER = tuple(n for n, f in METRIC_TABLE.items() if f.lower_is_better)
 SHORT = {n: f.short for n, f in METRIC_TABLE.items()}
 """Column headings of the metric tables."""
+BOOTSTRAP_RESAMPLES = 2000
+"""Group-bootstrap resamples behind every interval (``--bootstrap``)."""
+NIA_COLUMNS: dict[str, str] = {
+    "accuracy": "exact %",
+    "within1": "within one %",
+    "within2": "within two %",
+    "grade_mae": "MAE",
+    "corr": "correlation",
+}
+"""The ordinal figures as the AI Hub data owners report their items, with their headings;
+the first three in percent."""
 
 RESIZE_POLICIES: dict[str, str] = {
     "squash": "whole crop, aspect not kept",

@@ -3,12 +3,14 @@ test), ``evaluate``, ``sweep`` and ``demo``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from skincls.core import distributed as D
+from skincls.core.bootstrap import Bootstrap, intervals
 from skincls.core.metrics import evaluate_predictions
 from skincls.core.runtime import autocast
 
@@ -128,30 +130,48 @@ def head_logits(
 
 
 def score(
-    model, loader, regions: list[Any], device, dtype=None, channels_last=False, dctx=None
+    model,
+    loader,
+    regions: list[Any],
+    device,
+    dtype=None,
+    channels_last=False,
+    dctx=None,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Metrics over every sample of ``loader``; under torch.distributed the predictions of all
     ranks are gathered first, so the figures are those of the whole split on every rank.
-    ``bad_indices`` lists the samples that did not decode (left out of the figures)."""
+    ``bad_indices`` lists the samples that did not decode (left out of the figures); with
+    ``groups`` (each sample's group), group-bootstrap ``intervals`` too."""
     p = predict_loader(model, loader, device, dtype, channels_last)
     if dctx is not None:
         p = D.gather_predictions(p, dctx)
     if not p:
         return {"regions": {}, "mean": {}, "bad_indices": []}
-    return metrics_of(p, regions)
+    return metrics_of(p, regions, groups)
 
 
-def metrics_of(p: dict[str, np.ndarray], regions: list[Any]) -> dict[str, Any]:
+def metrics_of(
+    p: dict[str, np.ndarray],
+    regions: list[Any],
+    groups: Sequence[str] | None = None,
+    bootstrap: Bootstrap | None = None,
+) -> dict[str, Any]:
     """Metrics of ``predict_loader``'s output over the decoded samples; ``bad_indices`` lists
-    the samples that did not decode (each once)."""
+    the samples that did not decode (each once). With ``groups`` (the group of each sample, by
+    its index), ``intervals``: every figure's group-bootstrap interval
+    (:func:`skincls.core.bootstrap.intervals`, ``bootstrap`` or its defaults)."""
     keep = p["ok"].astype(bool)
+    rows = (p["region"][keep], p["label"][keep], p["pred"][keep])
     result = evaluate_predictions(
         [r.name for r in regions],
         {r.name: r.classes for r in regions},
-        p["region"][keep],
-        p["label"][keep],
-        p["pred"][keep],
+        *rows,
         {r.name: bool(getattr(r, "ordinal", False)) for r in regions},
     )
+    if groups is not None:
+        heads = [(r.name, len(r.classes), bool(getattr(r, "ordinal", False))) for r in regions]
+        row_groups = [groups[i] for i in p["index"][keep].tolist()]
+        result["intervals"] = intervals(*rows, row_groups, heads, bootstrap or Bootstrap())
     result["bad_indices"] = sorted(set(p["index"][~keep].tolist()))
     return result

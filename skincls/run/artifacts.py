@@ -183,3 +183,5 @@ class Evaluation(Artifact):
     split: str
     checkpoint: str
     epoch: int | None = None
+    intervals: dict[str, Any] | None = None
+    """Group-bootstrap intervals of every figure (:func:`skincls.core.bootstrap.intervals`)."""

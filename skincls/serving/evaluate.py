@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skincls.core.bootstrap import Bootstrap
 from skincls.core.errors import SkinclsError
 from skincls.run.artifacts import SPLIT, CheckpointMeta
 
@@ -40,6 +41,7 @@ class EvalOptions:
     device: str = "auto"
     reliability: str | Path | None = None
     overwrite: bool = False
+    bootstrap: Bootstrap = Bootstrap()
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -52,12 +54,12 @@ def evaluate(
     run_dir: str | Path, data: str | Path | None = None, options: EvalOptions | None = None
 ) -> dict[str, Any]:
     """Metrics of the run's checkpoint on ``data`` (default: the run's own data), with each
-    head's calibration figures before and after its temperature."""
-    from skincls.core.metrics import mean_metrics
+    head's calibration figures before and after its temperature, and the group-bootstrap
+    interval of every figure (``options.bootstrap``; groups are the split's: subjects, lesions)."""
     from skincls.core.runtime import amp_dtype, resolve_device
     from skincls.data.images import why_unreadable
     from skincls.model.calibration import calibration_report, reliability_png
-    from skincls.model.inference import metrics_of, predict_loader
+    from skincls.model.inference import predict_loader
     from skincls.run.load import load_run
 
     o = options or EvalOptions()
@@ -78,11 +80,8 @@ def evaluate(
     batch = o.batch_size or config.batch_size
     loader, _ = eval_loader(specs, meta, samples, batch, o.workers, dev)
     p = predict_loader(model, loader, dev, amp_dtype(config.amp, dev), keep_logits=True)
-    result = metrics_of(p, specs)
-    bad = result.pop("bad_indices", [])
-    wanted = set(regions) or {s.name for s in specs}
-    result["regions"] = {k: v for k, v in result["regions"].items() if k in wanted}
-    result["mean"] = mean_metrics(result["regions"])
+    result = _region_metrics(p, specs, regions, [s.group for s in samples], o.bootstrap)
+    bad, wanted = result.pop("bad_indices"), set(result["regions"])
     calibration = {k: v for k, v in calibration_report(model, p).items() if k in wanted}
     if reliability is not None:
         Path(reliability).mkdir(parents=True, exist_ok=True)
@@ -104,6 +103,23 @@ def evaluate(
             "undecodable_reasons": {samples[i].path: why_unreadable(samples[i]) for i in bad},
         }
     )
+    return result
+
+
+def _region_metrics(
+    p: dict[str, Any], specs, regions: Sequence[str], groups: list[str], bootstrap: Bootstrap
+) -> dict[str, Any]:
+    """The figures and intervals of the ``regions`` asked for (all when none), their mean over
+    those regions only, and ``bad_indices``: every sample that did not decode."""
+    import numpy as np
+
+    from skincls.model.inference import metrics_of
+
+    heads = [i for i, s in enumerate(specs) if not regions or s.name in regions]
+    rows = {k: v[np.isin(p["region"], heads)] for k, v in p.items()}
+    rows["region"] = np.searchsorted(heads, rows["region"])
+    result = metrics_of(rows, [specs[i] for i in heads], groups, bootstrap)
+    result["bad_indices"] = sorted(set(p["index"][~p["ok"].astype(bool)].tolist()))
     return result
 
 

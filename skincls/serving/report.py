@@ -22,7 +22,7 @@ import numpy as np
 
 from skincls.core.errors import SkinclsError
 from skincls.core.metrics import chance_levels
-from skincls.core.names import ALL_METRICS
+from skincls.core.names import ALL_METRICS, NIA_COLUMNS
 from skincls.core.plots import class_key
 from skincls.run import artifacts as A
 from skincls.serving.report_plots import (
@@ -72,6 +72,7 @@ def build_report(
         "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
         "nia": _nia_rows(scored),
         "mean": scored["metrics"]["mean"],
+        "ci": scored["metrics"].get("intervals") or {},
         "config_yaml": (run.path / A.CONFIG).read_text(encoding="utf-8"),
         "val_metrics": [k for k in ALL_METRICS if any(f"val_{k}" in h for h in run.history())],
         "versions": _versions(),
@@ -106,7 +107,7 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
     from skincls.model.inference import head_logits
 
     p = predict_loader(model, loader, device, keep_logits=True)
-    metrics = metrics_of(p, specs)
+    metrics = metrics_of(p, specs, [s.group for s in samples])
     calibration = calibration_report(model, p)
     logits = head_logits(p, model.region_names)
     return {
@@ -203,6 +204,7 @@ def _region_section(scored: dict[str, Any], spec, explain: bool) -> dict[str, An
         "ordinal": spec.ordinal,
         "classes": spec.classes,
         "metrics": m,
+        "ci": (scored["metrics"].get("intervals") or {}).get("regions", {}).get(spec.name, {}),
         "per_class": m["per_class"],
         "class_key": class_key(list(spec.classes)),
     }
@@ -254,8 +256,7 @@ def _served_decision(scored: dict[str, Any], spec) -> dict[str, Any]:
 
 
 def _nia_rows(scored: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ordinal regions in the data owners' layout (exact %, within one %, MAE,
-    correlation) with their average, as ``evaluate`` prints it; [] without ordinal regions."""
+    """The ordinal regions in the data owners' layout (:data:`NIA_COLUMNS`) with their average, as ``evaluate`` prints it; [] without ordinal regions."""
     items = {
         s.name: scored["metrics"]["regions"][s.name]
         for s in scored["specs"]
@@ -263,10 +264,18 @@ def _nia_rows(scored: dict[str, Any]) -> list[dict[str, Any]]:
     }
     if not items:
         return []
-    keys = ("accuracy", "within1", "grade_mae", "corr")
-    rows = [{"item": n, "n": m["n"], **{k: m[k] for k in keys}} for n, m in items.items()]
-    mean = {k: sum(m[k] for m in items.values()) / len(items) for k in keys}
-    return [*rows, {"item": "average", "n": "", **mean}]
+    ci = scored["metrics"].get("intervals") or {}
+    rows = [
+        {
+            "item": n,
+            "n": m["n"],
+            "ci": ci.get("regions", {}).get(n, {}),
+            **{k: m[k] for k in NIA_COLUMNS},
+        }
+        for n, m in items.items()
+    ]
+    mean = {k: sum(m[k] for m in items.values()) / len(items) for k in NIA_COLUMNS}
+    return [*rows, {"item": "average", "n": "", "ci": ci.get("ordinal_mean", {}), **mean}]
 
 
 def _mistakes(scored: dict[str, Any], spec) -> dict[str, list[int]]:
@@ -343,6 +352,14 @@ def _commands(run: Path) -> dict[str, str]:
     }
 
 
+def _interval_text(bounds: list[float] | None, percent: bool = False) -> str:
+    """``[low, high]`` as "low–high" (percent points with ``percent``); "" when missing."""
+    if not bounds or any(v is None or v != v for v in bounds):
+        return ""
+    lo, hi = (100 * v for v in bounds) if percent else bounds
+    return f"{lo:.1f}–{hi:.1f}" if percent else f"{lo:.3f}–{hi:.3f}"
+
+
 def _render(context: dict[str, Any], template: str = "report.html.j2") -> str:
     import jinja2
 
@@ -354,6 +371,7 @@ def _render(context: dict[str, Any], template: str = "report.html.j2") -> str:
     )
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * float(v):.1f}"
     env.filters["f3"] = lambda v: "" if v is None else f"{float(v):.3f}"
+    env.filters["ci"] = _interval_text
     env.filters["g4"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v
     return env.get_template(template).render(**context)
 

@@ -196,7 +196,8 @@ def test_served(ctx: RunContext, state: TrainState) -> dict[str, Any] | None:
     ds = SampleDataset(samples, names, kit.eval_transforms, config.image_size)
     sampler = EvalSampler(len(ds), dctx.rank, dctx.world_size)
     loader = make_loader(ds, sampler, config.batch_size, config.workers, e.device)
-    result = score(e.model, loader, regions, e.device, e.dtype, e.channels_last, dctx)
+    groups = [s.group for s in samples]
+    result = score(e.model, loader, regions, e.device, e.dtype, e.channels_last, dctx, groups)
     _list_bad_test_images(ctx, [samples[i] for i in result.pop("bad_indices", [])])
     result.update({"split": "test", "checkpoint": "best", "epoch": epoch})
     if ctx.writes:
