@@ -132,6 +132,9 @@ NAMES = {
     "minority_recall": "minority recall",
     "qwk": "QWK",
     "grade_mae": "grade MAE",
+    "val_balanced_accuracy": "val balanced acc",
+    "val_macro_f1": "val macro F1",
+    "val_accuracy": "val accuracy",
 }
 AS_IS = ("qwk", "grade_mae")
 """Figures shown as they are; the others are fractions, shown as percent."""
