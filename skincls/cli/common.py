@@ -121,6 +121,27 @@ BootstrapOpt = Annotated[
         help="Resamples of subjects/lesions for the 95% intervals (0: no intervals).",
     ),
 ]
+ByOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--by",
+        metavar="FIELD",
+        help="Figures by subgroup of a field (repeatable): AI Hub device, angle, gender, age, "
+        "age_band, skin_type, sensitive; a CSV manifest's columns.",
+    ),
+]
+AgeBandsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--age-bands",
+        metavar="AGES",
+        help="Lower edges of the age bands of --by age_band, e.g. 20,30,45 (default: decades).",
+    ),
+]
+MinSubgroupOpt = Annotated[
+    int,
+    typer.Option("--min-subgroup", min=1, help="Labels under which a subgroup is marked small."),
+]
 BootstrapSeedOpt = Annotated[
     int, typer.Option("--bootstrap-seed", help="Random seed of the bootstrap resamples.")
 ]

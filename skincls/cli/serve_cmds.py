@@ -10,11 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from skincls.cli.common import (
+    AgeBandsOpt,
     BootstrapOpt,
     BootstrapSeedOpt,
+    ByOpt,
     DeviceChoice,
     GroupOpt,
     JsonOpt,
+    MinSubgroupOpt,
     OverwriteOpt,
     RegionOpt,
     SkipBadOpt,
@@ -26,7 +29,7 @@ from skincls.cli.common import (
     stdout_console,
     user_errors,
 )
-from skincls.core.names import BOOTSTRAP_RESAMPLES
+from skincls.core.names import BOOTSTRAP_RESAMPLES, MIN_SUBGROUP
 from skincls.core.outputs import check_dir, check_new_file
 from skincls.run.artifacts import ONNX, REPORT
 
@@ -115,6 +118,9 @@ def evaluate(
     overwrite: OverwriteOpt = False,
     bootstrap: BootstrapOpt = BOOTSTRAP_RESAMPLES,
     bootstrap_seed: BootstrapSeedOpt = 0,
+    by: ByOpt = None,
+    age_bands: AgeBandsOpt = None,
+    min_subgroup: MinSubgroupOpt = MIN_SUBGROUP,
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy, balanced accuracy, macro F1, QWK, grade MAE, per-class figures and
@@ -122,6 +128,7 @@ def evaluate(
     over subjects (or lesions), not images."""
     from skincls.core.bootstrap import Bootstrap
     from skincls.serving import evaluate as lib
+    from skincls.serving.subgroups import SubgroupOptions, parse_ages
 
     with user_errors(report, reliability):
         if report:
@@ -138,6 +145,7 @@ def evaluate(
             reliability,
             overwrite,
             Bootstrap(bootstrap, bootstrap_seed),
+            SubgroupOptions(by or [], parse_ages(age_bands), min_subgroup),
         )
         result = lib.evaluate(run, data, options)
         if report:

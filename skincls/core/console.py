@@ -70,6 +70,31 @@ def print_eval(console: Any, title: str, result: dict[str, Any]) -> None:
         console.print(nia)
     if result.get("calibration"):
         console.print(calibration_table(result))
+    for entry in (result.get("subgroups") or {}).values():
+        print_subgroups(console, entry, result)
+
+
+def print_subgroups(console: Any, entry: dict[str, Any], overall: dict[str, Any]) -> None:
+    """One field's subgroups: the mean over regions of each figure with its interval, the
+    overall row last, subgroups under the minimum size marked, and the largest gap."""
+    field, small = entry["field"], f"(under {entry['min_size']})"
+    shown: dict[str, Any] = {"regions": {}, "mean": overall["mean"], "intervals": {}}
+    ci = overall.get("intervals") or {}
+    bounds = {"regions": {}, "mean": ci.get("mean")}
+    for s in entry["subgroups"]:
+        name = f"{s['value']} {small}" if s["small"] else str(s["value"])
+        shown["regions"][name] = {"n": s["n"], **s["mean"]}
+        bounds["regions"][name] = (s.get("intervals") or {}).get("mean")
+    if ci:
+        shown["intervals"] = {**ci, **bounds}
+    console.print(f"by {field} (mean over regions; the last row is every sample):")
+    console.print(metrics_table(shown, field, counts=True, last="all"))
+    gap = entry.get("largest_gap")
+    if gap:
+        console.print(
+            f"largest gap: {field} = {gap['value']}: {gap['metric']} "
+            f"{100 * gap['gap']:+.1f} points from all samples"
+        )
 
 
 MAX_PRINTED_CONFUSION = 20
@@ -146,11 +171,13 @@ def interval_title(result: dict[str, Any]) -> str | None:
     )
 
 
-def metrics_table(result: dict[str, Any], first: str, counts: bool = False) -> Any:
+def metrics_table(
+    result: dict[str, Any], first: str, counts: bool = False, last: str = "mean"
+) -> Any:
     """One row per region and a bold mean row; region names are never cut. Ordinal figures
     appear only when some region is ordinal, as "-" for the nominal ones; their mean is over the
     ordinal regions. With ``intervals`` in ``result``, each row has a dim row of intervals
-    under it."""
+    under it. ``last`` names the bold mean row."""
     from rich.table import Table
 
     from skincls.core.names import ALL_METRICS
@@ -165,7 +192,7 @@ def metrics_table(result: dict[str, Any], first: str, counts: bool = False) -> A
         table.add_column(SHORT[k], justify="right", min_width=9 if ci else None)
     blank = [""] if counts else []
     rows = [(name, m, ci.get("regions", {}).get(name), "") for name, m in regions.items()]
-    rows.append(("mean", result["mean"], ci.get("mean"), "bold"))
+    rows.append((last, result["mean"], ci.get("mean"), "bold"))
     for name, m, bounds, style in rows:
         n = [str(m["n"])] if counts and "n" in m else blank
         table.add_row(name, *n, *(_cell(m, k) for k in keys), style=style)

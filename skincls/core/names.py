@@ -89,6 +89,8 @@ SHORT = {n: f.short for n, f in METRIC_TABLE.items()}
 """Column headings of the metric tables."""
 BOOTSTRAP_RESAMPLES = 2000
 """Group-bootstrap resamples behind every interval (``--bootstrap``)."""
+MIN_SUBGROUP = 30
+"""Labels under which a subgroup's figures are marked as too few to read (``--min-subgroup``)."""
 NIA_COLUMNS: dict[str, str] = {
     "accuracy": "exact %",
     "within1": "within one %",

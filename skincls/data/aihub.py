@@ -20,7 +20,7 @@ from typing import Any
 from skincls.data.regions import RegionRegistry, RegionSpec
 from skincls.data.samples import IMAGE_SUFFIXES, LoadReport, Sample
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 FACEPARTS = {
     0: "full face",
     1: "forehead",
@@ -44,6 +44,7 @@ class Record:
     facepart: int | None = None
     bbox: list[Any] | None = None
     annotations: dict[str, Any] | None = None
+    info: dict[str, str] | None = None
     error: str | None = None
 
 
@@ -91,7 +92,28 @@ def parse_label(path: str) -> Record:
         facepart=facepart,
         bbox=images.get("bbox"),
         annotations=ann or {},
+        info=photo_info(info, images, filename),
     )
+
+
+DEVICES = {0: "DSLR", 1: "pad", 2: "phone"}
+"""``images.device`` codes (the file name's 01/02/03)."""
+INFO_FIELDS = ("gender", "age", "skin_type", "sensitive")
+
+
+def photo_info(info: dict[str, Any], images: dict[str, Any], filename: str) -> dict[str, str]:
+    """What a label file says about the photo and its subject, as text: ``device`` (DSLR, pad,
+    phone), ``angle`` as the file name writes it (F, Ft, Fb, L15, L30, R15, R30; pad and phone:
+    F, L, R), and ``info``'s gender, age, skin type and sensitivity; a field the file lacks is
+    left out."""
+    out = {k: str(info[k]) for k in INFO_FIELDS if info.get(k) not in (None, "")}
+    device = images.get("device")
+    if device in DEVICES and not isinstance(device, bool):
+        out["device"] = DEVICES[device]
+    parts = os.path.splitext(filename)[0].split("_")
+    if len(parts) >= 3 and parts[2]:
+        out["angle"] = parts[2]
+    return out
 
 
 def _parse_many(paths: list[str]) -> list[Record]:
@@ -249,8 +271,15 @@ def _sample_of(rec, rel, key, value, spec, mirror, report, skip_bad):
     if bbox is None:
         report.skip(f"{spec.name}: invalid bbox", f"{rel}: {rec.bbox!r}")
         return None
+    info = tuple(sorted((rec.info or {}).items()))
     return Sample.single(
-        f"{rel}#{key}#{spec.name}", "", (spec.name, label, raw), str(rec.subject), bbox, mirror
+        f"{rel}#{key}#{spec.name}",
+        "",
+        (spec.name, label, raw),
+        str(rec.subject),
+        bbox,
+        mirror,
+        info,
     )
 
 

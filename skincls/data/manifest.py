@@ -20,6 +20,8 @@ from skincls.data.regions import RegionRegistry, RegionSpec
 from skincls.data.samples import LoadReport, Sample
 
 BBOX_COLUMNS = ("x1", "y1", "x2", "y2")
+SAMPLE_COLUMNS = ("path", "label", "region", "group", "mirror", "source_key", *BBOX_COLUMNS)
+"""Columns that make the sample; every other column is kept as the sample's ``info``."""
 TRUE_STRINGS = {"1", "true", "yes", "y", "t"}
 FALSE_STRINGS = {"0", "false", "no", "n", "f", ""}
 
@@ -194,6 +196,7 @@ class _RowReader:
         self.default_region = options.default_region
         self.base_real = os.path.realpath(manifest.parent)
         self.seen: dict[str, int] = {}
+        self.info_columns = [c for c in columns if c and c not in SAMPLE_COLUMNS]
 
     def reject(self, message: str, reason: str, where: str) -> None:
         self.report.reject(message, reason, where, self.skip_bad)
@@ -236,7 +239,10 @@ class _RowReader:
         self.seen[key] = line
         self.report.count_raw(spec.name, raw)
         group = (row.get(self.group_col) or "").strip() if self.group_col else ""
-        return Sample.single(key, str(path), (spec.name, label, raw), group or image, bbox, mirror)
+        info = tuple((c, v) for c in self.info_columns if (v := (row.get(c) or "").strip()))
+        return Sample.single(
+            key, str(path), (spec.name, label, raw), group or image, bbox, mirror, info
+        )
 
     def _region(self, row: dict[str, str], where: str) -> RegionSpec | None:
         if "region" not in self.columns:

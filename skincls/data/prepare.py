@@ -226,21 +226,24 @@ def _run(tasks: list, n_workers: int, progress: bool) -> tuple[int, dict[str, st
 
 
 def _write_manifest(out: Path, samples: list[Any], failed: dict[str, str]) -> tuple[Path, int]:
-    """``manifest.csv`` with raw labels (a region's ``label_map`` still applies), atomically."""
+    """``manifest.csv`` with raw labels (a region's ``label_map`` still applies) and each
+    sample's ``info`` fields as further columns, atomically."""
     manifest = out / "manifest.csv"
     rows = 0
 
     def write(tmp: Path) -> None:
         nonlocal rows
+        fields = list(dict.fromkeys(k for s in samples for k, _ in s.info))
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
-            w.writerow(["path", "label", "region", "group", "mirror", "source_key"])
+            w.writerow(["path", "label", "region", "group", "mirror", "source_key", *fields])
             for s in samples:
                 name = _crop_name(s)
                 if str(out / name) in failed:
                     continue
+                info = [s.field(f) or "" for f in fields]
                 for lab in s.labels:
-                    w.writerow([name, lab.raw, lab.region, s.group, int(s.mirror), lab.key])
+                    w.writerow([name, lab.raw, lab.region, s.group, int(s.mirror), lab.key, *info])
                     rows += 1
 
     atomic_write(manifest, write)

@@ -34,7 +34,9 @@ class Sample:
     runs and identifies the sample in a split file.
 
     ``bbox`` is ``(x1, y1, x2, y2)`` in pixels of the image at ``path``; ``mirror`` asks for a
-    horizontal flip at load time (the right-hand side of a left/right region pair).
+    horizontal flip at load time (the right-hand side of a left/right region pair). ``info``
+    holds what the data says about the photo and its subject (AI Hub: device, angle, gender,
+    age, skin type, sensitive; a CSV manifest: its other columns), for metrics by subgroup.
     """
 
     key: str
@@ -43,6 +45,7 @@ class Sample:
     group: str
     bbox: BBox | None = None
     mirror: bool = False
+    info: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def single(
@@ -53,11 +56,16 @@ class Sample:
         group: str,
         bbox: BBox | None = None,
         mirror: bool = False,
+        info: tuple[tuple[str, str], ...] = (),
     ) -> Sample:
         """A sample with one ``label`` (region, class index, the label as the data wrote it), as
         every source reads it (see :func:`merge_labels`)."""
         region, index, raw = label
-        return cls(key, path, (Label(region, index, raw, key),), group, bbox, mirror)
+        return cls(key, path, (Label(region, index, raw, key),), group, bbox, mirror, info)
+
+    def field(self, name: str) -> str | None:
+        """The value of one ``info`` field, or None when the data does not say."""
+        return next((v for k, v in self.info if k == name), None)
 
     @property
     def regions(self) -> tuple[str, ...]:

@@ -180,14 +180,15 @@ def write_aihub_json(
     """One face part's label file as the AI Hub release writes it (``<stem>_<part>.json`` in
     the subject's folder; the subject id is the stem's first field)."""
     sid = stem.split("_")[0]
+    number = int(sid) if sid.isdigit() else 0
     doc = {
         "info": {
             "filename": f"{stem}.jpg",
             "id": sid,
-            "gender": "F",
-            "age": 40,
-            "skin_type": 0,
-            "sensitive": 0,
+            "gender": "FM"[number % 2],
+            "age": 20 + (number * 7) % 50,
+            "skin_type": number % 3,
+            "sensitive": number % 2,
         },
         "images": {
             "device": 0,

@@ -10,6 +10,7 @@ from typing import Any
 from skincls.core.bootstrap import Bootstrap
 from skincls.core.errors import SkinclsError
 from skincls.run.artifacts import SPLIT, CheckpointMeta
+from skincls.serving.subgroups import SubgroupOptions
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class EvalOptions:
     reliability: str | Path | None = None
     overwrite: bool = False
     bootstrap: Bootstrap = Bootstrap()
+    subgroups: SubgroupOptions = SubgroupOptions()
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -59,7 +61,7 @@ def evaluate(
     from skincls.core.runtime import amp_dtype, resolve_device
     from skincls.data.images import why_unreadable
     from skincls.model.calibration import calibration_report, reliability_png
-    from skincls.model.inference import predict_loader
+    from skincls.model.inference import metrics_of, predict_loader
     from skincls.run.load import load_run
 
     o = options or EvalOptions()
@@ -75,13 +77,27 @@ def evaluate(
         )
     data = Path(data) if data is not None else Path(config.data)
     split, samples = select_samples(run_dir, config, registry, data, o.selection)
+    if o.subgroups.fields:
+        from skincls.serving.subgroups import check_fields
+
+        check_fields(samples, o.subgroups.fields, str(data))
     dev = resolve_device(o.device)
     model.to(dev)
     batch = o.batch_size or config.batch_size
     loader, _ = eval_loader(specs, meta, samples, batch, o.workers, dev)
     p = predict_loader(model, loader, dev, amp_dtype(config.amp, dev), keep_logits=True)
-    result = _region_metrics(p, specs, regions, [s.group for s in samples], o.bootstrap)
-    bad, wanted = result.pop("bad_indices"), set(result["regions"])
+    rows, scored = _scored_rows(p, specs, regions)
+    result = metrics_of(rows, scored, [s.group for s in samples], o.bootstrap)
+    result.pop("bad_indices")
+    bad = sorted(set(p["index"][~p["ok"].astype(bool)].tolist()))
+    wanted = set(result["regions"])
+    if o.subgroups.fields:
+        from skincls.serving.subgroups import by_field
+
+        result["subgroups"] = {
+            f: by_field(rows, scored, samples, f, result, o.subgroups, o.bootstrap)
+            for f in o.subgroups.fields
+        }
     calibration = {k: v for k, v in calibration_report(model, p).items() if k in wanted}
     if reliability is not None:
         Path(reliability).mkdir(parents=True, exist_ok=True)
@@ -106,21 +122,15 @@ def evaluate(
     return result
 
 
-def _region_metrics(
-    p: dict[str, Any], specs, regions: Sequence[str], groups: list[str], bootstrap: Bootstrap
-) -> dict[str, Any]:
-    """The figures and intervals of the ``regions`` asked for (all when none), their mean over
-    those regions only, and ``bad_indices``: every sample that did not decode."""
+def _scored_rows(p: dict[str, Any], specs, regions: Sequence[str]) -> tuple[dict, list]:
+    """The prediction rows of the ``regions`` asked for (all when none), their region indices
+    renumbered over those regions, and their specs: the mean is over them only."""
     import numpy as np
-
-    from skincls.model.inference import metrics_of
 
     heads = [i for i, s in enumerate(specs) if not regions or s.name in regions]
     rows = {k: v[np.isin(p["region"], heads)] for k, v in p.items()}
     rows["region"] = np.searchsorted(heads, rows["region"])
-    result = metrics_of(rows, [specs[i] for i in heads], groups, bootstrap)
-    result["bad_indices"] = sorted(set(p["index"][~p["ok"].astype(bool)].tolist()))
-    return result
+    return rows, [specs[i] for i in heads]
 
 
 def eval_loader(specs, meta: CheckpointMeta, samples, batch_size: int, workers: int, device):
