@@ -157,9 +157,9 @@ def intervals(
         "regions": {n: {m: bounds(v) for m, v in d.items()} for n, d in per_region.items()}
     }
     out["mean"] = _mean_bounds(per_region, bounds)
-    ordinal = {name: per_region[name] for name, _, o in heads if o}
-    if ordinal:
-        out["ordinal_mean"] = _mean_bounds(ordinal, bounds)
+    graded = {name: per_region[name] for name, _, o in heads if o}
+    if graded:
+        out["ordinal_mean"] = _mean_bounds(graded, bounds)
     return {**out, "groups": n_groups, **options.describe()}
 
 

@@ -80,7 +80,7 @@ def print_subgroups(console: Any, entry: dict[str, Any], overall: dict[str, Any]
     field, small = entry["field"], f"(under {entry['min_size']})"
     shown: dict[str, Any] = {"regions": {}, "mean": overall["mean"], "intervals": {}}
     ci = overall.get("intervals") or {}
-    bounds = {"regions": {}, "mean": ci.get("mean")}
+    bounds: dict[str, Any] = {"regions": {}, "mean": ci.get("mean")}
     for s in entry["subgroups"]:
         name = f"{s['value']} {small}" if s["small"] else str(s["value"])
         shown["regions"][name] = {"n": s["n"], **s["mean"]}
