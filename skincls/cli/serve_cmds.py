@@ -173,6 +173,57 @@ def evaluate(
         console.print(f"reliability diagram: {path}")
 
 
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run A (the reference).")],
+    run_b: Annotated[Path, typer.Argument(help="Run B (the candidate).")],
+    data: Annotated[
+        Path | None, typer.Argument(help="Data (default: run A's; its test split).")
+    ] = None,
+    split: Annotated[
+        Split, typer.Option(help="Part to score; auto: A's test split on A's data, else all.")
+    ] = Split.auto,
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help=f"Checkpoint of each run: {CHECKPOINTS}")
+    ] = Checkpoint.best,
+    region: RegionOpt = None,
+    source: SourceOpt = Source("auto"),
+    group_column: GroupOpt = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Batch size (default: each run's).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 0,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to run.")] = DeviceChoice("auto"),
+    skip_bad: SkipBadOpt = False,
+    bootstrap: BootstrapOpt = BOOTSTRAP_RESAMPLES,
+    bootstrap_seed: BootstrapSeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Is B better than A? Both score the same samples; each figure's difference B - A with a
+    paired bootstrap interval over subjects and a p-value, and one verdict line."""
+    from skincls.core.bootstrap import Bootstrap
+    from skincls.serving.compare import CompareOptions
+    from skincls.serving.compare import compare as run_compare
+    from skincls.serving.evaluate import Selection
+
+    with user_errors():
+        selection = Selection(split.value, region or [], source.value, group_column, skip_bad)
+        options = CompareOptions(
+            selection,
+            checkpoint.value,
+            Bootstrap(bootstrap, bootstrap_seed),
+            batch_size,
+            workers,
+            device.value,
+        )
+        result = run_compare(run_a, run_b, data, options)
+    if as_json:
+        print_json(result)
+        return
+    from skincls.core.console import print_comparison
+
+    print_comparison(stdout_console(), result)
+
+
 def _say_undecodable(reasons: dict[str, str], shown: int = 3) -> None:
     """On stderr: how many images gave no pixels, by reason, and the first few."""
     if not reasons:

@@ -112,6 +112,61 @@ def resample_counts(n_groups: int, resamples: int, seed: int):
         done += b
 
 
+Draws = dict[str, dict[str, np.ndarray]]
+"""Per region, per figure: its value in each resample."""
+
+
+def resampled_figures(
+    region_idx: np.ndarray,
+    labels: np.ndarray,
+    preds: np.ndarray,
+    groups: Sequence[str],
+    heads: Sequence[tuple[str, int, bool]],
+    options: Bootstrap,
+) -> tuple[Draws, int]:
+    """Every region's figures in each group resample, and the number of groups. The draws
+    depend only on the set of groups and the seed, so two runs scored on the same rows are
+    resampled alike (a paired bootstrap)."""
+    codes, group_index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    n_groups = len(codes)
+    confusions = []
+    for i, (_, k, _) in enumerate(heads):
+        mask = region_idx == i
+        confusions.append(
+            group_confusions(group_index[mask], n_groups, labels[mask], preds[mask], k)
+        )
+    draws: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name, _, _ in heads}
+    for counts in resample_counts(n_groups, options.resamples, options.seed):
+        weights = counts.astype(np.float64)
+        for (name, k, ordinal), conf in zip(heads, confusions, strict=True):
+            figures = figures_from_confusion((weights @ conf).reshape(-1, k, k), ordinal)
+            for m, v in figures.items():
+                draws[name].setdefault(m, []).append(v)
+    per_region = {name: {m: np.concatenate(v) for m, v in d.items()} for name, d in draws.items()}
+    return per_region, n_groups
+
+
+def mean_draws(per_region: Draws) -> dict[str, np.ndarray]:
+    """Each figure's mean over the regions that have it, per resample (a region without labels
+    in a resample is left out of that resample's mean)."""
+    out = {}
+    for m in ALL_METRICS:
+        stacks = [d[m] for d in per_region.values() if m in d]
+        if stacks:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a resample without a region
+                out[m] = np.nanmean(np.stack(stacks), axis=0)
+    return out
+
+
+def percentile_bounds(values: np.ndarray, level: float) -> list[float]:
+    """The central ``level`` percentile interval, NaN resamples left out."""
+    if np.isnan(values).all():
+        return [float("nan"), float("nan")]
+    low, high = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return [float(low), float(high)]
+
+
 def intervals(
     region_idx: np.ndarray,
     labels: np.ndarray,
@@ -129,50 +184,16 @@ def intervals(
     **options}``; empty when ``options.resamples`` is 0 or there is no row."""
     if options.resamples <= 0 or len(labels) == 0:
         return {}
-    codes, group_index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    n_groups = len(codes)
-    confusions = []
-    for i, (_, k, _) in enumerate(heads):
-        mask = region_idx == i
-        confusions.append(
-            group_confusions(group_index[mask], n_groups, labels[mask], preds[mask], k)
-        )
-    draws: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name, _, _ in heads}
-    for counts in resample_counts(n_groups, options.resamples, options.seed):
-        weights = counts.astype(np.float64)
-        for (name, k, ordinal), conf in zip(heads, confusions, strict=True):
-            figures = figures_from_confusion((weights @ conf).reshape(-1, k, k), ordinal)
-            for m, v in figures.items():
-                draws[name].setdefault(m, []).append(v)
-    per_region = {name: {m: np.concatenate(v) for m, v in d.items()} for name, d in draws.items()}
-    lo, hi = 50 * (1 - options.level), 50 * (1 + options.level)
+    per_region, n_groups = resampled_figures(region_idx, labels, preds, groups, heads, options)
 
-    def bounds(values: np.ndarray) -> list[float]:
-        if np.isnan(values).all():
-            return [float("nan"), float("nan")]
-        low, high = np.nanpercentile(values, [lo, hi])
-        return [float(low), float(high)]
+    def bounds(d: dict[str, np.ndarray]) -> dict[str, list[float]]:
+        return {m: percentile_bounds(v, options.level) for m, v in d.items()}
 
-    out: dict[str, Any] = {
-        "regions": {n: {m: bounds(v) for m, v in d.items()} for n, d in per_region.items()}
-    }
-    out["mean"] = _mean_bounds(per_region, bounds)
+    out: dict[str, Any] = {"regions": {n: bounds(d) for n, d in per_region.items()}}
+    out["mean"] = bounds(mean_draws(per_region))
+    for m in METRICS:
+        out["mean"].setdefault(m, [float("nan"), float("nan")])
     graded = {name: per_region[name] for name, _, o in heads if o}
     if graded:
-        out["ordinal_mean"] = _mean_bounds(graded, bounds)
+        out["ordinal_mean"] = bounds(mean_draws(graded))
     return {**out, "groups": n_groups, **options.describe()}
-
-
-def _mean_bounds(per_region: dict[str, dict[str, np.ndarray]], bounds) -> dict[str, list[float]]:
-    """Intervals of the mean over regions of each figure (over the regions that have it; a
-    region without labels in a resample is left out of that resample's mean)."""
-    mean = {}
-    for m in ALL_METRICS:
-        stacks = [d[m] for d in per_region.values() if m in d]
-        if stacks:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # a resample without a region
-                mean[m] = bounds(np.nanmean(np.stack(stacks), axis=0))
-        elif m in METRICS:
-            mean[m] = [float("nan"), float("nan")]
-    return mean

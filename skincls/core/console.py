@@ -234,6 +234,61 @@ def nia_table(result: dict[str, Any]) -> Any:
     return table
 
 
+COMPARED = ("accuracy", "balanced_accuracy", "macro_f1", "ba_f1", "within1", "grade_mae", "qwk")
+"""The figures ``compare`` prints (``--json`` has every one)."""
+
+
+def print_comparison(console: Any, result: dict[str, Any]) -> None:
+    """Per region and figure: A, B, B - A, its interval and p-value; then the verdict."""
+    from rich.table import Table
+
+    b = result["bootstrap"]
+    table = Table(
+        title=f"B - A on {result['n']} labels of split {result['split']}",
+        caption=f"{100 * b['level']:g}% paired intervals: bootstrap over {result['groups']} "
+        f"groups (subjects or lesions), {b['resamples']} resamples, seed {b['seed']}",
+    )
+    for col in ("region", "figure", "A", "B", "B - A", "interval", "p"):
+        table.add_column(col, justify="left" if col in ("region", "figure") else "right")
+    blocks = [*result["regions"].items(), ("mean", result["mean"])]
+    for name, figures in blocks:
+        for k in COMPARED:
+            if k not in figures:
+                continue
+            d = figures[k]
+            lo, hi = d["interval"]
+            table.add_row(
+                name,
+                SHORT[k],
+                f"{d['a']:.3f}",
+                f"{d['b']:.3f}",
+                f"{d['difference']:+.3f}",
+                f"[{lo:+.3f}, {hi:+.3f}]",
+                f"{d['p']:.3f}",
+                style="bold" if name == "mean" else "",
+            )
+            name = ""
+    console.print(f"A: {result['run_a']}\nB: {result['run_b']}\ndata: {result['data']}")
+    console.print(table)
+    if result.get("b_trained_on"):
+        console.print(
+            f"warning: run B trained or validated on {result['b_trained_on']} of these samples "
+            "that run A did not (the runs have different splits): B's figures are optimistic",
+            style="yellow",
+        )
+    m = result["mean"].get(result["select"])
+    words = {"better": "B is better than A", "worse": "B is worse than A"}
+    head = words.get(result["verdict"], "A and B are not distinguishable")
+    if m:
+        lo, hi = m["interval"]
+        console.print(
+            f"{head} on {result['select']} (mean over regions): {m['difference']:+.3f} "
+            f"(interval {lo:+.3f} to {hi:+.3f}, p = {m['p']:.3f})"
+        )
+    else:
+        console.print(f"{head}: no {result['select']} figure on these samples")
+
+
 def progress_bar(console: Any, quiet: bool = False) -> Any:
     """A transient bar (terminals only): description, bar, n/N, an info field, elapsed, ETA."""
     from rich.progress import (
