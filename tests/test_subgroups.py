@@ -130,3 +130,22 @@ def test_a_field_the_data_lacks_is_one_clear_error(with_device, tiny_run):
     assert "--by skin_type: no sample of" in got.output and "device" in got.output
     bare = runner.invoke(app, ["evaluate", str(tiny_run), "--by", "device"])
     assert bare.exit_code != 0 and "carries no per-image fields" in bare.output
+
+
+def test_the_report_has_a_chart_and_table_per_field(with_device, tmp_path):
+    run, _ = with_device
+    out = tmp_path / "r.html"
+    got = runner.invoke(
+        app, ["report", str(run), "-o", str(out), "--by", "device", "--by", "age_band"]
+    )
+    assert got.exit_code == 0, got.output
+    html = out.read_text(encoding="utf-8")
+    section = html.split('id="subgroups"', 1)[1].split("</section>", 1)[0]
+    for field in ("device", "age_band"):
+        assert f'alt="balanced accuracy by {field}"' in section
+        assert f"<th>{field}</th>" in section
+    assert section.count("<td>phone") == 1
+    bad = runner.invoke(
+        app, ["report", str(run), "-o", str(tmp_path / "s.html"), "--by", "skin_type"]
+    )
+    assert bad.exit_code != 0 and "--by skin_type" in bad.output

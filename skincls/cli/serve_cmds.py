@@ -152,7 +152,7 @@ def evaluate(
             from skincls.serving.report import build_report
 
             written = build_report(
-                run, report, data, split.value, checkpoint.value, overwrite=overwrite
+                run, report, data, split.value, checkpoint.value, overwrite=overwrite, by=by or []
             )
             stderr_console().print(f"report: {written['path']}")
     _say_undecodable(result.get("undecodable_reasons") or {})
@@ -394,6 +394,7 @@ def report(
     explain: Annotated[
         bool, typer.Option("--explain", help="Grad-CAM overlays for the worst mistakes.")
     ] = False,
+    by: ByOpt = None,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -401,7 +402,9 @@ def report(
     from skincls.serving.report import build_report
 
     with user_errors(output or run / REPORT):
-        written = build_report(run, output, data, split.value, checkpoint.value, explain, overwrite)
+        written = build_report(
+            run, output, data, split.value, checkpoint.value, explain, overwrite, by or []
+        )
     if as_json:
         print_json(written)
     else:

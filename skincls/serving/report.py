@@ -15,6 +15,7 @@ import csv
 import platform
 import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,12 @@ def build_report(
     checkpoint: str = "best",
     explain: bool = False,
     overwrite: bool = False,
+    by: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the report of ``run_dir`` (default ``RUN/report.html``, which is replaced: it is the
     run's own file) scored on ``split`` of ``data`` (default: the run's test split, else its
-    validation split). Returns the path, its size and the seconds it took."""
+    validation split), with a section of figures by subgroup for each field in ``by``. Returns
+    the path, its size and the seconds it took."""
     from skincls.core.outputs import check_new_file
     from skincls.run.rundir import RunDir
 
@@ -71,6 +74,7 @@ def build_report(
         "training": _training_section(run.history(), scored["config"].select, run.status().dump()),
         "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
         "nia": _nia_rows(scored),
+        "subgroups": _subgroup_sections(scored, by),
         "mean": scored["metrics"]["mean"],
         "ci": scored["metrics"].get("intervals") or {},
         "config_yaml": (run.path / A.CONFIG).read_text(encoding="utf-8"),
@@ -127,6 +131,27 @@ def _score(run_dir: Path, data, split: str, checkpoint: str) -> dict[str, Any]:
         "n": int(p["ok"].sum()),
         "transforms": transforms,
     }
+
+
+def _subgroup_sections(scored: dict[str, Any], by: Sequence[str]) -> list[dict[str, Any]]:
+    """Per field: the chart and the rows of ``evaluate --by`` (balanced accuracy, macro F1 and
+    accuracy with intervals) and the largest gap."""
+    if not by:
+        return []
+    from skincls.core.bootstrap import Bootstrap
+    from skincls.serving.report_plots import subgroup_plot
+    from skincls.serving.subgroups import GAP_METRIC, SubgroupOptions, by_field, check_fields
+
+    check_fields(scored["samples"], by, scored["data"])
+    metrics, options = scored["metrics"], SubgroupOptions(list(by))
+    out = []
+    for field in by:
+        entry = by_field(
+            scored["pred"], scored["specs"], scored["samples"], field, metrics, options, Bootstrap()
+        )
+        entry["chart"] = subgroup_plot(entry, metrics["mean"].get(GAP_METRIC), GAP_METRIC)
+        out.append(entry)
+    return out
 
 
 def _pick_split(run_dir, config, registry, data_path, split):

@@ -151,3 +151,26 @@ def per_class_plot(spec, per_class: dict[str, dict[str, float]]) -> str:
     ax.legend(frameon=False, fontsize=7, ncol=3)
     ax.set_title(f"{spec.name}: per class", fontsize=10)
     return png(fig)
+
+
+def subgroup_plot(entry: dict[str, Any], overall: float | None, metric: str) -> str:
+    """One field's subgroups: ``metric`` (mean over regions) with its interval, the overall
+    figure as a dashed line; subgroups under the minimum size drawn pale and marked."""
+    groups = entry["subgroups"]
+    fig, ax = figure(6.0, min(MAX_WIDTH, 0.8 + 0.35 * len(groups)))
+    y = np.arange(len(groups))[::-1]
+    values = np.array([s["mean"].get(metric, np.nan) for s in groups], dtype=float)
+    bounds = [((s.get("intervals") or {}).get("mean") or {}).get(metric) for s in groups]
+    low = np.array([v - b[0] if b else 0.0 for v, b in zip(values, bounds, strict=True)])
+    high = np.array([b[1] - v if b else 0.0 for v, b in zip(values, bounds, strict=True)])
+    colours = ["#c5cbd6" if s["small"] else "#3b6fb6" for s in groups]
+    ax.barh(y, values, color=colours, xerr=np.vstack([low, high]), capsize=3)
+    labels = [f"{s['value']} (n={s['n']}{', small' if s['small'] else ''})" for s in groups]
+    ax.set_yticks(y, labels, fontsize=8)
+    if overall is not None:
+        ax.axvline(overall, color="#b3261e", linestyle="--", linewidth=1, label="all samples")
+        ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"{metric} (mean over regions), 95% interval")
+    ax.set_title(f"by {entry['field']}", fontsize=10)
+    return png(fig)
