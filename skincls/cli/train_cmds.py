@@ -134,3 +134,35 @@ def sweep(
         print_json(result)
     else:
         render_sweep(result, stdout_console())
+
+
+def cv(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Argument(help="Training data, as for skincls train.")],
+    folds: Annotated[int, typer.Option(min=2, help="Folds (no subject in two).")] = 5,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="cv directory (one run per fold).")
+    ] = Path("runs/cv"),
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grouped, stratified k-fold cross-validation: one run per fold, out-of-fold predictions
+    and pooled figures with intervals; resumes fold by fold.
+
+    Every `skincls train` option is accepted as written for train and applies to every fold,
+    for example: `skincls cv DATA --folds 5 --backbone resnet10t --epochs 8 -o runs/cv`.
+    """
+    from skincls.training.cv import run_cv
+
+    with user_errors():
+        values = parse_train_args(ctx, [data, *ctx.args])
+        values.setdefault("quiet", True)
+        check_dir(output, "--output")
+        err = stderr_console()
+        result = run_cv(values, folds, output, overwrite, progress=lambda line: err.print(line))
+    if as_json:
+        print_json(result)
+        return
+    from skincls.core.console import print_cv
+
+    print_cv(stdout_console(), result)

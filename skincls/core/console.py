@@ -289,6 +289,19 @@ def print_comparison(console: Any, result: dict[str, Any]) -> None:
         console.print(f"{head}: no {result['select']} figure on these samples")
 
 
+def print_cv(console: Any, result: dict[str, Any]) -> None:
+    """The pooled out-of-fold figures with intervals, then each mean figure over folds."""
+    console.print(f"{result['folds']}-fold cross-validation, out of fold: {result['oof']}")
+    console.print(metrics_table(result, "region", counts=True))
+    over = result["over_folds"]
+    shown = [k for k in ("balanced_accuracy", "macro_f1", "accuracy", "within1") if k in over]
+    console.print(
+        "over folds (mean ± sd): "
+        + ", ".join(f"{SHORT[k]} {over[k][0]:.3f} ± {over[k][1]:.3f}" for k in shown)
+    )
+    console.print("runs: " + ", ".join(result["runs"]))
+
+
 def progress_bar(console: Any, quiet: bool = False) -> Any:
     """A transient bar (terminals only): description, bar, n/N, an info field, elapsed, ETA."""
     from rich.progress import (

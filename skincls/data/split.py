@@ -36,7 +36,24 @@ def split_samples(
     samples: Sequence[Sample], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
 ) -> dict[str, str]:
     """Map each sample key to ``train``, ``val`` or ``test``."""
-    fr = check_fractions(fractions)
+    parts = assign_groups(samples, check_fractions(fractions), seed)
+    return {k: PARTS[i] for k, i in parts.items()}
+
+
+def fold_samples(samples: Sequence[Sample], folds: int, seed: int = 0) -> dict[str, int]:
+    """Map each sample key to one of ``folds`` equal, group-aware, stratified folds (0-based):
+    every sample in exactly one fold, no group in two."""
+    if folds < 2:
+        raise SkinclsError(f"--folds: expected 2 or more, got {folds}")
+    n_groups = len({s.group for s in samples})
+    if n_groups < folds:
+        raise SkinclsError(f"--folds {folds}: the data has only {n_groups} group(s)")
+    return assign_groups(samples, [1.0 / folds] * folds, seed)
+
+
+def assign_groups(samples: Sequence[Sample], fr: Sequence[float], seed: int = 0) -> dict[str, int]:
+    """Each sample key's part (an index into ``fr``, the parts' shares), whole groups at a time,
+    by the greedy rule of this module's docstring."""
     groups: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
         groups[s.group].append(s)
@@ -58,9 +75,9 @@ def split_samples(
     order.sort(key=lambda g: (min(cell_total[c] for c in group_cells[g]), -len(groups[g])))
 
     n_total = len(samples)
-    current: list[dict[tuple[str, int], int]] = [defaultdict(int) for _ in PARTS]
-    sizes = [0, 0, 0]
-    assignment: dict[str, str] = {}
+    current: list[dict[tuple[str, int], int]] = [defaultdict(int) for _ in fr]
+    sizes = [0] * len(fr)
+    assignment: dict[str, int] = {}
     for g in order:
         cells = group_cells[g]
         best, best_score = 0, None
@@ -79,7 +96,7 @@ def split_samples(
             current[best][c] += n
         sizes[best] += len(groups[g])
         for s in groups[g]:
-            assignment[s.key] = PARTS[best]
+            assignment[s.key] = best
     return assignment
 
 

@@ -64,16 +64,24 @@ def make_loader(
 
 
 def predict_loader(
-    model, loader, device, dtype=None, channels_last=False, keep_logits: bool = False
+    model,
+    loader,
+    device,
+    dtype=None,
+    channels_last=False,
+    keep_logits: bool = False,
+    keep_probs: bool = False,
 ) -> dict[str, np.ndarray]:
     """One row per (sample, head it has a label for): the head's index (``region``), the label,
     the head's decided class (``model.predict``: its rule on its probabilities) and that class's
     served probability (``conf``), the decode flag and the sample's index. A sample with two
     labels gives two rows. ``keep_logits`` adds ``logits``: each row's raw head outputs (an
-    object array: heads differ in width)."""
+    object array: heads differ in width); ``keep_probs`` adds ``probs``: each row's served
+    probabilities (calibrated, prior-corrected), likewise."""
     model.eval()
     out: dict[str, list] = {k: [] for k in ("region", "label", "pred", "conf", "ok", "index")}
     raw: list[np.ndarray] = []
+    served: list[np.ndarray] = []
     with torch.inference_mode():
         for batch in loader:
             _, labels, ok, index = batch
@@ -96,10 +104,14 @@ def predict_loader(
             if keep_logits:
                 cpu = [lg.float().cpu().numpy() for lg in logits]
                 raw.extend(cpu[h][r] for r, h in zip(rows.tolist(), heads.tolist(), strict=True))
+            if keep_probs:
+                cpu = [p.float().cpu().numpy() for p in probs]
+                served.extend(cpu[h][r] for r, h in zip(rows.tolist(), heads.tolist(), strict=True))
     result = {k: torch.cat(v).numpy() for k, v in out.items() if v}
-    if keep_logits and result:
-        result["logits"] = np.empty(len(raw), dtype=object)
-        result["logits"][:] = raw
+    for name, kept, wanted in (("logits", raw, keep_logits), ("probs", served, keep_probs)):
+        if wanted and result:
+            result[name] = np.empty(len(kept), dtype=object)
+            result[name][:] = kept
     return result
 
 

@@ -10,7 +10,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,14 @@ def train(
     show_test: bool = True,
     callbacks: Sequence[Callback] = (),
     epoch_tables: bool = True,
+    split: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test (its
     table is printed unless ``show_test`` is False; the validation table of every epoch unless
     ``epoch_tables`` is False, then only the last). ``on_epoch_end(epoch, record)`` and
-    ``callbacks`` run after the built-in callbacks; what they raise stops the run.
+    ``callbacks`` run after the built-in callbacks; what they raise stops the run. ``split``
+    (sample key -> train, val or test) replaces the run's own split of a new run (``skincls
+    cv`` gives each fold's).
 
     Under ``torchrun`` every rank trains on its share of each epoch's draw, predictions are
     gathered before metrics are computed, and only rank 0 writes files and logs to wandb.
@@ -68,7 +71,7 @@ def train(
         device = _device(config, dctx)
         seed_everything(config.seed, device=device)
         model = create_model(config, dataset.regions, pretrained=not config.resume)
-        run, parts = _split(config, run, dataset, dctx)
+        run, parts = _split(config, run, dataset, dctx, split)
         kit = build_kit(config, model, dataset.regions, parts, device, dctx)
         ctx = RunContext(config, run, dataset, parts, kit, dctx, console, epoch_tables=epoch_tables)
         state = phases.restore(ctx)
@@ -116,7 +119,7 @@ def _device(config: TrainConfig, dctx) -> torch.device:
     return resolve_device("cpu" if dctx.enabled else config.device)
 
 
-def _split(config, run, dataset, dctx) -> tuple[RunDir, dict[str, list[Any]]]:
+def _split(config, run, dataset, dctx, given=None) -> tuple[RunDir, dict[str, list[Any]]]:
     """The train/val/test parts: the saved split of a resumed run, or a new split written into
     a new run directory (created by rank 0; other ranks learn its path or its error)."""
     from skincls.data.split import partition, split_samples
@@ -125,7 +128,13 @@ def _split(config, run, dataset, dctx) -> tuple[RunDir, dict[str, list[Any]]]:
         assignment = run.split(dataset.samples)
     else:
         split_seed = config.seed if config.split_seed is None else config.split_seed
-        assignment = split_samples(dataset.samples, config.fractions, split_seed)
+        if given is None:
+            assignment = split_samples(dataset.samples, config.fractions, split_seed)
+        else:
+            missing = [s.key for s in dataset.samples if s.key not in given]
+            if missing:
+                raise SkinclsError(f"the given split has no part for {missing[0]}")
+            assignment = {s.key: given[s.key] for s in dataset.samples}
         created: tuple[str, str] | None = None
         if dctx.is_main:
             try:
