@@ -81,3 +81,47 @@ def test_cv_writes_one_oof_row_per_label_and_resumes_fold_by_fold(
     assert (out / "fold-1" / "evaluation.json").is_file()
     other = _cv(tiny_data, tiny_regions, out, "--folds", "4")
     assert other.exit_code != 0 and "a cv started with folds = 3, now 4" in other.output
+
+
+def test_the_exported_fold_ensemble_is_the_mean_of_the_fold_models(
+    tiny_data, tiny_regions, tmp_path
+):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from skincls.run.load import load_run
+    from skincls.serving.onnx_meta import onnx_metadata
+
+    out = tmp_path / "cv"
+    assert _cv(tiny_data, tiny_regions, out, "--folds", "2").exit_code == 0
+    got = runner.invoke(app, ["export", str(out), "--json"])
+    assert got.exit_code == 0, got.output
+    path = json.loads(got.stdout)["path"]
+    meta = onnx_metadata(path)
+    assert meta["ensemble"]["folds"] == 2
+    images = np.random.default_rng(1).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    outputs = dict(
+        zip(
+            [o.name for o in session.get_outputs()],
+            session.run(None, {"image": images}),
+            strict=True,
+        )
+    )
+    folds = [load_run(out / f"fold-{i}").model for i in range(2)]
+    with torch.inference_mode():
+        served = [m.predict(m(torch.from_numpy(images)))[0] for m in folds]
+    for i, name in enumerate(folds[0].region_names):
+        mean = (served[0][i] + served[1][i]).numpy() / 2
+        np.testing.assert_allclose(outputs[f"{name}_probs"], mean, atol=1e-5)
+        width = mean.shape[1]
+        shifts = [m.log_shifts[name] for m in folds]
+        shift = np.mean([np.zeros(width) if s is None else s.numpy() for s in shifts], axis=0)
+        moved = mean * np.exp(shift)
+        moved /= moved.sum(1, keepdims=True)
+        if folds[0].decisions[name] == "argmax":
+            expected = moved.argmax(1)
+        else:  # the median grade: the first whose cumulative probability reaches 0.5
+            expected = np.minimum((np.cumsum(moved, 1) < 0.5).sum(1), width - 1)
+        assert (outputs[f"{name}_decision"] == expected).all()

@@ -20,7 +20,12 @@ from skincls.core.errors import SkinclsError
 from skincls.core.fileio import os_error_reason, remove_quietly, write_error
 from skincls.core.outputs import check_new_file
 from skincls.run.artifacts import ONNX
-from skincls.serving.onnx_meta import check_reproducible, metadata_props, save_with_metadata
+from skincls.serving.onnx_meta import (
+    check_reproducible,
+    metadata_props,
+    save_with_metadata,
+    with_ensemble,
+)
 from skincls.serving.quantize import quantize as quantize_model
 
 
@@ -35,6 +40,9 @@ class _Exportable:
     @staticmethod
     def build(model, regions: Sequence[str]):
         import torch
+
+        if hasattr(model, "exportable"):  # a cv directory's fold ensemble
+            return model.exportable(regions)
 
         class Wrapper(torch.nn.Module):
             def __init__(self, net, keep):
@@ -87,11 +95,14 @@ def export_onnx(
     import numpy as np
 
     from skincls.run.load import load_run
+    from skincls.serving.ensemble import ensemble_note, is_cv_dir, load_ensemble
 
     o = options or ExportOptions()
     quantize, exporter, opset, checkpoint = o.quantize, o.exporter, o.opset, o.checkpoint
     run_dir = Path(run_dir)
-    model, config, registry, specs, meta = load_run(run_dir, checkpoint, o.rule, o.target_prior)
+    ensemble = is_cv_dir(run_dir)
+    load = load_ensemble if ensemble else load_run
+    model, config, registry, specs, meta = load(run_dir, checkpoint, o.rule, o.target_prior)
     names = [s.name for s in specs]
     keep = list(o.regions) or names
     output = _check_request(run_dir, output, keep, names, quantize, exporter, o.overwrite)
@@ -99,6 +110,8 @@ def export_onnx(
     wrapper = _Exportable.build(model, keep)
     kept = [s for s in specs if s.name in keep]
     props = metadata_props(run_dir, checkpoint, quantize, meta, kept, model)
+    if ensemble:
+        props = with_ensemble(props, ensemble_note(run_dir, model.folds))
     size = int(meta.image_size)
     outputs = output_names(model, keep)
     fp32 = output if quantize == "none" else output.with_name(output.stem + ".fp32.tmp.onnx")

@@ -166,6 +166,20 @@ def metadata_props(
     ]
 
 
+def with_ensemble(props: list[tuple[str, str]], note: dict[str, Any]) -> list[tuple[str, str]]:
+    """``props`` with the ensemble's description in the JSON entry (its ``ensemble`` key, whose
+    ``outputs`` replace the single model's) and as a flat ``ensemble_folds`` key."""
+    out = []
+    for key, value in props:
+        if key == METADATA_KEY:
+            document = json.loads(value)
+            document["ensemble"] = note
+            document["outputs"] = note["outputs"]
+            value = json.dumps(document, ensure_ascii=False)
+        out.append((key, value))
+    return [*out, ("ensemble_folds", str(note["folds"]))]
+
+
 def save_with_metadata(proto, path: Path, props: list[tuple[str, str]]) -> None:
     """Attach ``props`` (replacing any), check the model fully, and write one file atomically."""
     import onnx
