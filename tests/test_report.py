@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from skincls.cli.root import app
 from skincls.core.config import build_config
-from skincls.serving.report import build_report
+from skincls.serving.report import Sections, build_report
 
 from .conftest import tiny_values
 
@@ -26,7 +26,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell")
 @pytest.fixture(scope="module")
 def report(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "tiny report.html"
-    written = build_report(tiny_run, out, explain=True)
+    written = build_report(tiny_run, out, sections=Sections(explain=True))
     return Path(written["path"]), tiny_run
 
 

@@ -149,10 +149,11 @@ def evaluate(
         )
         result = lib.evaluate(run, data, options)
         if report:
-            from skincls.serving.report import build_report
+            from skincls.serving.report import Sections, build_report
 
+            parts = Sections(by=by or [])
             written = build_report(
-                run, report, data, split.value, checkpoint.value, overwrite=overwrite, by=by or []
+                run, report, data, split.value, checkpoint.value, overwrite, parts
             )
             stderr_console().print(f"report: {written['path']}")
     _say_undecodable(result.get("undecodable_reasons") or {})
@@ -399,12 +400,11 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """One self-contained HTML page: data, training curves, confusion, worst mistakes, config."""
-    from skincls.serving.report import build_report
+    from skincls.serving.report import Sections, build_report
 
     with user_errors(output or run / REPORT):
-        written = build_report(
-            run, output, data, split.value, checkpoint.value, explain, overwrite, by or []
-        )
+        parts = Sections(explain, by or [])
+        written = build_report(run, output, data, split.value, checkpoint.value, overwrite, parts)
     if as_json:
         print_json(written)
     else:

@@ -142,25 +142,18 @@ def head_logits(
 
 
 def score(
-    model,
-    loader,
-    regions: list[Any],
-    device,
-    dtype=None,
-    channels_last=False,
-    dctx=None,
-    groups: Sequence[str] | None = None,
+    model, loader, regions: list[Any], device, dtype=None, channels_last=False, dctx=None
 ) -> dict[str, Any]:
     """Metrics over every sample of ``loader``; under torch.distributed the predictions of all
     ranks are gathered first, so the figures are those of the whole split on every rank.
-    ``bad_indices`` lists the samples that did not decode (left out of the figures); with
-    ``groups`` (each sample's group), group-bootstrap ``intervals`` too."""
+    ``bad_indices`` lists the samples that did not decode (left out of the figures)."""
+    return metrics_of(gathered(model, loader, device, dtype, channels_last, dctx), regions)
+
+
+def gathered(model, loader, device, dtype=None, channels_last=False, dctx=None) -> dict:
+    """:func:`predict_loader` over every rank's share (all rows on every rank)."""
     p = predict_loader(model, loader, device, dtype, channels_last)
-    if dctx is not None:
-        p = D.gather_predictions(p, dctx)
-    if not p:
-        return {"regions": {}, "mean": {}, "bad_indices": []}
-    return metrics_of(p, regions, groups)
+    return D.gather_predictions(p, dctx) if dctx is not None else p
 
 
 def metrics_of(
@@ -173,6 +166,8 @@ def metrics_of(
     the samples that did not decode (each once). With ``groups`` (the group of each sample, by
     its index), ``intervals``: every figure's group-bootstrap interval
     (:func:`skincls.core.bootstrap.intervals`, ``bootstrap`` or its defaults)."""
+    if not p:
+        return {"regions": {}, "mean": {}, "bad_indices": []}
     keep = p["ok"].astype(bool)
     rows = (p["region"][keep], p["label"][keep], p["pred"][keep])
     result = evaluate_predictions(

@@ -38,6 +38,16 @@ ONNX = "model.onnx"
 """Where ``skincls export RUN`` writes by default. Not a run entry: ``--overwrite`` of a run
 directory holding an exported model is refused rather than deleting it."""
 CHECKPOINTS = (BEST, LAST)
+CV_PLAN = "cv.plan.json"
+"""What a ``skincls cv`` directory was started with (folds, data, seed, regions)."""
+CV_RESULT = "cv.json"
+OOF = "oof.csv"
+
+
+def fold_dir(cv_dir: Path, fold: int) -> Path:
+    """The run directory of fold ``fold`` (0-based) of a cv directory."""
+    return Path(cv_dir) / f"fold-{fold}"
+
 
 RUN_ENTRIES = {
     CONFIG,

@@ -22,18 +22,18 @@ SHARED = ("backbone", "image_size", "mean", "std", "resize")
 
 
 def is_cv_dir(path: str | Path) -> bool:
-    from skincls.training.cv import PLAN
+    from skincls.run.artifacts import CV_PLAN
 
-    return (Path(path) / PLAN).is_file()
+    return (Path(path) / CV_PLAN).is_file()
 
 
 def load_ensemble(cv_dir: Path, checkpoint: str, rule: str, target_prior):
     """``(FoldEnsemble, fold 0's config, registry, specs, meta)`` of a finished cv directory;
     one clear error for a missing fold or folds that differ in what an app reproduces."""
+    from skincls.run.artifacts import CV_PLAN, fold_dir
     from skincls.run.load import load_run
-    from skincls.training.cv import PLAN, fold_dir
 
-    folds = json.loads((cv_dir / PLAN).read_text(encoding="utf-8"))["folds"]
+    folds = json.loads((cv_dir / CV_PLAN).read_text(encoding="utf-8"))["folds"]
     loaded = []
     for i in range(folds):
         target = fold_dir(cv_dir, i)

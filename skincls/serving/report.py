@@ -16,6 +16,7 @@ import platform
 import shlex
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +40,28 @@ MISTAKES = 12
 GRADCAMS = 4
 
 
+@dataclass(frozen=True)
+class Sections:
+    """Optional parts of a report: Grad-CAM overlays of the worst mistakes (``explain``) and a
+    section of figures by subgroup for each field in ``by``."""
+
+    explain: bool = False
+    by: Sequence[str] = ()
+
+
 def build_report(
     run_dir: str | Path,
     output: str | Path | None = None,
     data: str | Path | None = None,
     split: str = "auto",
     checkpoint: str = "best",
-    explain: bool = False,
     overwrite: bool = False,
-    by: Sequence[str] = (),
+    sections: Sections = Sections(),
 ) -> dict[str, Any]:
     """Write the report of ``run_dir`` (default ``RUN/report.html``, which is replaced: it is the
     run's own file) scored on ``split`` of ``data`` (default: the run's test split, else its
-    validation split), with a section of figures by subgroup for each field in ``by``. Returns
-    the path, its size and the seconds it took."""
+    validation split), with the optional ``sections``. Returns the path, its size and the
+    seconds it took."""
     from skincls.core.outputs import check_new_file
     from skincls.run.rundir import RunDir
 
@@ -72,9 +81,9 @@ def build_report(
         "scored": {k: scored[k] for k in ("split", "data", "epoch", "checkpoint", "n")},
         "data_section": _data_section(run, scored["config"], scored["specs"]),
         "training": _training_section(run.history(), scored["config"].select, run.status().dump()),
-        "regions": [_region_section(scored, spec, explain) for spec in scored["specs"]],
+        "regions": [_region_section(scored, spec, sections.explain) for spec in scored["specs"]],
         "nia": _nia_rows(scored),
-        "subgroups": _subgroup_sections(scored, by),
+        "subgroups": _subgroup_sections(scored, sections.by),
         "mean": scored["metrics"]["mean"],
         "ci": scored["metrics"].get("intervals") or {},
         "config_yaml": (run.path / A.CONFIG).read_text(encoding="utf-8"),

@@ -22,16 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from skincls.core.errors import SkinclsError
+from skincls.run.artifacts import CV_PLAN as PLAN
+from skincls.run.artifacts import CV_RESULT as RESULT
+from skincls.run.artifacts import OOF, fold_dir
 
-PLAN = "cv.plan.json"
-RESULT = "cv.json"
-OOF = "oof.csv"
 PLAN_KEYS = ("folds", "data", "seed", "regions")
 """What a cv directory was started with; resuming with other values is refused."""
-
-
-def fold_dir(out: Path, fold: int) -> Path:
-    return out / f"fold-{fold}"
 
 
 def fold_splits(samples, folds: int, seed: int, val_fraction: float) -> list[dict[str, str]]:

@@ -121,7 +121,7 @@ def _clear(output: Path, overwrite: bool) -> None:
 
 def _train(data: Path, out: Path, budget: DemoBudget, console: Any) -> Any:
     from skincls.core.config import build_config
-    from skincls.training.train import train
+    from skincls.training.train import Display, train
 
     config = build_config(
         {
@@ -140,7 +140,7 @@ def _train(data: Path, out: Path, budget: DemoBudget, console: Any) -> Any:
             "wandb": "disabled",
         }
     )
-    return train(config, console=console, show_test=False, epoch_tables=budget.verbose)
+    return train(config, console=console, display=Display(False, budget.verbose))
 
 
 def next_steps(run_dir: Path, data: Path, onnx_path, budget: DemoBudget) -> list[tuple[str, str]]:

@@ -182,7 +182,7 @@ def test_served(ctx: RunContext, state: TrainState) -> dict[str, Any] | None:
     selection)."""
     from skincls.data.dataset import SampleDataset
     from skincls.data.sampler import EvalSampler
-    from skincls.model.inference import make_loader, score
+    from skincls.model.inference import gathered, make_loader, metrics_of
 
     run, config, kit, dctx, regions = ctx.run, ctx.config, ctx.kit, ctx.dctx, ctx.regions
     samples, tracker = ctx.parts["test"], ctx.tracker
@@ -196,8 +196,8 @@ def test_served(ctx: RunContext, state: TrainState) -> dict[str, Any] | None:
     ds = SampleDataset(samples, names, kit.eval_transforms, config.image_size)
     sampler = EvalSampler(len(ds), dctx.rank, dctx.world_size)
     loader = make_loader(ds, sampler, config.batch_size, config.workers, e.device)
-    groups = [s.group for s in samples]
-    result = score(e.model, loader, regions, e.device, e.dtype, e.channels_last, dctx, groups)
+    p = gathered(e.model, loader, e.device, e.dtype, e.channels_last, dctx)
+    result = metrics_of(p, regions, [s.group for s in samples])
     _list_bad_test_images(ctx, [samples[i] for i in result.pop("bad_indices", [])])
     result.update({"split": "test", "checkpoint": "best", "epoch": epoch})
     if ctx.writes:

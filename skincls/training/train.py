@@ -11,7 +11,7 @@ uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,16 @@ from skincls.training.fit import TrainingInterrupted, fit
 from skincls.training.result import RunResult
 from skincls.training.run_summary import print_run_summary
 
-__all__ = ["RunResult", "TrainingInterrupted", "train", "train_from_options"]
+__all__ = ["Display", "RunResult", "TrainingInterrupted", "train", "train_from_options"]
+
+
+@dataclass(frozen=True)
+class Display:
+    """What a run prints: the test table at the end (``show_test``) and the validation table of
+    every epoch (``epoch_tables``; otherwise only the last)."""
+
+    show_test: bool = True
+    epoch_tables: bool = True
 
 
 def train(
@@ -40,14 +49,12 @@ def train(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     console: Any = None,
     wandb_group: str | None = None,
-    show_test: bool = True,
     callbacks: Sequence[Callback] = (),
-    epoch_tables: bool = True,
+    display: Display = Display(),
     split: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test (its
-    table is printed unless ``show_test`` is False; the validation table of every epoch unless
-    ``epoch_tables`` is False, then only the last). ``on_epoch_end(epoch, record)`` and
+    """Train, validate each epoch, keep ``best/`` and ``last/``, evaluate the best on test (the test
+    and validation tables are printed as ``display`` says). ``on_epoch_end(epoch, record)`` and
     ``callbacks`` run after the built-in callbacks; what they raise stops the run. ``split``
     (sample key -> train, val or test) replaces the run's own split of a new run (``skincls
     cv`` gives each fold's).
@@ -73,7 +80,9 @@ def train(
         model = create_model(config, dataset.regions, pretrained=not config.resume)
         run, parts = _split(config, run, dataset, dctx, split)
         kit = build_kit(config, model, dataset.regions, parts, device, dctx)
-        ctx = RunContext(config, run, dataset, parts, kit, dctx, console, epoch_tables=epoch_tables)
+        ctx = RunContext(
+            config, run, dataset, parts, kit, dctx, console, epoch_tables=display.epoch_tables
+        )
         state = phases.restore(ctx)
         ctx = replace(ctx, tracker=phases.start(ctx, wandb_group))
         print_run_summary(ctx)
@@ -83,7 +92,7 @@ def train(
         stopped = fit(ctx, state, hooks)
         phases.calibrate_served(ctx, state)
         test = phases.test_served(ctx, state)
-        result = phases.finish(ctx, state, test, stopped, show_test)
+        result = phases.finish(ctx, state, test, stopped, display.show_test)
         ctx.tracker.finish()
         return result
     finally:
