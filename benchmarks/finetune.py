@@ -69,7 +69,9 @@ def options_of(name: str, args, out: Path) -> dict:
         return dict(ARMS[name])
     from skincls.training.recipe import scaled_lr
 
-    change, options = dict(ABLATION[name[len("ablation:") :]]), dict(LITE0)
+    change, options = {}, dict(LITE0)
+    for part in name[len("ablation:") :].split("+"):  # a combination: "lr_x3+strong_augment"
+        change.update(ABLATION[part])
     if "lr_scale" in change:
         options["lr"] = scaled_lr(args.batch_size, "fine-tuning") * change.pop("lr_scale")
     if "epochs_scale" in change:
@@ -133,8 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     p.add_argument("--study", choices=("arms", "ablation"), default="arms")
-    p.add_argument("--changes", nargs="+", choices=list(ABLATION), default=list(ABLATION))
+    p.add_argument(
+        "--changes",
+        nargs="+",
+        default=list(ABLATION),
+        help="ablation cells: names of ABLATION, or several joined by + (a combination)",
+    )
     args = p.parse_args(argv)
+    unknown = [c for c in args.changes for part in c.split("+") if part not in ABLATION]
+    if unknown:
+        p.error(f"--changes: unknown {unknown}; choose from {', '.join(ABLATION)}")
     if not args.data.is_file():
         raise SystemExit(f"HAM10000 not found at {args.data} (it lives in ../shared)")
     results = Results(args.out, ("arm", "seed"), args)
