@@ -88,6 +88,13 @@ class Exporter(str, Enum):
     torchscript = "torchscript"
 
 
+EvalBatchOpt = Annotated[
+    int | None, typer.Option(min=1, help="Batch size (default: the run's own).")
+]
+WorkersOpt = Annotated[int, typer.Option(min=0, help="Data loader processes.")]
+DeviceOpt = Annotated[DeviceChoice, typer.Option(help="Where to run.")]
+
+
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
     data: Annotated[Path | None, typer.Argument(help="Data (default: the run's data).")] = None,
@@ -100,11 +107,9 @@ def evaluate(
     region: RegionOpt = None,
     source: SourceOpt = Source("auto"),
     group_column: GroupOpt = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Batch size (default: the run's).")
-    ] = None,
-    workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 0,
-    device: Annotated[DeviceChoice, typer.Option(help="Where to run.")] = DeviceChoice("auto"),
+    batch_size: EvalBatchOpt = None,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = DeviceChoice("auto"),
     skip_bad: SkipBadOpt = False,
     rule: RuleOpt = Rule.selected,
     target_prior: TargetPriorOpt = None,
@@ -189,11 +194,9 @@ def compare(
     region: RegionOpt = None,
     source: SourceOpt = Source("auto"),
     group_column: GroupOpt = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Batch size (default: each run's).")
-    ] = None,
-    workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 0,
-    device: Annotated[DeviceChoice, typer.Option(help="Where to run.")] = DeviceChoice("auto"),
+    batch_size: EvalBatchOpt = None,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = DeviceChoice("auto"),
     skip_bad: SkipBadOpt = False,
     bootstrap: BootstrapOpt = BOOTSTRAP_RESAMPLES,
     bootstrap_seed: BootstrapSeedOpt = 0,
