@@ -485,7 +485,9 @@ def test_help_names_values_in_words_and_summaries_are_whole():
         assert not re.search(r"<(int|float|str|text|path|list\[|Path)", text), (command, text)
     top = runner.invoke(app, ["--help"], terminal_width=80).stdout
     lines = top[top.index("Commands:") :].splitlines()[1:]
-    assert len([line for line in lines if line.strip()]) == 11
+    from skincls.cli.root import SHORT
+
+    assert len([line for line in lines if line.strip()]) == len(SHORT) + 1  # and `regions`
     assert not [line for line in lines if line.rstrip().endswith(("...", "…"))], top
     predict = " ".join(runner.invoke(app, ["predict", "--help"]).stdout.split())
     assert "MODEL PATH Run directory or .onnx file." in predict

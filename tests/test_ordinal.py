@@ -143,7 +143,7 @@ def test_nominal_regions_carry_no_ordinal_figures(mixed_run):
     line = next(
         ln
         for ln in table.stdout.splitlines()
-        if ln.startswith("│ wrinkle") and "%" not in ln and ln.count("│") == 7
+        if ln.startswith("│ wrinkle") and "%" not in ln and ln.count("│") == 8
     )
     m = doc["regions"]["wrinkle"]
     assert f"{100 * m['accuracy']:.1f}" in line and f"{m['grade_mae']:.2f}" in line
