@@ -252,15 +252,15 @@ def test_wandb_offline_run_is_written_and_resumed_under_the_same_id(
 
 
 def test_the_default_learning_rate_follows_the_global_batch():
-    """timm's rule for AdamW: 3e-4 x sqrt(global batch / 32) when fine-tuning (1.4e-3 x ...
+    """timm's rule for AdamW: 9e-4 x sqrt(global batch / 32) when fine-tuning (1.4e-3 x ...
     from scratch); a given --lr is kept."""
     from skincls.training.recipe import resolve_recipe
 
     values = dict(data="d", batch_size=16, accum_steps=2, pretrained="hub")
     config, notes = resolve_recipe(build_config(values), world_size=4)  # 16 x 4 x 2 = 128 images
-    assert config.lr == pytest.approx(6e-4) and "global batch 128 / 32" in notes[0]
+    assert config.lr == pytest.approx(1.8e-3) and "global batch 128 / 32" in notes[0]
     config, _ = resolve_recipe(build_config({**values, "batch_size": 8}), world_size=1)
-    assert config.lr == pytest.approx(2.12e-4)  # 3e-4 x sqrt(16 / 32) = 3e-4 x 0.7071, 3 digits
+    assert config.lr == pytest.approx(6.36e-4)  # 9e-4 x sqrt(16 / 32) = 9e-4 x 0.7071, 3 digits
     scratch, notes = resolve_recipe(build_config({**values, "pretrained": "none"}), 4)
     assert scratch.lr == pytest.approx(2.8e-3) and "from scratch" in notes[0]  # 1.4e-3 x 2
     given, notes = resolve_recipe(build_config({**values, "lr": 0.01}), world_size=4)
@@ -269,13 +269,13 @@ def test_the_default_learning_rate_follows_the_global_batch():
         resolve_recipe(build_config({**values, "eta_min": 0.01}), world_size=1)
 
 
-def test_the_weight_ema_is_on_from_scratch_and_off_when_fine_tuning_unless_given():
+def test_the_weight_ema_is_on_in_both_regimes_unless_given():
     from skincls.training.recipe import resolve_recipe
 
     scratch, notes = resolve_recipe(build_config({"data": "d", "pretrained": "none"}), 1)
     assert scratch.ema_decay == 0.999 and "--ema-decay 0 turns it off" in notes[1]
     tuned, notes = resolve_recipe(build_config({"data": "d", "pretrained": "hub"}), 1)
-    assert tuned.ema_decay == 0.0 and "weight EMA off" in notes[1]
+    assert tuned.ema_decay == 0.999 and "the default fine-tuning" in notes[1]
     off, _ = resolve_recipe(build_config({"data": "d", "pretrained": "none", "ema_decay": 0}), 1)
     assert off.ema_decay == 0.0
 

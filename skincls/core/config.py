@@ -109,7 +109,7 @@ class TrainConfig(BaseModel):
         Field(
             gt=0,
             le=1,
-            description="Peak learning rate (AdamW); default 3e-4 x sqrt(global batch / 32) "
+            description="Peak learning rate (AdamW); default 9e-4 x sqrt(global batch / 32) "
             "when fine-tuning, 1.4e-3 x sqrt(global batch / 32) from scratch (timm's scaling "
             "for adaptive optimisers).",
         ),
@@ -122,7 +122,7 @@ class TrainConfig(BaseModel):
             lt=1,
             description="Keep an EMA of the weights (timm ModelEmaV3, with warm-up) and validate "
             "it each epoch beside the raw weights; best/ keeps whichever is better. 0: off. "
-            "Default: 0.999 when training from scratch (--no-pretrained), off when fine-tuning.",
+            "Default: 0.999.",
         ),
     ] = None
     head_lr_mult: Annotated[
